@@ -1,0 +1,1 @@
+"""Node lifecycle: wrapper, spot watcher, finalizer, hooks (SPEC sections 5-9)."""
