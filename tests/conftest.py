@@ -31,3 +31,6 @@ def make_config(root: Path, **sections: dict) -> Config:
     data = {"job": {"id": "test-job"}, "node": node}
     data.update(sections)
     return config_from_dict(data, env={})
+
+
+pytest_plugins = ["fakes.moto_s3"]
