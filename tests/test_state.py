@@ -31,3 +31,16 @@ def test_notice_roundtrip(tmp_path):
     notice = state.notice()
     assert notice == SpotNotice("stop", "2026-11-23T14:32:00Z")
     assert notice.when() == dt.datetime(2026, 11, 23, 14, 32, tzinfo=dt.UTC)
+
+
+def test_progress_and_uploads(tmp_path):
+    state = NodeState(tmp_path)
+    state.write_progress({"assigned": 3, "done": 1})
+    state.record_upload("s3://b/k1", 10, "aa")
+    state.record_upload("s3://b/k2", 20, "bb")
+    with (tmp_path / "uploads.jsonl").open("a") as fh:
+        fh.write('{"uri": "torn')
+    assert state.progress() == {"assigned": 3, "done": 1}
+    assert [u["uri"] for u in state.uploads()] == ["s3://b/k1", "s3://b/k2"]
+    state.start_run("i-1")
+    assert state.progress() == {} and state.uploads() == []

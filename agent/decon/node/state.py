@@ -5,6 +5,8 @@ wrapper, the spot watcher and the finalizer.
     outcome.json         the job's outcome, written by the wrapper when the job exits
     spot-notice.json     the spot notice, written by the watcher (the finalizer's deadline)
     wrapper.pid          the wrapper's PID (the watcher signals it to stop the job)
+    progress.json        the job's file counts (assigned/done/contaminated/failed), for sentinel
+    uploads.jsonl        objects the job uploaded ({"uri", "size", "sha256"}), for manifest.json
     outbox/              artifacts waiting to be uploaded to runs/{RUN_ID}/
     work/                scratch space of the job
 """
@@ -97,7 +99,7 @@ class NodeState:
         """Make a new run id, store it, clear the previous run's outcome and notice."""
         run_id = make_run_id(instance_id, when)
         self._write(self.run_id_file, run_id + "\n")
-        for name in ("outcome.json", "spot-notice.json"):
+        for name in ("outcome.json", "spot-notice.json", "progress.json", "uploads.jsonl"):
             (self.dir / name).unlink(missing_ok=True)
         return run_id
 
@@ -114,6 +116,33 @@ class NodeState:
     def notice(self) -> SpotNotice | None:
         data = self._read_json("spot-notice.json")
         return SpotNotice(**data) if data else None
+
+    def write_progress(self, progress: dict[str, Any]) -> None:
+        """The job's counts: {"assigned", "done", "contaminated", "failed", ...}."""
+        self._write_json("progress.json", progress)
+
+    def progress(self) -> dict[str, Any]:
+        return self._read_json("progress.json") or {}
+
+    def record_upload(self, uri: str, size: int, sha256: str) -> None:
+        """Append one uploaded object to uploads.jsonl (one line per object, append-only)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"uri": uri, "size": size, "sha256": sha256}, sort_keys=True)
+        with (self.dir / "uploads.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def uploads(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self.dir / "uploads.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line after a crash
+        return out
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
         try:
