@@ -1,0 +1,1 @@
+"""`decon run`: the S3 job of one fleet node (list, shard, download, detect, upload)."""

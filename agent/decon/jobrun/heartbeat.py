@@ -1,0 +1,51 @@
+"""The heartbeat object `runs/{RUN_ID}/heartbeat.json`: written by `decon run` as it goes,
+read by `decon status` from a laptop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+HEARTBEAT_NAME = "heartbeat.json"
+
+
+@dataclass
+class FileCounts:
+    assigned: int = 0
+    done: int = 0
+    contaminated: int = 0
+    failed: int = 0
+
+
+@dataclass
+class Heartbeat:
+    run_id: str
+    job_id: str
+    instance_id: str
+    host_index: int
+    host_count: int
+    updated_at: str  # ISO 8601 UTC, e.g. 2026-11-23T14:30:12Z
+    state: str = "running"  # running | stopping | done
+    files: FileCounts = field(default_factory=FileCounts)
+    bytes_done: int = 0
+    bytes_total: int = 0
+    rate_mb_s: float = 0.0
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Heartbeat:
+        """Parse a heartbeat; raises ValueError on anything malformed."""
+        try:
+            raw: dict[str, Any] = json.loads(data)
+            raw["files"] = FileCounts(**raw.get("files", {}))
+            return cls(**raw)
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"bad heartbeat: {exc}") from None
+
+    def age_seconds(self, now: dt.datetime) -> float:
+        updated = dt.datetime.fromisoformat(self.updated_at.replace("Z", "+00:00"))
+        return (now - updated).total_seconds()
