@@ -41,6 +41,8 @@ class Heartbeat:
         """Parse a heartbeat; raises ValueError on anything malformed."""
         try:
             raw: dict[str, Any] = json.loads(data)
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
             raw["files"] = FileCounts(**raw.get("files", {}))
             return cls(**raw)
         except (TypeError, json.JSONDecodeError) as exc:
