@@ -149,11 +149,13 @@ def s3_client(
     read_timeout: float = 60.0,
 ) -> Any:
     """A boto3 S3 client: endpoint from `aws.endpoint_url` or AWS_ENDPOINT_URL, botocore
-    retries pinned to `attempts` (1 = no botocore retries), short connect timeout."""
+    retries pinned to `attempts` requests in all (1 = no botocore retries)."""
     endpoint = aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     config = BotoConfig(
         region_name=aws.region,
-        retries={"max_attempts": attempts, "mode": "standard"},
+        # botocore's "max_attempts" counts retries (total = value + 1); "total_max_attempts"
+        # counts every try, so attempts=1 really means one request and no hidden retries.
+        retries={"total_max_attempts": attempts, "mode": "standard"},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         # Path-style works for every S3-compatible store and for bucket names with dots.
