@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import requests
+
 
 def user_with_policy(s3: Any, name: str, statements: list[dict[str, Any]]) -> dict[str, str]:
     """Create IAM user `name` allowed/denied by `statements`; returns its boto3 credentials.
@@ -22,3 +24,8 @@ def user_with_policy(s3: Any, name: str, statements: list[dict[str, Any]]) -> di
         "aws_access_key_id": key["AccessKeyId"],
         "aws_secret_access_key": key["SecretAccessKey"],
     }
+
+
+def stop_enforcing_iam(s3: Any) -> None:
+    """Turn moto's IAM checks off again (e.g. to inspect the bucket with the fixture's keys)."""
+    requests.post(f"{s3.endpoint}/moto-api/reset-auth", data=b"inf", timeout=10)

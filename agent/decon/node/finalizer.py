@@ -596,7 +596,7 @@ def parse_time(text: str) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+        raise UserError(f"--deadline: not an ISO 8601 time: {text!r}") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
@@ -613,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exit-code", type=int, help="the job's exit code")
     parser.add_argument("--reason", help="why the job ended, in words")
     parser.add_argument(
-        "--deadline", type=parse_time, help="give up uploads before this time (ISO 8601)"
+        "--deadline", help="give up uploads rather than wait past this time (ISO 8601, UTC)"
     )
     parser.add_argument("--no-poweroff", action="store_true", help="do not power off at the end")
     parser.add_argument(
@@ -631,7 +631,7 @@ def _main(argv: list[str] | None) -> int:
         status=args.status,
         exit_code=args.exit_code,
         reason=args.reason,
-        deadline=args.deadline,
+        deadline=parse_time(args.deadline) if args.deadline else None,
         poweroff=not args.no_poweroff,
         dry_run=args.dry_run,
     )
