@@ -166,10 +166,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._record(Seen(self.command, path, fault, status))
             self._send_error_xml(status, code, message)
         else:
-            status = self._forward(body)
-            self.owner._record(Seen(self.command, path, None, status))
+            self._forward(body, path)
 
-    def _forward(self, body: bytes) -> int:
+    def _forward(self, body: bytes, path: str) -> None:
         conn = http.client.HTTPConnection(
             self.owner.upstream_host, self.owner.upstream_port, timeout=60
         )
@@ -183,18 +182,19 @@ class _Handler(BaseHTTPRequestHandler):
             conn.endheaders(body or None)
             response = conn.getresponse()
             data = response.read()
-            self.send_response(response.status, response.reason)
-            for name, value in response.getheaders():
-                if name.lower() not in HOP_BY_HOP:
-                    self.send_header(name, value)
-            length = response.getheader("Content-Length") if self.command == "HEAD" else None
-            self.send_header("Content-Length", length or str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            return response.status
         finally:
             conn.close()
+        # Recorded before the client hears back, so a test never looks too early.
+        self.owner._record(Seen(self.command, path, None, response.status))
+        self.send_response(response.status, response.reason)
+        for name, value in response.getheaders():
+            if name.lower() not in HOP_BY_HOP:
+                self.send_header(name, value)
+        length = response.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _send_error_xml(self, status: int, code: str, message: str) -> None:
         data = (

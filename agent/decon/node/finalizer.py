@@ -513,16 +513,19 @@ def record_failure(ctx: Context, error: str) -> FinalizeResult:
 
 
 def apply_failure_policy(ctx: Context) -> None:
-    """`keep`: stay up for `keep_seconds` so an operator can ssh in and rerun `decon-finalize`
-    (the lock is released meanwhile), then power off; `poweroff`: go on at once."""
+    """`keep`: stay up for `keep_seconds` (never past the deadline) so an operator can ssh in
+    and rerun `decon-finalize` (the lock is released meanwhile), then power off; `poweroff`:
+    go on at once."""
     if ctx.cfg.node.on_upload_failure != "keep":
         return
-    seconds = ctx.cfg.node.keep_seconds
+    seconds = float(ctx.cfg.node.keep_seconds)
+    if ctx.deadline is not None:  # a spot notice: go down cleanly before AWS takes the node
+        seconds = max(0.0, min(seconds, (ctx.deadline - ctx.clock()).total_seconds()))
     until = ctx.clock() + dt.timedelta(seconds=seconds)
     ctx.log.event(
         "FINALIZE_KEEP",
         run_id=ctx.run_id,
-        keep_seconds=seconds,
+        keep_seconds=f"{seconds:g}",
         poweroff_at=iso_utc(until),
         hint="fix the cause and run decon-finalize; stop this process to cancel the poweroff",
     )
