@@ -33,4 +33,4 @@ def make_config(root: Path, **sections: dict) -> Config:
     return config_from_dict(data, env={})
 
 
-pytest_plugins = ["fakes.moto_s3"]
+pytest_plugins = ["fakes.moto_s3", "fakes.faulty_proxy"]

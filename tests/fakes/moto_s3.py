@@ -30,6 +30,8 @@ class MotoServer:
     def reset(self) -> None:
         """Forget every bucket, object and IAM entity (and turn IAM checks off)."""
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        # /reset keeps the IAM mode; an unlimited unauthenticated-request budget turns it off.
+        requests.post(f"{self.endpoint}/moto-api/reset-auth", data=b"inf", timeout=10)
 
     def enforce_iam(self) -> None:
         """From now on requests are checked against IAM (AccessDenied for missing actions)."""
