@@ -1,0 +1,534 @@
+"""`decon-spot-watch`: watch IMDS for spot interruption notices and rebalance recommendations.
+
+Separation as in aws-node-termination-handler: the IMDS client (`decon.node.imds`), one monitor
+per notice kind (`SpotInterruptionMonitor`, `RebalanceMonitor`) that turns IMDS documents into
+new events, and the actions taken for each event (`InterruptionAction`, `RebalanceAction`).
+`SpotWatcher` is the loop that ties them together, handles IMDS errors (logged rate-limited,
+shown in STATUS, retried with capped exponential backoff, never fatal) and talks to systemd.
+
+On a spot instance-action (terminate, stop or hibernate), once per notice:
+SPOT_NOTICE -> spot-notice.json -> on-interrupt hooks -> SIGTERM to the wrapper (which forwards
+it to the job once) -> wait for the wrapper to exit, at most `spot.checkpoint_deadline_seconds`
+and never past the notice time minus `spot.deadline_margin_seconds` -> the finalizer with
+`--status interrupted --deadline <notice time - margin>`. A rebalance recommendation only logs
+REBALANCE_NOTICE and runs the on-rebalance hooks: the job keeps running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from decon.config import Config, load_config
+from decon.errors import guarded_main
+from decon.eventlog import EventLog, iso_utc, utc_now
+from decon.node.hooks import run_hooks
+from decon.node.imds import ImdsClient, ImdsError, ImdsHttpError, ImdsUnreachable, RebalanceNotice
+from decon.node.notify import Notifier
+from decon.node.state import NodeState, SpotNotice
+
+# --- events and monitors -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterruptionEvent:
+    notice: SpotNotice
+
+
+@dataclass(frozen=True)
+class RebalanceEvent:
+    notice: RebalanceNotice
+
+
+Event = InterruptionEvent | RebalanceEvent
+
+
+@dataclass
+class SpotInterruptionMonitor:
+    """`spot/instance-action` -> a new InterruptionEvent per action.
+
+    AWS may move the notice's time between polls; the same action is the same notice.
+    """
+
+    seen_actions: set[str] = field(default_factory=set)
+    kind = "spot-interruption"
+
+    def check(self, client: ImdsClient) -> InterruptionEvent | None:
+        notice = client.instance_action()
+        if notice is None or notice.action in self.seen_actions:
+            return None
+        self.seen_actions.add(notice.action)
+        return InterruptionEvent(notice)
+
+
+@dataclass
+class RebalanceMonitor:
+    """`events/recommendations/rebalance` -> a new RebalanceEvent per noticeTime."""
+
+    seen_times: set[str] = field(default_factory=set)
+    kind = "rebalance"
+
+    def check(self, client: ImdsClient) -> RebalanceEvent | None:
+        notice = client.rebalance_recommendation()
+        if notice is None or notice.notice_time in self.seen_times:
+            return None
+        self.seen_times.add(notice.notice_time)
+        return RebalanceEvent(notice)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def process_start_time(pid: int) -> float | None:
+    """The epoch time `pid` started, from /proc (None when unknown)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        ticks = int(fields[19])  # field 22 of stat(5); fields[0] is field 3 (state)
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def running_wrapper_pid(state: NodeState) -> int | None:
+    """The PID in wrapper.pid if that process still runs and is the one that wrote the file.
+
+    wrapper.pid survives a reboot; a process that started after the file was written only
+    reuses the number, and must not be signalled.
+    """
+    path = state.wrapper_pid_file
+    try:
+        pid = int(path.read_text().strip())
+        written = path.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if pid <= 1 or pid == os.getpid() or not process_alive(pid):
+        return None
+    started = process_start_time(pid)
+    if started is not None and started > written + 2.0:
+        return None
+    return pid
+
+
+# --- the loop's edges --------------------------------------------------------------------------
+
+
+@dataclass
+class WatchEdges:
+    """Everything the watcher touches besides IMDS and files, injectable for tests."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], dt.datetime] = utc_now
+    kill: Callable[[int, int], None] = os.kill
+    alive: Callable[[int], bool] = process_alive
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True when a stop was requested (SIGTERM to the watcher)."""
+        return self.stop.wait(max(0.0, seconds))
+
+    def watchdog_interval(self) -> float | None:
+        """Half of systemd's WatchdogSec when it is set for this process, else None."""
+        usec = self.env.get("WATCHDOG_USEC")
+        pid = self.env.get("WATCHDOG_PID")
+        if not usec or (pid and pid != str(os.getpid())):
+            return None
+        try:
+            return max(0.05, int(usec) / 2e6)
+        except ValueError:
+            return None
+
+
+class Heartbeat:
+    """Status lines and watchdog pings to systemd; waits that keep the watchdog fed."""
+
+    def __init__(self, notifier: Notifier, edges: WatchEdges) -> None:
+        self.notifier = notifier
+        self.edges = edges
+        self.interval = edges.watchdog_interval()
+        self.last_status: str | None = None
+
+    def status(self, text: str) -> None:
+        if text != self.last_status:
+            self.last_status = text
+            self.notifier.status(text)
+
+    def ping(self) -> None:
+        if self.interval is not None:
+            self.notifier.watchdog()
+
+    def wait(self, seconds: float) -> bool:
+        """Wait `seconds` in watchdog-sized steps; True when a stop was requested."""
+        end = self.edges.clock() + seconds
+        while True:
+            left = end - self.edges.clock()
+            if left <= 0:
+                return self.edges.stop.is_set()
+            step = left if self.interval is None else min(left, self.interval)
+            if self.edges.wait(step):
+                return True
+            self.ping()
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+
+class InterruptionAction:
+    """What a spot interruption notice sets in motion (once per watcher process)."""
+
+    WAIT_STEP_SECONDS = 0.1
+
+    def __init__(
+        self, cfg: Config, state: NodeState, log: EventLog, beat: Heartbeat, edges: WatchEdges
+    ) -> None:
+        self.cfg = cfg
+        self.state = state
+        self.log = log
+        self.beat = beat
+        self.edges = edges
+        self.started = False
+        self.finalizer_exit: int | None = None
+
+    def deadline(self, notice: SpotNotice) -> dt.datetime:
+        """The notice time minus the margin: uploads must be done by then."""
+        return notice.when() - dt.timedelta(seconds=self.cfg.spot.deadline_margin_seconds)
+
+    def facts(self, notice: SpotNotice) -> dict[str, str | None]:
+        return {
+            "DECON_RUN_ID": self.state.run_id(),
+            "DECON_JOB_ID": self.cfg.job.id,
+            "SPOT_ACTION": notice.action,
+            "SPOT_TIME": notice.time,
+            "DECON_EVENT": "on-interrupt",
+        }
+
+    def handle(self, notice: SpotNotice) -> None:
+        self.state.write_notice(notice)
+        if self.started:
+            self.log.event("SPOT_NOTICE_UPDATE", action=notice.action, note="already handling")
+            return
+        self.started = True
+        deadline = self.deadline(notice)
+        deadline_iso = iso_utc(deadline)
+        self.beat.status(f"spot {notice.action} at {notice.time}: running on-interrupt hooks")
+        hook_timeout = min(
+            float(self.cfg.node.hook_timeout_seconds), max(1.0, self._seconds_until(deadline))
+        )
+        run_hooks(
+            self.cfg.node.hooks_dir, "on-interrupt", self.facts(notice), self.log, hook_timeout
+        )
+        self.stop_job(notice, deadline)
+        if self.edges.stop.is_set():
+            self.log.event("FINALIZE_NOT_STARTED", reason="watcher is stopping")
+            return
+        self.finalize(notice, deadline_iso)
+
+    def stop_job(self, notice: SpotNotice, deadline: dt.datetime) -> None:
+        """SIGTERM to the wrapper, then wait for it to exit (bounded)."""
+        pid = running_wrapper_pid(self.state)
+        if pid is None:
+            self.log.event("JOB_STOP_SKIPPED", reason="no wrapper running")
+            return
+        try:
+            self.edges.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            self.log.event("JOB_STOP_SKIPPED", reason="wrapper already exited", pid=pid)
+            return
+        except OSError as exc:
+            self.log.event("JOB_STOP_FAILED", pid=pid, error=exc)
+            return
+        wait = max(
+            0.0, min(self.cfg.spot.checkpoint_deadline_seconds, self._seconds_until(deadline))
+        )
+        self.log.event("JOB_STOP_REQUESTED", pid=pid, signal="SIGTERM", wait_seconds=f"{wait:g}")
+        self.beat.status(f"spot {notice.action} at {notice.time}: waiting for the job to stop")
+        started = self.edges.clock()
+        while self.edges.alive(pid):
+            left = wait - (self.edges.clock() - started)
+            if left <= 0:
+                self.log.event("JOB_STOP_TIMEOUT", pid=pid, waited_seconds=f"{wait:g}")
+                return
+            if self.beat.wait(min(self.WAIT_STEP_SECONDS, left)):
+                return
+        waited = self.edges.clock() - started
+        self.log.event("WRAPPER_EXITED", pid=pid, waited_seconds=f"{waited:.1f}")
+
+    def finalize(self, notice: SpotNotice, deadline_iso: str) -> None:
+        """Run the finalizer as a child and wait for it, keeping the watchdog fed."""
+        cfg = self.cfg
+        command = [
+            *cfg.node.finalize_command,
+            "--config",
+            cfg.node.config_path,
+            "--status",
+            "interrupted",
+            "--deadline",
+            deadline_iso,
+            "--reason",
+            f"spot {notice.action} notice for {notice.time}",
+        ]
+        self.log.event("FINALIZE_LAUNCH", command=" ".join(command))
+        self.beat.status(f"spot {notice.action} at {notice.time}: finalizing")
+        try:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            self.log.event("FINALIZE_LAUNCH_FAILED", command=command[0], error=exc)
+            return
+        step = self.beat.interval or 1.0
+        while True:
+            try:
+                proc.wait(timeout=step)  # a stop request here must not orphan the finalizer
+                break
+            except subprocess.TimeoutExpired:
+                self.beat.ping()
+        self.finalizer_exit = proc.returncode
+        self.log.event("FINALIZER_EXIT", returncode=proc.returncode)
+        self.beat.status(
+            f"spot {notice.action} at {notice.time}: finalizer exited {proc.returncode}"
+        )
+
+    def _seconds_until(self, when: dt.datetime) -> float:
+        return (when - self.edges.wall()).total_seconds()
+
+
+class RebalanceAction:
+    """A rebalance recommendation: hooks only. The job keeps running; nothing powers off."""
+
+    def __init__(self, cfg: Config, state: NodeState, log: EventLog, beat: Heartbeat) -> None:
+        self.cfg = cfg
+        self.state = state
+        self.log = log
+        self.beat = beat
+
+    def handle(self, notice: RebalanceNotice) -> None:
+        facts = {
+            "DECON_RUN_ID": self.state.run_id(),
+            "DECON_JOB_ID": self.cfg.job.id,
+            "REBALANCE_NOTICE_TIME": notice.notice_time,
+            "DECON_EVENT": "on-rebalance",
+        }
+        run_hooks(
+            self.cfg.node.hooks_dir,
+            "on-rebalance",
+            facts,
+            self.log,
+            float(self.cfg.node.hook_timeout_seconds),
+        )
+
+
+# --- the watcher -------------------------------------------------------------------------------
+
+
+class SpotWatcher:
+    """The polling loop: monitors -> events -> actions; IMDS errors never end it."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        client: ImdsClient,
+        log: EventLog,
+        notifier: Notifier | None = None,
+        edges: WatchEdges | None = None,
+        max_backoff_seconds: float = 20.0,
+        error_log_every: int = 30,
+    ) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.log = log
+        self.edges = edges or WatchEdges()
+        self.notifier = notifier or Notifier()
+        self.beat = Heartbeat(self.notifier, self.edges)
+        self.state = NodeState(cfg.node.state_dir)
+        self.monitors = [SpotInterruptionMonitor(), RebalanceMonitor()]
+        self.interruption = InterruptionAction(cfg, self.state, log, self.beat, self.edges)
+        self.rebalance = RebalanceAction(cfg, self.state, log, self.beat)
+        self.max_backoff = max(max_backoff_seconds, cfg.spot.poll_interval_seconds)
+        self.error_log_every = max(1, error_log_every)
+        self.errors_in_row = 0
+        self.ever_reached = False
+        self._last_error_key: tuple[str, int | None, str] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.client.endpoint
+
+    def idle_status(self) -> str:
+        if self.interruption.started:
+            return "spot interruption handled; watching"
+        return f"watching {self.endpoint} every {self.cfg.spot.poll_interval_seconds:g}s"
+
+    def start(self) -> None:
+        self.log.event(
+            "WATCH_START",
+            endpoint=self.endpoint,
+            poll_interval=f"{self.cfg.spot.poll_interval_seconds:g}s",
+            run_id=self.state.run_id(),
+        )
+        self.notifier.ready(f"starting: {self.idle_status()}")
+        self.beat.last_status = None
+
+    def poll_once(self) -> bool:
+        """Ask every monitor once and act on new events; False when IMDS failed."""
+        error: ImdsError | None = None
+        for monitor in self.monitors:
+            try:
+                event = monitor.check(self.client)
+            except ImdsError as exc:
+                error = error or exc
+                continue
+            if event is not None:
+                self.dispatch(event)
+        self.beat.ping()
+        if error is not None:
+            self._imds_failed(error)
+            return False
+        self._imds_ok()
+        return True
+
+    def dispatch(self, event: Event) -> None:
+        if isinstance(event, InterruptionEvent):
+            notice = event.notice
+            self.log.event(
+                "SPOT_NOTICE", action=notice.action, time=notice.time, run_id=self.state.run_id()
+            )
+            self.interruption.handle(notice)
+        else:
+            self.log.event(
+                "REBALANCE_NOTICE", notice_time=event.notice.notice_time, action="hooks only"
+            )
+            self.beat.status(f"rebalance recommended at {event.notice.notice_time}; job continues")
+            self.rebalance.handle(event.notice)
+
+    def next_delay(self) -> float:
+        """The poll interval, or a capped exponential backoff after IMDS errors."""
+        interval = self.cfg.spot.poll_interval_seconds
+        if self.errors_in_row == 0:
+            return interval
+        return min(self.max_backoff, interval * 2 ** min(self.errors_in_row - 1, 30))
+
+    def run(self) -> int:
+        """Poll until a stop is requested; never exits because of IMDS."""
+        self.start()
+        try:
+            while not self.edges.stop.is_set():
+                self.poll_once()
+                if self.beat.wait(self.next_delay()):
+                    break
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        self.log.event("WATCH_STOP", errors_in_row=self.errors_in_row or None)
+        self.notifier.stopping("stopping")
+
+    def _imds_failed(self, exc: ImdsError) -> None:
+        self.errors_in_row += 1
+        status = exc.status if isinstance(exc, ImdsHttpError) else None
+        key = (exc.kind, status, exc.path)
+        delay = self.next_delay()
+        if isinstance(exc, ImdsUnreachable) and not self.ever_reached:
+            message = f"IMDS at {self.endpoint} unreachable: not on EC2? still watching"
+        else:
+            message = str(exc)
+        if (
+            key != self._last_error_key
+            or self.errors_in_row == 1
+            or self.errors_in_row % self.error_log_every == 0
+        ):
+            self.log.event(
+                "IMDS_ERROR",
+                kind=exc.kind,
+                status=status,
+                path=exc.path or None,
+                errors_in_row=self.errors_in_row,
+                retry_in=f"{delay:g}s",
+                message=message,
+            )
+        self._last_error_key = key
+        self.beat.status(
+            f"IMDS error ({exc.kind}): {message}; {self.errors_in_row} in a row, "
+            f"retry in {delay:g}s"
+        )
+
+    def _imds_ok(self) -> None:
+        if self.errors_in_row:
+            self.log.event("IMDS_OK", after_errors=self.errors_in_row)
+        self.errors_in_row = 0
+        self._last_error_key = None
+        self.ever_reached = True
+        self.beat.status(self.idle_status())
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="decon-spot-watch",
+        description="Watch IMDS (v2) for spot interruption notices and rebalance "
+        "recommendations; on a notice stop the job and finalize the run.",
+    )
+    parser.add_argument(
+        "--config", help="job file (default: $DECON_CONFIG or /etc/decon/config.yaml)"
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="poll once, act on a notice, exit (1 on IMDS error)"
+    )
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config)
+    log = EventLog(cfg.node.log_file, sys.stdout)
+    edges = WatchEdges()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: edges.stop.set())
+    spot = cfg.spot
+    with ImdsClient(
+        spot.imds_endpoint, spot.token_ttl_seconds, spot.request_timeout_seconds
+    ) as client:
+        watcher = SpotWatcher(cfg, client, log, Notifier(), edges)
+        if not args.once:
+            return watcher.run()
+        watcher.start()
+        try:
+            return 0 if watcher.poll_once() else 1
+        finally:
+            watcher.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded_main(_main, argv)
