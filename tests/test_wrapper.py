@@ -290,8 +290,11 @@ def test_normal_exit_notify_sequence_progress_and_job_status(tmp_path, notify_so
     assert len(ready) == 1
     assert "STATUS=job says hi" in got  # the job's own STATUS through the inherited socket
     assert any("files 4/10 done, 1 contaminated, 0 failed" in d for d in got)
-    stop = [i for i, d in enumerate(got) if "STOPPING=1" in d]
-    assert len(stop) == 1 and stop[0] > ready[0]
+    # No STOPPING=1 when nobody asked the service to stop: it would start systemd's stop timer
+    # under the finalizer.
+    assert not any("STOPPING=1" in d for d in got)
+    final = [i for i, d in enumerate(got) if "STATUS=finalizing run_id=" in d]
+    assert len(final) == 1 and final[0] > ready[0]
     (call,) = node.finalizer_calls()
     argv = call["argv"]
     assert argv[argv.index("--status") + 1] == "normal"

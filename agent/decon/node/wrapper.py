@@ -325,7 +325,10 @@ class Wrapper:
         self._stopping(f"stopping: {name} forwarded to job (pid {child.pid})")
 
     def _stopping(self, status: str) -> None:
-        if not self.stopping_sent:
+        """STOPPING=1 once, and only when asked to stop: systemd starts TimeoutStopSec when it
+        gets STOPPING=1, which must not cut short the finalizer after a job that simply ended
+        (its keep-for-inspection period can be long)."""
+        if self.forwarded is not None and not self.stopping_sent:
             self.stopping_sent = True
             self.notifier.stopping(status)
         else:
