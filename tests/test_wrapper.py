@@ -75,13 +75,15 @@ FINALIZER = textwrap.dedent(
 # with the sentinel module); DRIVER_SENTINEL names a JSON file: null, an object, or "raise".
 DRIVER = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
     from types import SimpleNamespace
     from decon.errors import guarded_main
     from decon.node import wrapper
 
     def lookup(cfg, run_id):
         path = os.environ["DRIVER_SENTINEL"]
+        open(path + ".asked", "w").close()
+        time.sleep(float(os.environ.get("DRIVER_LOOKUP_SECONDS", "0")))
         data = json.loads(open(path).read()) if os.path.exists(path) else None
         if data == "raise":
             raise ConnectionError("endpoint unreachable")
@@ -391,6 +393,25 @@ def test_unfinished_run_resumes_with_the_same_run_id(tmp_path, sentinel):
     assert json.loads(node.job_started.read_text())["run_id"] == old
     assert node.state.notice() is None  # a notice from an earlier boot is not a deadline
     assert ("SENTINEL_CHECK_FAILED" in node.log()) == (sentinel == "raise")
+
+
+def test_stop_before_the_job_starts_runs_no_job_and_finalizes(tmp_path, notify_socket):
+    path, server = notify_socket
+    node = make_node(tmp_path)
+    node.state.start_run("i-old")
+    proc = start_wrapper(node, notify=path, DRIVER_LOOKUP_SECONDS="1.5")
+    asked = Path(f"{node.sentinel}.asked")
+    wait_for(asked.exists)  # the wrapper is inside the (slow) sentinel lookup
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    got = drain(server)
+    assert proc.returncode == 0, err.decode()
+    assert not node.job_started.exists()
+    (call,) = node.finalizer_calls()
+    argv = call["argv"]
+    assert argv[argv.index("--exit-code") + 1] == "-15"
+    assert "before the job started" in argv[argv.index("--reason") + 1]
+    assert sum("STOPPING=1" in d for d in got) == 1
 
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path):

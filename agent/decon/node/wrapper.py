@@ -257,6 +257,13 @@ class Wrapper:
     def run_job(self, run_id: str, sig_fd: int) -> Outcome:
         """Start the job, relay signals/notify while it runs, return how it ended."""
         command = self.cfg.node.job_command
+        early = read_signals(sig_fd)
+        if early:  # asked to stop before the job started (e.g. during the sentinel check)
+            name = signal_name(early[0])
+            self.log.event("JOB_NOT_STARTED", run_id=run_id, signal=name)
+            self.forwarded = early[0]  # later signals are "already handled"
+            self._stopping(f"stopping: {name} before the job started")
+            return Outcome.from_exit(-early[0], f"stopped by {name} before the job started")
         self.log.event("JOB_START", run_id=run_id, command=" ".join(command))
         try:
             # Own process group: a terminal's Ctrl-C reaches only the wrapper, which forwards
