@@ -100,6 +100,7 @@ class InstallSection:
     pip_spec: str = "decon-agent"  # a PyPI spec or a wheel URL
     find_links: str | None = None  # a wheelhouse URL for --find-links
     extra_pip_args: list[str] = field(default_factory=list)
+    python: str = "python3"  # the interpreter that makes /opt/decon (>= 3.11, e.g. python3.11)
 
 
 @dataclass

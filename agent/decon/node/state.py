@@ -117,6 +117,10 @@ class NodeState:
         data = self._read_json("spot-notice.json")
         return SpotNotice(**data) if data else None
 
+    def clear_notice(self) -> None:
+        """Forget the spot notice (one left from an earlier boot)."""
+        (self.dir / "spot-notice.json").unlink(missing_ok=True)
+
     def write_progress(self, progress: dict[str, Any]) -> None:
         """The job's counts: {"assigned", "done", "contaminated", "failed", ...}."""
         self._write_json("progress.json", progress)
