@@ -13,7 +13,7 @@ from decon.detect.io import iter_lines, open_binary_write
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import load_reference, output_names, process_file
 
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima"]
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()  # noqa: SIM905
 
 
 def sentence(rng: random.Random, n: int) -> str:
