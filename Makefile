@@ -22,6 +22,9 @@ test: $(STAMP)
 	$(PY) -m ruff check agent tests
 	$(PY) -m pytest -n 2 -q
 
+bench: $(STAMP)
+	$(PY) bench/bench_detect.py
+
 lint: $(STAMP)
 	$(PY) -m ruff check agent tests
 	$(PY) -m ruff format --check agent tests

@@ -1,8 +1,51 @@
-"""Detection options: names and defaults follow Decon's simple mode."""
+"""Detection options: names and defaults follow Decon's simple mode (src/common/config.rs)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+# Decon's default punctuation set: ASCII punctuation plus curly quotes and the em dash.
+DEFAULT_PUNCTUATION_CHARS = "!'\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u201c\u201d\u2018\u2019\u2014"
+
+# Help text per option, shown by `decon detect --help` (every option is documented here).
+OPTION_HELP: dict[str, str] = {
+    "mode": "detection mode: simple (the mode this detector implements), minhash, toxic",
+    "tokenizer": "word (fast, whitespace words), p50k or cl100k (tiktoken BPE)",
+    "content_key": "dotted path to the text inside each JSON line, e.g. text or meta.body",
+    "ngram_size": "question n-gram size in tokens",
+    "sample_every_m_tokens": "sampling stride: on a miss, jump this many tokens",
+    "question_max_consecutive_misses": "consecutive misses tolerated per eval item while "
+    "expanding a cluster left and right",
+    "contamination_score_threshold": "combined score at or above which a match is reported",
+    "perfect_match_decay_start": "total eval length (tokens) at or below which a perfect "
+    "match is required (-1 = off)",
+    "perfect_match_decay_end": "total eval length (tokens) from which the plain threshold "
+    "applies; linear in between (-1 = off)",
+    "short_answer_token_threshold": "answers with at most this many tokens are matched "
+    "exactly as a sequence",
+    "short_answer_window_length": "tokens after the question searched for a short answer",
+    "min_long_answer_window": "minimum tokens after the question searched for a long answer "
+    "(window = max(2 x answer length, this))",
+    "answer_ngram_size": "n-gram size for long answers",
+    "min_passage_distance": "minimum tokens before the question searched for the passage "
+    "(window = max(2 x passage length, this))",
+    "passage_max_consecutive_misses": "misses tolerated while walking back through a passage",
+    "passage_ngram_size": "n-gram size for passages",
+    "eval_min_token_length": "skip eval records with fewer tokens (P+Q+A), 0 = off",
+    "eval_min_unique_word_count": "skip eval records with fewer unique words; 0 = off",
+    "eval_dedup": "skip eval records repeating an (eval_key, fingerprint) pair",
+    "index_answers": "index and score answers",
+    "index_passages": "index and score passages",
+    "hot_ngram_min_docs": "an n-gram in more eval questions than max(this, 2 x sqrt(records)) "
+    "is hot: never starts a cluster",
+    "punctuation_chars": "characters replaced by a space during normalisation",
+    "min_training_tokens": "skip training lines with fewer tokens; -1 = 2 x ngram_size (Decon)",
+    "prefilter": "reject documents without any anchor word of an eval n-gram before the scan "
+    "(lossless)",
+    "purify": "write purified copies (contaminated lines removed) to the cleaned directory",
+    "workers": "worker processes; 0 = all cores",
+    "chunk_lines": "lines per work unit when a large file is split across workers",
+}
 
 
 @dataclass
@@ -16,8 +59,44 @@ class DetectOptions:
     sample_every_m_tokens: int = 10
     question_max_consecutive_misses: int = 11
     contamination_score_threshold: float = 0.8
+    perfect_match_decay_start: int = 20
+    perfect_match_decay_end: int = 50
+    short_answer_token_threshold: int = 3
+    short_answer_window_length: int = 50
+    min_long_answer_window: int = 100
+    answer_ngram_size: int = 3
+    min_passage_distance: int = 100
+    passage_max_consecutive_misses: int = 2
+    passage_ngram_size: int = 4
+    eval_min_token_length: int = 20
+    eval_min_unique_word_count: int = 4
+    eval_dedup: bool = True
+    index_answers: bool = True
+    index_passages: bool = True
+    hot_ngram_min_docs: int = 2000
+    punctuation_chars: str = DEFAULT_PUNCTUATION_CHARS
+    min_training_tokens: int = -1
+    prefilter: bool = True
     purify: bool = False
     workers: int = 0  # 0 = all cores
+    chunk_lines: int = 20000
+
+    @property
+    def minimum_question_idf_threshold(self) -> float:
+        """Lowest question overlap that can still reach the threshold (perfect A and P)."""
+        return max(0.0, (self.contamination_score_threshold - 0.3) / 0.7)
+
+    @property
+    def training_min_tokens(self) -> int:
+        """Training lines shorter than this are not scanned."""
+        if self.min_training_tokens < 0:
+            return 2 * self.ngram_size
+        return self.min_training_tokens
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """Every option name, in declaration order."""
+        return [f.name for f in fields(cls)]
 
     def validate(self) -> list[str]:
         """Return problems as 'key: message' strings (empty when valid)."""
@@ -26,10 +105,36 @@ class DetectOptions:
             problems.append(f"mode: must be simple, minhash or toxic, not {self.mode!r}")
         if self.tokenizer not in ("word", "p50k", "cl100k"):
             problems.append(f"tokenizer: must be word, p50k or cl100k, not {self.tokenizer!r}")
-        if self.ngram_size < 1:
-            problems.append("ngram_size: must be >= 1")
-        if self.sample_every_m_tokens < 1:
-            problems.append("sample_every_m_tokens: must be >= 1")
+        if not self.content_key or any(not part for part in self.content_key.split(".")):
+            problems.append(f"content_key: must be a dotted path, not {self.content_key!r}")
+        for name in (
+            "ngram_size",
+            "sample_every_m_tokens",
+            "question_max_consecutive_misses",
+            "answer_ngram_size",
+            "passage_ngram_size",
+            "chunk_lines",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: must be >= 1")
+        for name in (
+            "short_answer_token_threshold",
+            "short_answer_window_length",
+            "min_long_answer_window",
+            "min_passage_distance",
+            "passage_max_consecutive_misses",
+            "eval_min_token_length",
+            "eval_min_unique_word_count",
+            "hot_ngram_min_docs",
+            "workers",
+        ):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}: must be >= 0")
         if not 0.0 < self.contamination_score_threshold <= 1.0:
             problems.append("contamination_score_threshold: must be in (0, 1]")
+        start, end = self.perfect_match_decay_start, self.perfect_match_decay_end
+        if start >= 0 and end >= 0 and end < start:
+            problems.append(
+                f"perfect_match_decay_end: must be >= perfect_match_decay_start ({start})"
+            )
         return problems

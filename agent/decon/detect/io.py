@@ -1,0 +1,140 @@
+# ruff: noqa: SIM115  (handles are opened here and closed by the context managers)
+"""Streaming JSONL readers and writers for plain and compressed files.
+
+Compression follows the file name: .gz, .zst/.zstd, .bz2, .xz, or none. Readers yield raw
+lines as bytes (newline included) so purified copies keep every kept line byte-for-byte.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import zstandard
+
+COMPRESSIONS = (".gz", ".zst", ".zstd", ".bz2", ".xz")
+DATA_SUFFIXES = (".jsonl", ".json")
+
+
+def compression_of(path: Path | str) -> str:
+    """The compression extension of a file name ('' when uncompressed)."""
+    name = str(path)
+    for ext in COMPRESSIONS:
+        if name.endswith(ext):
+            return ext
+    return ""
+
+
+def is_data_file(path: Path | str) -> bool:
+    """True for .json/.jsonl files, plain or compressed."""
+    name = str(path)
+    ext = compression_of(name)
+    stem = name[: len(name) - len(ext)] if ext else name
+    return stem.endswith(DATA_SUFFIXES)
+
+
+def strip_data_suffix(rel_name: str) -> str:
+    """Remove the `.jsonl`/`.json` ending and any compression ending from a relative name."""
+    ext = compression_of(rel_name)
+    stem = rel_name[: len(rel_name) - len(ext)] if ext else rel_name
+    for suffix in DATA_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+@contextmanager
+def open_binary_read(path: Path) -> Iterator[IO[bytes]]:
+    """Open a possibly compressed file for streaming binary reading."""
+    ext = compression_of(path)
+    if ext == ".gz":
+        fh: IO[bytes] = gzip.open(path, "rb")
+    elif ext in (".zst", ".zstd"):
+        raw = open(path, "rb")  # noqa: SIM115 - closed below
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        fh = io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
+    elif ext == ".bz2":
+        fh = bz2.open(path, "rb")
+    elif ext == ".xz":
+        fh = lzma.open(path, "rb")
+    else:
+        fh = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
+    try:
+        yield fh
+    finally:
+        fh.close()
+
+
+@contextmanager
+def open_binary_write(path: Path, compression: str) -> Iterator[IO[bytes]]:
+    """Open `path` for binary writing with the given compression extension."""
+    if compression == ".gz":
+        fh: IO[bytes] = gzip.open(path, "wb", compresslevel=6)
+    elif compression in (".zst", ".zstd"):
+        raw = open(path, "wb")  # noqa: SIM115
+        fh = zstandard.ZstdCompressor(level=3).stream_writer(raw)  # type: ignore[assignment]
+    elif compression == ".bz2":
+        fh = bz2.open(path, "wb")
+    elif compression == ".xz":
+        fh = lzma.open(path, "wb")
+    else:
+        fh = open(path, "wb")  # noqa: SIM115
+    try:
+        yield fh
+    finally:
+        fh.close()
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    """Yield each line of a (compressed) file as bytes, newline included."""
+    with open_binary_read(path) as fh:
+        yield from fh
+
+
+@dataclass
+class ExtractedText:
+    """Outcome of reading one training line."""
+
+    text: str | None  # None when the line could not be used
+    problem: str = ""  # "" | "malformed" | "missing_key" | "undecodable" | "blank"
+    doc_id: Any = None
+
+
+def extract_text(line: bytes, content_key: str) -> ExtractedText:
+    """Parse one JSON line and follow the dotted `content_key` to a string."""
+    stripped = line.strip()
+    if not stripped:
+        return ExtractedText(None, "blank")
+    try:
+        decoded = stripped.decode("utf-8")
+    except UnicodeDecodeError:
+        return ExtractedText(None, "undecodable")
+    try:
+        obj = json.loads(decoded)
+    except ValueError:
+        return ExtractedText(None, "malformed")
+    if not isinstance(obj, dict):
+        return ExtractedText(None, "malformed")
+    doc_id = obj.get("id", obj.get("doc_id"))
+    value: Any = obj
+    for part in content_key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return ExtractedText(None, "missing_key", doc_id)
+        value = value[part]
+    if not isinstance(value, str):
+        return ExtractedText(None, "missing_key", doc_id)
+    return ExtractedText(value, "", doc_id)
+
+
+def atomic_temp(path: Path) -> Path:
+    """A temporary sibling name for `path` (rename it into place when complete)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -1,0 +1,358 @@
+"""File-level detection: reference loading, per-document detection, per-file outputs.
+
+`process_file` / `process_files` stream each input in chunks of lines. With more than one
+worker the chunks go to a fork-based process pool (the index is inherited copy-on-write, never
+pickled) and come back in submission order, so outputs are identical for any worker count.
+At most a few chunks per worker are in flight: memory stays bounded whatever the file size.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from decon.detect.io import (
+    atomic_temp,
+    compression_of,
+    extract_text,
+    iter_lines,
+    open_binary_write,
+    strip_data_suffix,
+)
+from decon.detect.normalize import normalized_words
+from decon.detect.options import DetectOptions
+from decon.detect.reference import ReferenceIndex, load_index
+from decon.detect.report import report_line
+from decon.detect.simple import Match, detect_tokens
+from decon.detect.tokenize import BpeTokenizer, WordTokenizer
+
+CHUNK_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class OutputNames:
+    """Output names of one input file, relative to the report / cleaned directories."""
+
+    basename: str
+    report: str
+    clean_marker: str
+    cleaned: str
+
+
+def output_names(rel_name: str) -> OutputNames:
+    """SPEC section 6: `{basename}` is the relative path without `.jsonl[.gz|.zst|...]`."""
+    rel = rel_name.replace(os.sep, "/").lstrip("/")
+    base = strip_data_suffix(rel)
+    ext = compression_of(rel)
+    return OutputNames(base, f"{base}.report.jsonl", f"{base}.clean", f"{base}.clean.jsonl{ext}")
+
+
+@dataclass
+class FileResult:
+    """What processing one input file produced."""
+
+    rel_name: str
+    lines: int = 0
+    bytes: int = 0
+    matches: int = 0
+    contaminated_lines: int = 0
+    malformed: int = 0
+    missing_key: int = 0
+    undecodable: int = 0
+    scanned: int = 0  # lines that passed the prefilter and were fully tokenized
+    per_eval: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    cancelled: bool = False
+
+    @property
+    def contaminated(self) -> bool:
+        return self.contaminated_lines > 0
+
+
+@dataclass
+class FileTask:
+    """One input file and where its outputs go."""
+
+    src: Path
+    rel_name: str
+    report_path: Path
+    cleaned_path: Path | None = None
+
+
+def load_reference(path_or_dir: Path | str, options: DetectOptions) -> ReferenceIndex:
+    """Build the reference index from a Decon eval file or directory tree."""
+    return load_index(Path(path_or_dir), options)
+
+
+def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
+    """Matches in one document and whether it was fully scanned (passed the prefilter)."""
+    o = index.options
+    words = normalized_words(text, o.punctuation_chars)
+    if len(words) < o.ngram_size:
+        return [], False
+    if o.prefilter and index.anchors.isdisjoint(words):
+        if not index.fragments:
+            return [], False
+        joined = " ".join(words)
+        if not any(f in joined for f in index.fragments):
+            return [], False
+    tok = index.tokenizer
+    if isinstance(tok, WordTokenizer):
+        tokens = tok.encode_words(words)
+
+        def render(a: int, b: int) -> str:
+            return " ".join(words[a:b])
+
+    else:
+        assert isinstance(tok, BpeTokenizer)
+        tokens = tok.encode(" ".join(words))
+
+        def render(a: int, b: int) -> str:
+            return tok.decode(tokens[a:b])
+
+    return detect_tokens(tokens, index, render), True
+
+
+# -- chunk work (runs in workers) ------------------------------------------------------------
+
+
+@dataclass
+class ChunkResult:
+    """Per-chunk outcome: report lines by line offset, and counters."""
+
+    reports: list[tuple[int, list[dict[str, Any]]]]
+    malformed: int = 0
+    missing_key: int = 0
+    undecodable: int = 0
+    scanned: int = 0
+
+
+def detect_chunk(
+    index: ReferenceIndex, rel_name: str, first_line: int, lines: list[bytes]
+) -> ChunkResult:
+    """Detect every line of a chunk (pure apart from CPU)."""
+    content_key = index.options.content_key
+    result = ChunkResult(reports=[])
+    for offset, raw in enumerate(lines):
+        got = extract_text(raw, content_key)
+        if got.text is None:
+            if got.problem == "malformed":
+                result.malformed += 1
+            elif got.problem == "missing_key":
+                result.missing_key += 1
+            elif got.problem == "undecodable":
+                result.undecodable += 1
+            continue
+        matches, scanned = detect_text(got.text, index)
+        result.scanned += scanned
+        if matches:
+            line_no = first_line + offset
+            result.reports.append(
+                (offset, [report_line(m, rel_name, line_no, got.doc_id) for m in matches])
+            )
+    return result
+
+
+# The index handed to forked workers (inherited, not pickled); set only around pool creation.
+_FORK_INDEX: list[ReferenceIndex] = []
+
+
+def _worker_chunk(rel_name: str, first_line: int, lines: list[bytes]) -> ChunkResult:
+    return detect_chunk(_FORK_INDEX[0], rel_name, first_line, lines)
+
+
+def resolve_workers(workers: int) -> int:
+    """0 means all cores."""
+    return workers if workers > 0 else (os.cpu_count() or 1)
+
+
+def _chunks(src: Path, chunk_lines: int) -> Iterator[tuple[int, list[bytes]]]:
+    lines: list[bytes] = []
+    size = 0
+    first = 0
+    for raw in iter_lines(src):
+        lines.append(raw)
+        size += len(raw)
+        if len(lines) >= chunk_lines or size >= CHUNK_BYTES:
+            yield first, lines
+            first += len(lines)
+            lines, size = [], 0
+    if lines:
+        yield first, lines
+
+
+class _FileWriter:
+    """Writes one file's report and cleaned copy to temp names, then renames into place."""
+
+    def __init__(self, task: FileTask) -> None:
+        self.task = task
+        self.result = FileResult(rel_name=task.rel_name)
+        self.start = time.perf_counter()
+        self.report_tmp = atomic_temp(task.report_path)
+        self.report_fh = None
+        self.cleaned_tmp = None
+        self.cleaned_cm = None
+        self.cleaned_fh = None
+        if task.cleaned_path is not None:
+            task.cleaned_path.parent.mkdir(parents=True, exist_ok=True)
+            self.cleaned_tmp = atomic_temp(task.cleaned_path)
+            self.cleaned_cm = open_binary_write(self.cleaned_tmp, compression_of(task.src))
+            self.cleaned_fh = self.cleaned_cm.__enter__()
+
+    def add(self, first_line: int, lines: list[bytes], chunk: ChunkResult) -> None:
+        r = self.result
+        r.lines += len(lines)
+        r.bytes += sum(len(x) for x in lines)
+        r.malformed += chunk.malformed
+        r.missing_key += chunk.missing_key
+        r.undecodable += chunk.undecodable
+        r.scanned += chunk.scanned
+        bad = set()
+        for offset, reports in chunk.reports:
+            bad.add(offset)
+            if self.report_fh is None:
+                self.task.report_path.parent.mkdir(parents=True, exist_ok=True)
+                self.report_fh = open(self.report_tmp, "w", encoding="utf-8")  # noqa: SIM115
+            for rep in reports:
+                self.report_fh.write(json.dumps(rep, ensure_ascii=False) + "\n")
+                r.matches += 1
+                r.per_eval[rep["eval_key"]] = r.per_eval.get(rep["eval_key"], 0) + 1
+        r.contaminated_lines += len(bad)
+        if self.cleaned_fh is not None:
+            for offset, raw in enumerate(lines):
+                if offset not in bad:
+                    self.cleaned_fh.write(raw)
+
+    def finish(self) -> FileResult:
+        task, r = self.task, self.result
+        if self.cleaned_cm is not None:
+            self.cleaned_cm.__exit__(None, None, None)
+            os.replace(self.cleaned_tmp, task.cleaned_path)  # type: ignore[arg-type]
+        marker = task.report_path.with_name(
+            task.report_path.name.removesuffix(".report.jsonl") + ".clean"
+        )
+        if self.report_fh is not None:
+            self.report_fh.close()
+            os.replace(self.report_tmp, task.report_path)
+            marker.unlink(missing_ok=True)
+        else:
+            task.report_path.unlink(missing_ok=True)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_bytes(b"")
+        r.seconds = time.perf_counter() - self.start
+        return r
+
+    def abort(self) -> FileResult:
+        if self.report_fh is not None:
+            self.report_fh.close()
+        self.report_tmp.unlink(missing_ok=True)
+        if self.cleaned_cm is not None:
+            try:
+                self.cleaned_cm.__exit__(None, None, None)
+            finally:
+                self.cleaned_tmp.unlink(missing_ok=True)  # type: ignore[union-attr]
+        self.result.cancelled = True
+        self.result.seconds = time.perf_counter() - self.start
+        return self.result
+
+
+def process_files(
+    tasks: list[FileTask],
+    index: ReferenceIndex,
+    options: DetectOptions,
+    cancel: Callable[[], bool] | None = None,
+) -> Iterator[FileResult]:
+    """Process files in order, chunks in parallel across files; yield each file's result."""
+    workers = resolve_workers(options.workers)
+    if workers == 1:
+        for task in tasks:
+            writer = _FileWriter(task)
+            for first, lines in _chunks(task.src, options.chunk_lines):
+                if cancel is not None and cancel():
+                    yield writer.abort()
+                    return
+                writer.add(first, lines, detect_chunk(index, task.rel_name, first, lines))
+            yield writer.finish()
+        return
+    ctx = multiprocessing.get_context("fork")
+    _FORK_INDEX.append(index)
+    try:
+        pool = ctx.Pool(workers)
+    finally:
+        _FORK_INDEX.clear()
+    window = workers * 3
+    # (writer, is_last_chunk_of_file, first, lines, async result) in submission order
+    pending: deque = deque()
+    writers_open: list[_FileWriter] = []
+    try:
+
+        def drain(limit: int) -> Iterator[FileResult]:
+            while len(pending) > limit:
+                writer, last, first, lines, fut = pending.popleft()
+                writer.add(first, lines, fut.get())
+                if last:
+                    writers_open.remove(writer)
+                    yield writer.finish()
+
+        for task in tasks:
+            writer = _FileWriter(task)
+            writers_open.append(writer)
+            chunk_iter = _chunks(task.src, options.chunk_lines)
+            nxt = next(chunk_iter, None)
+            if nxt is None:
+                pending.append((writer, True, 0, [], _Done(ChunkResult(reports=[]))))
+            while nxt is not None:
+                if cancel is not None and cancel():
+                    raise _Cancelled
+                first, lines = nxt
+                nxt = next(chunk_iter, None)
+                fut = pool.apply_async(_worker_chunk, (task.rel_name, first, lines))
+                pending.append((writer, nxt is None, first, lines, fut))
+                yield from drain(window)
+        yield from drain(0)
+    except _Cancelled:
+        pool.terminate()
+        for writer in writers_open:
+            yield writer.abort()
+        return
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Done:
+    def __init__(self, value: ChunkResult) -> None:
+        self.value = value
+
+    def get(self) -> ChunkResult:
+        return self.value
+
+
+def process_file(
+    src: Path,
+    rel_name: str,
+    index: ReferenceIndex,
+    options: DetectOptions,
+    report_path: Path,
+    cleaned_path: Path | None,
+    cancel: Callable[[], bool] | None = None,
+) -> FileResult:
+    """Detect one input file; write its report (or `.clean` marker) and cleaned copy.
+
+    Outputs are written to temporary names and renamed when complete, so a cancelled or
+    failed file leaves nothing behind (`FileResult.cancelled` is then True).
+    """
+    task = FileTask(Path(src), rel_name, Path(report_path), cleaned_path)
+    results = list(process_files([task], index, options, cancel))
+    return results[-1]

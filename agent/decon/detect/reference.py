@@ -1,0 +1,368 @@
+"""Reference index from Decon's eval record format (pure: records in, index out).
+
+Records: `eval_key`, `eval_instance_index`, `split`, `question`, optional `answer`, `passage`,
+`doc_id`, `fingerprint`. The index maps question n-grams (tuples of token ids) to the eval
+items containing them, with IDF ln(N/df); answers and passages get their own n-gram sets.
+It also holds the prefilter's anchors: for every question n-gram one whole word that any
+document containing the n-gram must contain (or a text fragment when no whole word exists).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from decon.detect.io import is_data_file, iter_lines
+from decon.detect.normalize import normalize
+from decon.detect.options import DetectOptions
+from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer, get_tokenizer
+
+NgramKey = tuple[int, ...]
+
+
+@dataclass
+class EvalItem:
+    """One indexed eval record (the hot fields used in scoring plus report metadata)."""
+
+    item_id: int
+    eval_key: str
+    eval_line: int
+    eval_instance_index: int
+    split: str | None
+    fingerprint: str | None
+    reference_file: str
+    question_text: str
+    answer_text: str | None
+    passage_text: str | None
+    question_token_length: int
+    unique_ngrams: int
+    question_idf_sum: float = 0.0
+    answer_tokens: list[int] | None = None  # ordered; None when the item has no answer
+    answer_token_set: frozenset[int] = frozenset()
+    answer_ngram_ids: frozenset[int] = frozenset()
+    answer_idf_total: float = 0.0
+    passage_token_length: int = 0
+    passage_token_set: frozenset[int] | None = None  # None when the item has no passage
+    passage_ngram_ids: frozenset[int] = frozenset()
+    passage_idf_total: float = 0.0
+
+    @property
+    def has_answer(self) -> bool:
+        return self.answer_tokens is not None
+
+    @property
+    def has_passage(self) -> bool:
+        return self.passage_token_set is not None
+
+
+@dataclass
+class ReferenceStats:
+    """Counts from building the index."""
+
+    files: int = 0
+    lines: int = 0
+    indexed: int = 0
+    skipped_min_tokens: int = 0
+    skipped_min_unique_words: int = 0
+    skipped_duplicates: int = 0
+    skipped_no_question: int = 0
+    malformed: int = 0
+    hot_ngrams: int = 0
+    per_eval: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ReferenceIndex:
+    """Everything detection needs; built once per job and shared read-only with workers."""
+
+    options: DetectOptions
+    tokenizer: Tokenizer
+    items: list[EvalItem]
+    question_ngrams: dict[NgramKey, int]  # n-gram -> n-gram id
+    ngram_docs: list[frozenset[int]]  # n-gram id -> item ids
+    ngram_idf: list[float]
+    hot: frozenset[int]  # n-gram ids that never seed a cluster
+    answer_ngrams: dict[NgramKey, int]
+    answer_ngram_idf: list[float]
+    passage_ngrams: dict[NgramKey, int]
+    passage_ngram_idf: list[float]
+    answer_token_idf: dict[int, float]
+    anchors: frozenset[str]
+    fragments: tuple[str, ...]
+    stats: ReferenceStats
+
+    @property
+    def total_docs(self) -> int:
+        return len(self.items)
+
+
+def reference_files(path: Path) -> list[Path]:
+    """The .json/.jsonl(.gz ...) files of a reference directory tree (or the file itself)."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and is_data_file(p))
+
+
+def read_records(path: Path, stats: ReferenceStats) -> Iterable[tuple[str, int, dict]]:
+    """Yield (file name, line number, record) from every reference file under `path`."""
+    for file in reference_files(path):
+        stats.files += 1
+        for line_num, raw in enumerate(iter_lines(file)):
+            stripped = raw.strip()
+            if not stripped or stripped.startswith(b"#"):
+                continue
+            stats.lines += 1
+            try:
+                record = json.loads(stripped)
+            except ValueError:
+                stats.malformed += 1
+                continue
+            if not isinstance(record, dict):
+                stats.malformed += 1
+                continue
+            yield file.name, line_num, record
+
+
+def _text(record: dict, key: str) -> str:
+    value = record.get(key)
+    return value if isinstance(value, str) else ""
+
+
+class _Builder:
+    def __init__(self, options: DetectOptions, tokenizer: Tokenizer) -> None:
+        self.o = options
+        self.tok = tokenizer
+        self.items: list[EvalItem] = []
+        self.q_ngrams: dict[NgramKey, int] = {}
+        self.q_docs: list[set[int]] = []
+        self.q_item_ngrams: list[set[int]] = []
+        self.a_ngrams: dict[NgramKey, int] = {}
+        self.a_df: list[int] = []
+        self.p_ngrams: dict[NgramKey, int] = {}
+        self.p_df: list[int] = []
+        self.token_df: dict[int, int] = {}
+        self.seen: set[tuple[str, str]] = set()
+        self.stats = ReferenceStats()
+
+    def encode(self, cleaned: str) -> list[int]:
+        if isinstance(self.tok, WordTokenizer):
+            return self.tok.add(cleaned)
+        return self.tok.encode(cleaned)
+
+    def count_tokens(self, combined: str) -> int:
+        if isinstance(self.tok, BpeTokenizer):
+            tokens = self.tok.encode(combined)
+            return sum(1 for t in tokens if self.tok.decode_token(t).strip(b" "))
+        return len(combined.split())
+
+    def add(self, file_name: str, line_num: int, record: dict) -> None:
+        o, st = self.o, self.stats
+        question = normalize(_text(record, "question"), o.punctuation_chars)
+        has_answer_field = "answer" in record
+        answer = normalize(_text(record, "answer"), o.punctuation_chars)
+        passage = normalize(_text(record, "passage"), o.punctuation_chars)
+        parts = []
+        if o.index_passages and passage:
+            parts.append(passage)
+        if question:
+            parts.append(question)
+        if o.index_answers and has_answer_field and answer:
+            parts.append(answer)
+        combined = " ".join(parts)
+        if o.eval_min_token_length and self.count_tokens(combined) < o.eval_min_token_length:
+            st.skipped_min_tokens += 1
+            return
+        if o.eval_min_unique_word_count and len(set(combined.split())) < (
+            o.eval_min_unique_word_count
+        ):
+            st.skipped_min_unique_words += 1
+            return
+        eval_key = str(record.get("eval_key") or record.get("eval_name") or _stem(file_name))
+        fingerprint = record.get("fingerprint")
+        if o.eval_dedup and fingerprint is not None:
+            key = (eval_key, str(fingerprint))
+            if key in self.seen:
+                st.skipped_duplicates += 1
+                return
+            self.seen.add(key)
+        if not question:
+            st.skipped_no_question += 1
+            return
+        instance = record.get("eval_instance_index")
+        split = record.get("split")
+        item_id = len(self.items)
+        q_tokens = self.encode(question)
+        self._count_tokens_df(q_tokens)
+        n = o.ngram_size
+        if len(q_tokens) < n:
+            windows = [tuple(q_tokens)]
+        else:
+            windows = [tuple(q_tokens[i : i + n]) for i in range(len(q_tokens) - n + 1)]
+        ids: set[int] = set()
+        for key_ in windows:
+            nid = self.q_ngrams.get(key_)
+            if nid is None:
+                nid = self.q_ngrams[key_] = len(self.q_docs)
+                self.q_docs.append(set())
+            self.q_docs[nid].add(item_id)
+            ids.add(nid)
+        self.q_item_ngrams.append(ids)
+        item = EvalItem(
+            item_id=item_id,
+            eval_key=eval_key,
+            eval_line=line_num,
+            eval_instance_index=instance if isinstance(instance, int) else line_num,
+            split=split if isinstance(split, str) else None,
+            fingerprint=str(fingerprint) if fingerprint is not None else None,
+            reference_file=file_name,
+            question_text=_snippet(question),
+            answer_text=_snippet(answer) if has_answer_field else None,
+            passage_text=_snippet(passage) if passage else None,
+            question_token_length=len(q_tokens),
+            unique_ngrams=len(ids),
+        )
+        if o.index_answers and has_answer_field and answer:
+            a_tokens = self.encode(answer)
+            item.answer_tokens = a_tokens
+            item.answer_token_set = frozenset(a_tokens)
+            self._count_tokens_df(a_tokens)
+            an = o.answer_ngram_size
+            if len(a_tokens) > o.short_answer_token_threshold and len(a_tokens) >= an:
+                a_ids = set()
+                for i in range(len(a_tokens) - an + 1):
+                    key_ = tuple(a_tokens[i : i + an])
+                    aid = self.a_ngrams.get(key_)
+                    if aid is None:
+                        aid = self.a_ngrams[key_] = len(self.a_df)
+                        self.a_df.append(0)
+                    a_ids.add(aid)
+                for aid in a_ids:
+                    self.a_df[aid] += 1
+                item.answer_ngram_ids = frozenset(a_ids)
+        if o.index_passages and passage:
+            p_tokens = self.encode(passage)
+            item.passage_token_length = len(p_tokens)
+            item.passage_token_set = frozenset(p_tokens)
+            self._count_tokens_df(p_tokens)
+            pn = o.passage_ngram_size
+            if len(p_tokens) >= pn:
+                p_ids = set()
+                for i in range(len(p_tokens) - pn + 1):
+                    key_ = tuple(p_tokens[i : i + pn])
+                    pid = self.p_ngrams.get(key_)
+                    if pid is None:
+                        pid = self.p_ngrams[key_] = len(self.p_df)
+                        self.p_df.append(0)
+                    p_ids.add(pid)
+                for pid in p_ids:
+                    self.p_df[pid] += 1
+                item.passage_ngram_ids = frozenset(p_ids)
+        self.items.append(item)
+        st.indexed += 1
+        st.per_eval[eval_key] = st.per_eval.get(eval_key, 0) + 1
+
+    def _count_tokens_df(self, tokens: list[int]) -> None:
+        # Decon counts once per field of each record.
+        for t in set(tokens):
+            self.token_df[t] = self.token_df.get(t, 0) + 1
+
+    def finish(self) -> ReferenceIndex:
+        o = self.o
+        total = len(self.items)
+        ngram_docs = [frozenset(d) for d in self.q_docs]
+        ngram_idf = [math.log(total / len(d)) for d in ngram_docs]
+        a_idf = [math.log(total / df) for df in self.a_df]
+        p_idf = [math.log(total / df) for df in self.p_df]
+        for item, ids in zip(self.items, self.q_item_ngrams, strict=True):
+            item.question_idf_sum = sum(ngram_idf[i] for i in sorted(ids))
+            item.answer_idf_total = sum(a_idf[i] for i in sorted(item.answer_ngram_ids))
+            item.passage_idf_total = sum(p_idf[i] for i in sorted(item.passage_ngram_ids))
+        answer_tokens: set[int] = set()
+        for item in self.items:
+            answer_tokens |= item.answer_token_set
+        answer_token_idf = {
+            t: math.log(total / self.token_df[t]) for t in answer_tokens if self.token_df.get(t)
+        }
+        hot_threshold = max(int(math.sqrt(self.stats.indexed)) * 2, o.hot_ngram_min_docs)
+        hot = frozenset(i for i, d in enumerate(ngram_docs) if len(d) > hot_threshold)
+        self.stats.hot_ngrams = len(hot)
+        anchors, fragments = _anchors(self.q_ngrams, self.tok)
+        return ReferenceIndex(
+            options=o,
+            tokenizer=self.tok,
+            items=self.items,
+            question_ngrams=self.q_ngrams,
+            ngram_docs=ngram_docs,
+            ngram_idf=ngram_idf,
+            hot=hot,
+            answer_ngrams=self.a_ngrams,
+            answer_ngram_idf=a_idf,
+            passage_ngrams=self.p_ngrams,
+            passage_ngram_idf=p_idf,
+            answer_token_idf=answer_token_idf,
+            anchors=anchors,
+            fragments=fragments,
+            stats=self.stats,
+        )
+
+
+def _stem(file_name: str) -> str:
+    return file_name.split(".", 1)[0]
+
+
+def _snippet(text: str) -> str:
+    return " ".join(text.split()[:1000])
+
+
+def _anchors(
+    q_ngrams: dict[NgramKey, int], tok: Tokenizer
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """One whole word per question n-gram (the rarest among eval n-grams), or a fragment."""
+    if isinstance(tok, WordTokenizer):
+        df: dict[int, int] = {}
+        for key in q_ngrams:
+            for t in set(key):
+                df[t] = df.get(t, 0) + 1
+        words = tok.words
+        anchors = {
+            words[min(set(key), key=lambda t: (df[t], -len(words[t]), words[t]))]
+            for key in q_ngrams
+        }
+        return frozenset(anchors), ()
+    assert isinstance(tok, BpeTokenizer)
+    complete_by_key: list[list[str]] = []
+    fragments: set[str] = set()
+    word_df: dict[str, int] = {}
+    for key in q_ngrams:
+        raw = b"".join(tok.decode_token(t) for t in key)
+        pieces = raw.split(b" ")
+        complete = [p.decode("utf-8") for p in pieces[1:-1] if p]
+        if complete:
+            complete_by_key.append(complete)
+            for w in set(complete):
+                word_df[w] = word_df.get(w, 0) + 1
+        else:
+            longest = max(pieces, key=len).decode("utf-8", errors="ignore")
+            # An empty fragment would match everything: the prefilter then never rejects.
+            fragments.add(longest)
+    anchors = {min(ws, key=lambda w: (word_df[w], -len(w), w)) for ws in complete_by_key}
+    return frozenset(anchors), tuple(sorted(fragments, key=lambda f: (-len(f), f)))
+
+
+def build_index(records: Iterable[tuple[str, int, dict]], options: DetectOptions) -> ReferenceIndex:
+    """Build the index from (file name, line number, record) triples."""
+    builder = _Builder(options, get_tokenizer(options.tokenizer))
+    for file_name, line_num, record in records:
+        builder.add(file_name, line_num, record)
+    return builder.finish()
+
+
+def load_index(path: Path, options: DetectOptions) -> ReferenceIndex:
+    """Read every reference file under `path` and build the index."""
+    builder = _Builder(options, get_tokenizer(options.tokenizer))
+    for file_name, line_num, record in read_records(path, builder.stats):
+        builder.add(file_name, line_num, record)
+    return builder.finish()

@@ -1,0 +1,184 @@
+"""process_file / decon detect: outputs, purify round trips, bad input, determinism."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from decon.cli import main
+from decon.detect.io import iter_lines, open_binary_write
+from decon.detect.options import DetectOptions
+from decon.detect.pipeline import load_reference, output_names, process_file
+
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()  # noqa: SIM905
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(n))
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> tuple[Path, list[str]]:
+    rng = random.Random(0)
+    questions = [sentence(rng, 30) for _ in range(8)]
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    lines = ["# comment line"] + [
+        json.dumps({"eval_key": "synth", "eval_instance_index": i, "question": q})
+        for i, q in enumerate(questions)
+    ]
+    (ref / "synth.jsonl").write_text("\n".join(lines) + "\n")
+    return ref, questions
+
+
+def training_lines(questions: list[str], n: int = 300) -> list[bytes]:
+    rng = random.Random(1)
+    out = []
+    for i in range(n):
+        text = sentence(rng, 60)
+        if i % 37 == 5:
+            text += " " + questions[i % len(questions)] + " " + sentence(rng, 10)
+        out.append(json.dumps({"id": f"d{i}", "meta": {"body": text}}).encode() + b"\n")
+    out.insert(10, b"{not json\n")
+    out.insert(20, b'{"id": "x", "meta": {}}\n')
+    out.insert(30, b'{"meta": {"body": "\xff\xfe"}}\n')
+    return out
+
+
+@pytest.mark.parametrize("ext", ["", ".gz", ".zst", ".zstd", ".bz2", ".xz"])
+def test_purify_round_trip_keeps_compression_and_bytes(tmp_path, corpus, ext) -> None:
+    ref, questions = corpus
+    lines = training_lines(questions)
+    src = tmp_path / f"shard.jsonl{ext}"
+    with open_binary_write(src, ext) as fh:
+        for line in lines:
+            fh.write(line)
+    opts = DetectOptions(content_key="meta.body", workers=1)
+    index = load_reference(ref, opts)
+    names = output_names(f"sub/shard.jsonl{ext}")
+    assert names.cleaned == f"sub/shard.clean.jsonl{ext}"
+    report = tmp_path / "out" / names.report
+    cleaned = tmp_path / "clean" / names.cleaned
+    result = process_file(src, f"sub/shard.jsonl{ext}", index, opts, report, cleaned)
+    assert (result.malformed, result.missing_key, result.undecodable) == (1, 1, 1)
+    reports = [json.loads(x) for x in report.read_text().splitlines()]
+    bad = {r["training_line"] for r in reports}
+    assert result.contaminated_lines == len(bad) == 8
+    assert all(r["input_path"] == f"sub/shard.jsonl{ext}" for r in reports)
+    assert all(r["doc_id"].startswith("d") for r in reports)
+    kept = list(iter_lines(cleaned))
+    assert kept == [x for i, x in enumerate(lines) if i not in bad]
+    assert not (tmp_path / "out" / names.clean_marker).exists()
+
+
+def test_clean_file_gets_marker_and_no_report(tmp_path, corpus) -> None:
+    ref, _ = corpus
+    src = tmp_path / "clean.jsonl"
+    src.write_text(json.dumps({"text": "nothing to see here " * 10}) + "\n")
+    opts = DetectOptions(workers=1)
+    index = load_reference(ref, opts)
+    report = tmp_path / "out" / "clean.report.jsonl"
+    result = process_file(src, "clean.jsonl", index, opts, report, None)
+    assert not result.contaminated and not report.exists()
+    assert (tmp_path / "out" / "clean.clean").read_bytes() == b""
+
+
+def test_cancel_leaves_nothing(tmp_path, corpus) -> None:
+    ref, questions = corpus
+    src = tmp_path / "shard.jsonl"
+    src.write_bytes(b"".join(training_lines(questions)))
+    opts = DetectOptions(content_key="meta.body", workers=1, chunk_lines=50)
+    index = load_reference(ref, opts)
+    out = tmp_path / "out"
+    result = process_file(
+        src,
+        "shard.jsonl",
+        index,
+        opts,
+        out / "shard.report.jsonl",
+        tmp_path / "c" / "x.jsonl",
+        cancel=lambda: True,
+    )
+    assert result.cancelled
+    assert not any(p.is_file() for p in tmp_path.rglob("*") if "out" in p.parts or "c" in p.parts)
+
+
+def test_output_identical_for_any_worker_count(tmp_path, corpus) -> None:
+    ref, questions = corpus
+    src = tmp_path / "shard.jsonl.gz"
+    with open_binary_write(src, ".gz") as fh:
+        for line in training_lines(questions, 600):
+            fh.write(line)
+    outputs = []
+    for workers in (1, 3):
+        opts = DetectOptions(content_key="meta.body", workers=workers, chunk_lines=40)
+        index = load_reference(ref, opts)
+        d = tmp_path / f"w{workers}"
+        process_file(src, "shard.jsonl.gz", index, opts, d / "r.report.jsonl", d / "c.jsonl.gz")
+        outputs.append(((d / "r.report.jsonl").read_bytes(), list(iter_lines(d / "c.jsonl.gz"))))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0]
+
+
+def test_decon_detect_cli_same_names_in_folders_do_not_collide(tmp_path, corpus, capsys) -> None:
+    ref, questions = corpus
+    for folder in ("a", "b"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        (tmp_path / "in" / folder / "part.jsonl").write_bytes(
+            b"".join(training_lines(questions, 80))
+        )
+    out = tmp_path / "reports"
+    code = main(
+        [
+            "detect",
+            str(tmp_path / "in"),
+            "--reference",
+            str(ref),
+            "--report-dir",
+            str(out),
+            "--content-key",
+            "meta.body",
+            "--workers",
+            "2",
+            "--cleaned-dir",
+            str(tmp_path / "cl"),
+        ]
+    )
+    assert code == 0
+    assert (out / "a" / "part.report.jsonl").exists() and (out / "b" / "part.report.jsonl").exists()
+    assert (tmp_path / "cl" / "a" / "part.clean.jsonl").exists()
+    text = capsys.readouterr().out
+    assert "synth:" in text and "MB/s" in text and "1 malformed" in text
+
+
+def test_decon_detect_cli_bad_input_is_one_line(tmp_path, corpus, capsys) -> None:
+    ref, _ = corpus
+    code = main(
+        [
+            "detect",
+            str(tmp_path / "missing"),
+            "--reference",
+            str(ref),
+            "--report-dir",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0]
+    code = main(
+        [
+            "detect",
+            str(tmp_path),
+            "--reference",
+            str(ref),
+            "--report-dir",
+            str(tmp_path / "o"),
+            "--ngram-size",
+            "0",
+        ]
+    )
+    assert code != 0 and "ngram_size" in capsys.readouterr().err
