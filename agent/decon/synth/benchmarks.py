@@ -38,6 +38,7 @@ LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (
     (">50", 50, 1 << 30),
 )
 BUCKET_NAMES: tuple[str, ...] = tuple(name for name, _, _ in LENGTH_BUCKETS)
+MIN_ITEM_WORDS = 3  # shorter questions ("The pleura") are not worth planting
 
 _PUNCT_RE = re.compile(r"[^\w\s]|_", re.UNICODE)
 
@@ -371,7 +372,7 @@ def select_spread(items: Iterable[EvalItem], n: int, rng: random.Random) -> list
     seen: set[str] = set()
     for item in items:
         fp = fingerprint(item.question, item.answer, item.passage)
-        if fp in seen or item.n_words == 0:
+        if fp in seen or item.n_words < MIN_ITEM_WORDS:
             continue
         seen.add(fp)
         by_bucket[item.bucket].append(item)
@@ -484,11 +485,10 @@ def read_reference_dir(ref_dir: Path) -> list[dict]:
     records: list[dict] = []
     for path in sorted(ref_dir.rglob("*")):
         if path.name.endswith(".jsonl.gz"):
-            fh = gzip.open(path, "rt", encoding="utf-8")
+            text = gzip.decompress(path.read_bytes()).decode("utf-8")
         elif path.name.endswith(".jsonl"):
-            fh = path.open(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         else:
             continue
-        with fh:
-            records.extend(json.loads(line) for line in fh if line.strip() and line[0] != "#")
+        records.extend(json.loads(ln) for ln in text.splitlines() if ln.strip() and ln[0] != "#")
     return records

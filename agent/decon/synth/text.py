@@ -12,7 +12,7 @@ import importlib
 import inspect
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -101,18 +101,13 @@ class FillerPool:
     code: tuple[str, ...]
     legal: tuple[str, ...]
 
-    def without_ngrams(self, grams: set[tuple[str, ...]], n: int = 8) -> FillerPool:
-        """The pool minus paragraphs sharing a normalised `n`-word run with `grams`."""
-
-        def keep(par: str) -> bool:
-            words = normalize_words(par)
-            return not any(tuple(words[i : i + n]) in grams for i in range(len(words) - n + 1))
-
+    def without_runs(self, hit: Callable[[str], bool]) -> FillerPool:
+        """The pool minus paragraphs for which `hit` is true (e.g. RunGuard.hit)."""
         return replace(
             self,
-            prose=tuple(p for p in self.prose if keep(p)),
-            code=tuple(p for p in self.code if keep(p)),
-            legal=tuple(p for p in self.legal if keep(p)),
+            prose=tuple(p for p in self.prose if not hit(p)),
+            code=tuple(p for p in self.code if not hit(p)),
+            legal=tuple(p for p in self.legal if not hit(p)),
         )
 
 
