@@ -25,6 +25,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from decon.errors import UserError
@@ -73,7 +74,7 @@ class EvalItem:
     answer: str | None = None
     passage: str | None = None
 
-    @property
+    @cached_property
     def n_words(self) -> int:
         """Normalised words of the question (what the length buckets count)."""
         return len(normalize_words(self.question))
@@ -134,20 +135,19 @@ def _olmo_docs(task: str, variant: str) -> Iterator[tuple[int, dict, str]]:
     if config.exists():
         split = json.loads(config.read_text()).get("task_config", {}).get("split") or split
     seen: set[int] = set()
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            # A line holds one request (several per item; unconditioned ones use doc_id + 1e6)
-            # and ends with `"doc_id": N, ...`: parse only the first request of each item
-            # (hellaswag has 8 per item, 8 MB compressed).
-            tail = line.rfind('"doc_id": ')
-            m = re.match(r'"doc_id": (\d+)', line[tail:]) if tail >= 0 else None
-            if m and (int(m.group(1)) in seen or int(m.group(1)) >= _UNCOND_OFFSET):
-                continue
-            rec = json.loads(line)
-            if rec["doc_id"] in seen or rec["doc_id"] >= _UNCOND_OFFSET:
-                continue
-            seen.add(rec["doc_id"])
-            yield int(rec["doc_id"]), rec["doc"], split
+    for line in gzip.decompress(path.read_bytes()).decode("utf-8").splitlines():
+        # A line holds one request (several per item; unconditioned ones use doc_id + 1e6)
+        # and ends with `"doc_id": N, ...`: parse only the first request of each item
+        # (hellaswag has 8 per item, 8 MB compressed).
+        tail = line.rfind('"doc_id": ')
+        m = re.match(r'"doc_id": (\d+)', line[tail:]) if tail >= 0 else None
+        if m and (int(m.group(1)) in seen or int(m.group(1)) >= _UNCOND_OFFSET):
+            continue
+        rec = json.loads(line)
+        if rec["doc_id"] in seen or rec["doc_id"] >= _UNCOND_OFFSET:
+            continue
+        seen.add(rec["doc_id"])
+        yield int(rec["doc_id"]), rec["doc"], split
 
 
 def _strip_qa(query: str, prefix: str = "Question:") -> str:
@@ -411,15 +411,18 @@ def select_items(
     for name in names:
         rng = random.Random(f"{seed}:{name}")
         items = load_benchmark(name)
-        picked = select_spread(items, per_benchmark + 4 * held_out_per_benchmark, rng)
-        rng.shuffle(picked)
-        ref = sorted(picked[:per_benchmark], key=lambda it: it.eval_instance_index)
+        ref = select_spread(items, per_benchmark, rng)
         reference.extend(ref)
-        spare[name] = picked[per_benchmark:]
+        taken = {it.eval_instance_index for it in ref}
+        rest = [it for it in items if it.eval_instance_index not in taken]
+        spare[name] = select_spread(rest, 4 * held_out_per_benchmark, rng)
     ref_grams = ngram_set(reference, 8)
     held_out: list[EvalItem] = []
     for name in names:
         ok = [it for it in spare[name] if not (item_ngrams(it, 8) & ref_grams)]
+        # spare is sorted by index; a seeded shuffle keeps the bucket spread roughly even.
+        rng = random.Random(f"{seed}:{name}:held")
+        rng.shuffle(ok)
         held_out.extend(sorted(ok[:held_out_per_benchmark], key=lambda it: it.eval_instance_index))
     return BenchmarkSelection(reference, held_out)
 
