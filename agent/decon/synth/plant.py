@@ -278,15 +278,15 @@ class _Builder:
         return None
 
     def build(self) -> list[PlantedDoc]:
-        reference = _round_robin_by_bucket(list(self.selection.reference), self.rng)
-        held_out = _round_robin_by_bucket(list(self.selection.held_out), self.rng)
         docs: list[PlantedDoc] = []
+        # A fresh bucket round robin per kind: every kind covers every length bucket evenly
+        # (as far as the reference has items there), with its own choice of items.
         for kind in POSITIVE_KINDS:
-            offset = self.rng.randrange(max(1, len(reference)))
-            order = reference[offset:] + reference[:offset]
+            order = _round_robin_by_bucket(list(self.selection.reference), self.rng)
             docs.extend(self.positive(kind, item) for item in _cycle(order, self.spec.count(kind)))
         for kind in NEGATIVE_KINDS:
-            source = held_out if kind == "held_out_item" else reference
+            pool = self.selection.held_out if kind == "held_out_item" else self.selection.reference
+            source = _round_robin_by_bucket(list(pool), self.rng)
             want = self.spec.count(kind)
             made: list[PlantedDoc] = []
             tries = 0
