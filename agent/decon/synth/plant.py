@@ -177,10 +177,6 @@ class RunGuard:
             if len(words) < SHARED_RUN:
                 self.short.setdefault(len(words), set()).add(words)
 
-    def blocks(self) -> set[tuple[str, ...]]:
-        """Every word run that must not occur (for FillerPool.without_ngrams-like filters)."""
-        return self.grams | {w for ws in self.short.values() for w in ws}
-
     def hit(self, text: str) -> bool:
         words = normalize_words(text)
         n = SHARED_RUN
