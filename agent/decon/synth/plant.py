@@ -1,0 +1,487 @@
+"""Training documents with known ground truth: benchmark items planted in natural text.
+
+Positive kinds plant a reference item; negative kinds must stay unflagged:
+
+- ``verbatim_question``: the item's question, verbatim, as a paragraph of a ~2 KB document.
+- ``question_answer``: question then answer (passage first, for half of the passage items).
+- ``embedded_long``: question (+ answer for half) inside a ~50 KB document.
+- ``light_edit``: question with 1-4 word substitutions/deletions plus case and punctuation changes.
+- ``heavy_edit``: paraphrase-like question: synonym swaps, dropped articles, two clauses swapped.
+- ``hard_negative_topic``: the item's content words spread over template sentences (same topic,
+  no shared run).
+- ``hard_negative_template``: the item's template with other content words and numbers.
+- ``held_out_item``: a verbatim item of the same benchmark that is NOT in the reference.
+- ``clean_natural``: prose, or hard clean text (numeric tables, code, legal boilerplate).
+
+Every negative is checked to share no normalised 8-word run with any reference item.
+Lines are 0-based, as Decon's ``training_line`` (it enumerates lines from 0).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import zstandard
+
+from decon.errors import UserError
+from decon.synth import edits
+from decon.synth.benchmarks import (
+    BUCKET_NAMES,
+    BenchmarkSelection,
+    EvalItem,
+    ngram_set,
+    normalize_words,
+    select_items,
+    write_reference_dir,
+)
+from decon.synth.text import FillerPool, build_filler_pool, hard_paragraphs, natural_paragraphs
+
+POSITIVE_KINDS: tuple[str, ...] = (
+    "verbatim_question",
+    "question_answer",
+    "embedded_long",
+    "light_edit",
+    "heavy_edit",
+)
+NEGATIVE_KINDS: tuple[str, ...] = (
+    "hard_negative_topic",
+    "hard_negative_template",
+    "held_out_item",
+    "clean_natural",
+)
+ALL_KINDS: tuple[str, ...] = POSITIVE_KINDS + NEGATIVE_KINDS
+MALFORMED_KIND = "malformed"
+COMPRESSIONS: tuple[str, ...] = ("none", "gz", "zst", "bz2", "xz")
+_EXT = {"none": "", "gz": ".gz", "zst": ".zst", "bz2": ".bz2", "xz": ".xz"}
+SHARED_RUN = 8  # negatives share no normalised run of this many words with the reference
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What to generate. `kind_counts` overrides `docs_per_kind` per kind."""
+
+    seed: int = 0
+    benchmarks: tuple[str, ...] | None = None
+    items_per_benchmark: int = 10
+    held_out_per_benchmark: int = 3
+    docs_per_kind: int = 30
+    kind_counts: Mapping[str, int] = field(default_factory=dict)
+    files: int = 4
+    subdirs: tuple[str, ...] = ("part-a", "part-b")
+    compression: str = "gz"  # one of COMPRESSIONS, or "mixed" (cycles through them per file)
+    content_key: str = "text"
+    malformed_lines: int = 0
+    doc_chars: int = 2000
+    long_doc_chars: int = 50_000
+
+    def count(self, kind: str) -> int:
+        return int(self.kind_counts.get(kind, self.docs_per_kind))
+
+    def validate(self) -> None:
+        if self.compression not in (*COMPRESSIONS, "mixed"):
+            raise UserError(f"compression {self.compression!r}: use one of {COMPRESSIONS}/mixed")
+        unknown = set(self.kind_counts) - set(ALL_KINDS)
+        if unknown:
+            raise UserError(f"unknown kinds {sorted(unknown)}; known: {', '.join(ALL_KINDS)}")
+        if self.files < 1 or not self.subdirs or not self.content_key:
+            raise UserError("files must be >= 1, subdirs and content_key non-empty")
+
+
+@dataclass(frozen=True)
+class PlantedDoc:
+    """One training document before it is placed in a file."""
+
+    text: str
+    kind: str
+    item: EvalItem | None = None
+    planted: str = ""  # the planted (possibly edited) item text, "" for clean documents
+    edits: int = 0
+
+
+@dataclass(frozen=True)
+class TruthRecord:
+    """Ground truth of one training line (`line` is 0-based, like Decon's training_line)."""
+
+    file: str  # path relative to the train/ root, with compression suffix
+    line: int
+    id: str
+    kind: str
+    positive: bool
+    eval_key: str | None = None
+    eval_instance_index: int | None = None
+    bucket: str | None = None
+    n_words: int | None = None
+    edits: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> TruthRecord:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class CorpusManifest:
+    """Where make_corpus wrote things, and how much."""
+
+    root: Path
+    reference_dir: Path
+    train_dir: Path
+    truth_path: Path
+    reference_items: int
+    documents: int
+    files: tuple[str, ...]
+    bytes_uncompressed: int
+    docs_per_kind: dict[str, int]
+
+
+# ---------------------------------------------------------------------------- documents
+
+
+def _round_robin_by_bucket(items: list[EvalItem], rng: random.Random) -> list[EvalItem]:
+    """Items ordered so consecutive picks cycle through the length buckets."""
+    pools = {name: [it for it in items if it.bucket == name] for name in BUCKET_NAMES}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    order: list[EvalItem] = []
+    while any(pools.values()):
+        for name in BUCKET_NAMES:
+            if pools[name]:
+                order.append(pools[name].pop())
+    return order
+
+
+def _cycle(items: list[EvalItem], n: int) -> list[EvalItem]:
+    return [items[i % len(items)] for i in range(n)] if items else []
+
+
+class RunGuard:
+    """Tells whether a text shares a normalised run of SHARED_RUN words with any reference item,
+    or contains the whole question of a reference item shorter than that."""
+
+    def __init__(self, items: Iterable[EvalItem]):
+        items = list(items)
+        self.grams = ngram_set(items, SHARED_RUN)
+        self.short: dict[int, set[tuple[str, ...]]] = {}
+        for item in items:
+            words = tuple(normalize_words(item.question))
+            if len(words) < SHARED_RUN:
+                self.short.setdefault(len(words), set()).add(words)
+
+    def hit(self, text: str) -> bool:
+        words = normalize_words(text)
+        n = SHARED_RUN
+        if any(tuple(words[i : i + n]) in self.grams for i in range(len(words) - n + 1)):
+            return True
+        return any(
+            tuple(words[i : i + length]) in runs
+            for length, runs in self.short.items()
+            for i in range(len(words) - length + 1)
+        )
+
+
+class _Builder:
+    """Builds the documents of one corpus (holds the seeded RNG and the pools)."""
+
+    def __init__(self, spec: CorpusSpec, selection: BenchmarkSelection, pool: FillerPool):
+        self.spec = spec
+        self.rng = random.Random(f"{spec.seed}:documents")
+        self.guard = RunGuard(selection.reference)
+        self.pool = pool.without_runs(self.guard.hit)
+        self.vocabulary = sorted(
+            {
+                w
+                for par in self.pool.prose[:400]
+                for w in normalize_words(par)
+                if w.isalpha() and len(w) >= 4 and w not in edits.STOPWORDS
+            }
+        )
+        self.selection = selection
+
+    def wrap(self, planted: str, chars: int, hard: bool = False) -> str:
+        """`planted` as one paragraph at a random position among filler paragraphs."""
+        fill = hard_paragraphs if hard else natural_paragraphs
+        paragraphs = fill(self.pool, self.rng, chars)
+        if planted:
+            paragraphs.insert(self.rng.randint(0, len(paragraphs)), planted)
+        return "\n\n".join(paragraphs)
+
+    def short_chars(self) -> int:
+        return int(self.spec.doc_chars * self.rng.uniform(0.5, 1.5))
+
+    def question_text(self, item: EvalItem) -> str:
+        prefix = self.rng.choice(("", "", "Q: ", "Question: ", "Exercise. "))
+        return prefix + item.question
+
+    def qa_text(self, item: EvalItem) -> str:
+        parts = []
+        if item.passage and self.rng.random() < 0.5:
+            parts.append(item.passage)
+        sep = self.rng.choice(("\n", "\nAnswer: ", " ", "\n\n", "\nA: "))
+        parts.append(item.question + sep + (item.answer or ""))
+        return "\n\n".join(parts)
+
+    def positive(self, kind: str, item: EvalItem) -> PlantedDoc:
+        n_edits = 0
+        if kind == "verbatim_question":
+            planted = self.question_text(item)
+            text = self.wrap(planted, self.short_chars())
+        elif kind == "question_answer":
+            planted = self.qa_text(item)
+            text = self.wrap(planted, self.short_chars())
+        elif kind == "embedded_long":
+            planted = self.qa_text(item) if self.rng.random() < 0.5 else item.question
+            text = self.wrap(planted, self.spec.long_doc_chars)
+        else:
+            edit = edits.light_edit if kind == "light_edit" else edits.heavy_edit
+            planted, n_edits = edit(item.question, self.rng)
+            if item.answer and self.rng.random() < 0.5:
+                planted = planted + "\n" + item.answer
+            text = self.wrap(planted, self.short_chars())
+        return PlantedDoc(text, kind, item, planted, n_edits)
+
+    def negative(self, kind: str, item: EvalItem | None) -> PlantedDoc | None:
+        if kind == "clean_natural":
+            hard = self.rng.random() < 0.5
+            text = self.wrap("", self.short_chars(), hard=hard)
+            return PlantedDoc(text, kind) if not self.guard.hit(text) else None
+        assert item is not None
+        for attempt in range(6):
+            if kind == "held_out_item":
+                planted = self.question_text(item)
+                if item.answer and self.rng.random() < 0.5:
+                    planted += "\n" + item.answer
+            elif kind == "hard_negative_topic":
+                words = edits.content_words(" ".join(t for t in (item.question, item.answer) if t))
+                planted = edits.topic_sentences(words or ["question"], self.rng)
+            else:  # hard_negative_template
+                share = 0.15 * attempt
+                planted = edits.template_rewrite(item.question, self.rng, self.vocabulary, share)
+            if self.guard.hit(planted):
+                continue
+            text = self.wrap(planted, self.short_chars())
+            if not self.guard.hit(text):
+                return PlantedDoc(text, kind, item, planted)
+        return None
+
+    def build(self) -> list[PlantedDoc]:
+        docs: list[PlantedDoc] = []
+        # A fresh bucket round robin per kind: every kind covers every length bucket evenly
+        # (as far as the reference has items there), with its own choice of items.
+        for kind in POSITIVE_KINDS:
+            order = _round_robin_by_bucket(list(self.selection.reference), self.rng)
+            docs.extend(self.positive(kind, item) for item in _cycle(order, self.spec.count(kind)))
+        for kind in NEGATIVE_KINDS:
+            pool = self.selection.held_out if kind == "held_out_item" else self.selection.reference
+            source = _round_robin_by_bucket(list(pool), self.rng)
+            want = self.spec.count(kind)
+            made: list[PlantedDoc] = []
+            tries = 0
+            while len(made) < want and tries < 4 * want + 10:
+                item = source[tries % len(source)] if source else None
+                tries += 1
+                if kind != "clean_natural" and item is None:
+                    break
+                doc = self.negative(kind, item)
+                if doc is not None:
+                    made.append(doc)
+            docs.extend(made)
+        return docs
+
+
+def build_documents(
+    spec: CorpusSpec, selection: BenchmarkSelection, pool: FillerPool | None = None
+) -> list[PlantedDoc]:
+    """All documents of a corpus, grouped by kind (positive kinds first). Deterministic."""
+    spec.validate()
+    return _Builder(spec, selection, pool or build_filler_pool()).build()
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _set_dotted(record: dict, dotted: str, value: str) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        record = record.setdefault(key, {})
+    record[keys[-1]] = value
+
+
+def _malformed_line(i: int, doc_id: str) -> bytes:
+    variants = (
+        b'{"id": "' + doc_id.encode() + b'", "text": "truncated json',
+        b"this line is not json at all",
+        json.dumps({"id": doc_id, "other_field": "no content key here"}).encode(),
+        b'{"id": "' + doc_id.encode() + b'", "text": "bad bytes \xff\xfe here"}',
+    )
+    return variants[i % len(variants)]
+
+
+def _compress(data: bytes, compression: str) -> bytes:
+    if compression == "none":
+        return data
+    if compression == "gz":
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+            gz.write(data)
+        return buf.getvalue()
+    if compression == "zst":
+        return zstandard.ZstdCompressor().compress(data)
+    if compression == "bz2":
+        return bz2.compress(data)
+    if compression == "xz":
+        return lzma.compress(data)
+    raise UserError(f"unknown compression {compression!r}")
+
+
+def decompress(data: bytes, name: str) -> bytes:
+    """Inverse of the writer's compression, chosen by file name suffix."""
+    if name.endswith(".gz"):
+        return gzip.decompress(data)
+    if name.endswith(".zst"):
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    if name.endswith(".bz2"):
+        return bz2.decompress(data)
+    if name.endswith(".xz"):
+        return lzma.decompress(data)
+    return data
+
+
+def file_names(spec: CorpusSpec) -> list[str]:
+    """Relative paths of the training files; the same names repeat in every subdir."""
+    names = []
+    for j in range(spec.files):
+        comp = COMPRESSIONS[j % len(COMPRESSIONS)] if spec.compression == "mixed" else None
+        ext = _EXT[comp or spec.compression]
+        sub = spec.subdirs[j % len(spec.subdirs)]
+        names.append(f"{sub}/shard-{j // len(spec.subdirs):03d}.jsonl{ext}")
+    return names
+
+
+def write_training_files(
+    docs: list[PlantedDoc], train_dir: Path, spec: CorpusSpec
+) -> tuple[list[TruthRecord], int]:
+    """Shuffle `docs` into the training files (JSONL, content under `spec.content_key`) and
+    return the ground truth of every line and the uncompressed byte count."""
+    rng = random.Random(f"{spec.seed}:files")
+    order = list(range(len(docs)))
+    rng.shuffle(order)
+    names = file_names(spec)
+    lines: dict[str, list[tuple[bytes, TruthRecord | None]]] = {n: [] for n in names}
+    for pos, doc_index in enumerate(order):
+        doc = docs[doc_index]
+        name = names[pos % len(names)]
+        doc_id = f"synth-{spec.seed}-{pos:06d}"
+        record: dict = {"id": doc_id}
+        _set_dotted(record, spec.content_key, doc.text)
+        item = doc.item
+        truth = TruthRecord(
+            file=name,
+            line=-1,
+            id=doc_id,
+            kind=doc.kind,
+            positive=doc.kind in POSITIVE_KINDS,
+            eval_key=item.eval_key if item else None,
+            eval_instance_index=item.eval_instance_index if item else None,
+            bucket=item.bucket if item else None,
+            n_words=item.n_words if item else None,
+            edits=doc.edits,
+        )
+        lines[name].append((json.dumps(record, ensure_ascii=False).encode("utf-8"), truth))
+    for i in range(spec.malformed_lines):
+        name = names[i % len(names)]
+        doc_id = f"synth-{spec.seed}-bad-{i:04d}"
+        at = rng.randint(0, len(lines[name]))
+        bad = TruthRecord(file=name, line=-1, id=doc_id, kind=MALFORMED_KIND, positive=False)
+        lines[name].insert(at, (_malformed_line(i, doc_id), bad))
+    truths: list[TruthRecord] = []
+    total = 0
+    for name in names:
+        payload = b"".join(line + b"\n" for line, _ in lines[name])
+        total += len(payload)
+        path = train_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_compress(payload, _compression_of(name)))
+        for line_no, (_, truth) in enumerate(lines[name]):
+            if truth is not None:
+                truths.append(_with_line(truth, line_no))
+    return truths, total
+
+
+def _with_line(truth: TruthRecord, line: int) -> TruthRecord:
+    return TruthRecord(**{**asdict(truth), "line": line})
+
+
+def _compression_of(name: str) -> str:
+    for comp, ext in _EXT.items():
+        if ext and name.endswith(ext):
+            return comp
+    return "none"
+
+
+def write_truth(truths: Iterable[TruthRecord], path: Path) -> None:
+    """truth.jsonl: one record per training line, sorted by (file, line)."""
+    ordered = sorted(truths, key=lambda t: (t.file, t.line))
+    path.write_text("".join(t.to_json() + "\n" for t in ordered), encoding="utf-8")
+
+
+def read_truth(path: Path) -> list[TruthRecord]:
+    """Records of a truth.jsonl file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read truth file ({exc.strerror})") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(TruthRecord.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise UserError(f"{path}:{n}: not a truth record ({exc})") from None
+    return out
+
+
+def make_corpus(out_dir: Path, spec: CorpusSpec) -> CorpusManifest:
+    """Write ``out_dir/reference/`` (Decon eval records), ``out_dir/train/`` (JSONL shards),
+    ``out_dir/truth.jsonl`` and ``out_dir/spec.json``. Same spec, same bytes."""
+    spec.validate()
+    selection = select_items(
+        spec.benchmarks, spec.items_per_benchmark, spec.held_out_per_benchmark, spec.seed
+    )
+    if not selection.reference:
+        raise UserError("no benchmark items selected (are the data packages installed?)")
+    docs = build_documents(spec, selection)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference_dir = out_dir / "reference"
+    train_dir = out_dir / "train"
+    write_reference_dir(selection.reference, reference_dir)
+    truths, total = write_training_files(docs, train_dir, spec)
+    truth_path = out_dir / "truth.jsonl"
+    write_truth(truths, truth_path)
+    spec_dict = asdict(spec)
+    spec_dict["kind_counts"] = dict(spec.kind_counts)
+    (out_dir / "spec.json").write_text(json.dumps(spec_dict, indent=2, sort_keys=True) + "\n")
+    counts: dict[str, int] = {}
+    for doc in docs:
+        counts[doc.kind] = counts.get(doc.kind, 0) + 1
+    return CorpusManifest(
+        root=out_dir,
+        reference_dir=reference_dir,
+        train_dir=train_dir,
+        truth_path=truth_path,
+        reference_items=len(selection.reference),
+        documents=len(docs),
+        files=tuple(file_names(spec)),
+        bytes_uncompressed=total,
+        docs_per_kind=counts,
+    )
