@@ -1,0 +1,1 @@
+"""The laptop side: user-data rendering, fleet launch, status and review."""
