@@ -124,7 +124,7 @@ def build_requests(
             tags[HOST_INDEX_TAG] = str(group[0])
         params: dict[str, Any] = {
             "ImageId": launch.ami,
-            "MinCount": 1,
+            "MinCount": len(group),  # all or nothing: every index 0..N-1 exists
             "MaxCount": len(group),
             "UserData": user_data,
             "InstanceInitiatedShutdownBehavior": "terminate",
@@ -270,7 +270,9 @@ def launch_fleet(
         return build_requests(
             cfg, count, indices, instance_types=instance_types, spot=spot, renderer=renderer
         ), []
-    root = root_device_name(ec2, cfg.launch.ami) if cfg.launch.root_volume_gb else None
+    if not indices:
+        return [], []
+    root = root_device_name(ec2, cfg.launch.ami)  # a missing AMI fails before anything starts
     requests = build_requests(
         cfg,
         count,
@@ -281,8 +283,6 @@ def launch_fleet(
         root_device=root,
     )
     launched: list[Launched] = []
-    if root is None and requests:
-        root_device_name(ec2, cfg.launch.ami)  # a missing AMI fails before any instance starts
     for request in requests:
         launched.extend(execute(ec2, request))
     return requests, launched
@@ -374,4 +374,3 @@ def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
 def _hosts(request: LaunchRequest) -> str:
     h = request.host_indices
     return str(h[0]) if len(h) == 1 else f"{h[0]}..{h[-1]}"
-
