@@ -228,6 +228,8 @@ def job_health(
     problems = list(problems or [])
     for run in runs:
         problems.extend(f"{run.run_id}: {p}" for p in run.problems)
+        if run.host_index is None:
+            problems.append(f"{run.run_id}: host index unknown (no heartbeat and no sentinel)")
     count = host_count or _infer_host_count(runs, instances)
     if not count:
         return JobHealth(
