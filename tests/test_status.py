@@ -148,7 +148,7 @@ def test_all_finished_exits_zero_and_cli_json(s3, tmp_path, capsys):
         )
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({"job": {"id": JOB}, "output": {"uri": f"s3://{BUCKET}/out"}}))
-    assert main(["status", "--config", str(job), "--json"]) == 0
+    assert main(["status", "--config", str(job), "--json", "--no-ec2"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["verdict"] == "finished" and data["summary"] == "all 2 hosts finished"
     # --watch stops by itself once finished
