@@ -104,6 +104,26 @@ class InstallSection:
 
 
 @dataclass
+class LaunchSection:
+    """How `decon launch` starts the fleet (read only on the laptop)."""
+
+    ami: str = ""  # required by `decon launch`
+    instance_type: str = "m6i.2xlarge"
+    instance_types: list[str] = field(default_factory=list)  # tried in order on no capacity
+    subnet_id: str | None = None
+    security_group_ids: list[str] = field(default_factory=list)
+    iam_instance_profile: str | None = None  # instance profile name or ARN
+    key_name: str | None = None  # optional: the fleet needs no ssh
+    spot: bool = True
+    max_price: float | None = None  # USD per hour; None = up to the on-demand price
+    metadata_hop_limit: int = 1  # IMDSv2 PUT response hop limit
+    root_volume_gb: int | None = None  # None = the AMI's size
+    root_volume_type: str = "gp3"
+    tags: dict[str, str] = field(default_factory=dict)  # extra tags on instances and volumes
+    use_launch_index: bool = False  # one call for all hosts; nodes read ami-launch-index
+
+
+@dataclass
 class Config:
     job: JobSection = field(default_factory=JobSection)
     input: InputSection = field(default_factory=InputSection)
@@ -114,6 +134,7 @@ class Config:
     node: NodeSection = field(default_factory=NodeSection)
     spot: SpotSection = field(default_factory=SpotSection)
     install: InstallSection = field(default_factory=InstallSection)
+    launch: LaunchSection = field(default_factory=LaunchSection)
     # hooks: event -> {file name -> script text}, written to hooks_dir/<event>.d/ by cloud-init
     hooks: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -203,9 +224,26 @@ def validate(cfg: Config) -> list[str]:
         problems.append("spot.poll_interval_seconds: must be > 0")
     if not 21600 >= cfg.spot.token_ttl_seconds >= 1:
         problems.append("spot.token_ttl_seconds: must be in 1..21600 (IMDSv2 bounds)")
+    problems.extend(_validate_launch(cfg.launch))
     for event in cfg.hooks:
         if event not in HOOK_EVENTS:
             problems.append(f"hooks.{event}: unknown event (known: {', '.join(HOOK_EVENTS)})")
+    return problems
+
+
+def _validate_launch(launch: LaunchSection) -> list[str]:
+    problems = []
+    if not 1 <= launch.metadata_hop_limit <= 64:
+        problems.append("launch.metadata_hop_limit: must be in 1..64")
+    if launch.max_price is not None and launch.max_price <= 0:
+        problems.append("launch.max_price: must be > 0")
+    if launch.root_volume_gb is not None and launch.root_volume_gb < 1:
+        problems.append("launch.root_volume_gb: must be >= 1")
+    if not launch.instance_type:
+        problems.append("launch.instance_type: must not be empty")
+    for key in launch.tags:
+        if key.startswith(("decon:", "aws:")) or key == "Name":
+            problems.append(f"launch.tags.{key}: reserved tag (decon sets it)")
     return problems
 
 
