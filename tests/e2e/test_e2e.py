@@ -31,7 +31,7 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
     assert help_text.startswith("usage: decon"), help_text
     schema = vm.ssh("cloud-init schema --system", check=False)
     assert schema.returncode == 0, schema.stdout + schema.stderr
-    assert "Valid schema user-data" in schema.stdout + schema.stderr
+    assert "Valid cloud-config" in schema.stdout + schema.stderr
     probe_log = vm.ssh("cat /var/log/decon-e2e-probe.log").stdout
     assert f"wrote {imds.facts.instance_id}" in probe_log, probe_log
 
@@ -48,8 +48,7 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
     assert f"GET /latest/meta-data/iam/security-credentials/{imds.facts.role}" in seen
 
     vm.ssh(f"touch {RELEASE_FILE}")
-    vm.wait_for_poweroff(timeout=300)
-    assert "decon-e2e probe done" in vm.console()
+    vm.wait_for_poweroff(timeout=300)  # cloud-init's power_state, not the harness
 
 
 # --- The four scenarios: planned, waiting on the agent (NOT done) -------------------------
