@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -47,6 +48,7 @@ S3_URL_IN_GUEST = f"http://{S3_IP}:{S3_PORT}"
 WHEELHOUSE_URL_IN_GUEST = f"http://{WHEELHOUSE_IP}:{WHEELHOUSE_PORT}/"
 KERNEL_CMDLINE = "console=ttyS0 root=/dev/vda rw net.ifnames=0 panic=-1"
 POWER_DOWN_MARK = "reboot: Power down"
+SSH_ATTEMPTS = 4
 
 
 class HarnessError(RuntimeError):
@@ -246,6 +248,7 @@ class Vm:
         self.ssh_key, self.ssh_public_key = make_ssh_key(self.workdir)
         self.timings = Timings()
         self.process: subprocess.Popen[bytes] | None = None
+        self.powered_off_at: datetime | None = None  # wall clock, to compare with a spot notice
 
     def qemu_command(self) -> list[str]:
         spec = self.spec
@@ -317,12 +320,25 @@ class Vm:
         ]  # fmt: skip
 
     def ssh(
-        self, command: str, *, check: bool = True, timeout: float = 120
+        self,
+        command: str,
+        *,
+        check: bool = True,
+        timeout: float = 120,
+        attempts: int = SSH_ATTEMPTS,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a shell command in the guest as root."""
-        result = subprocess.run(
-            self.ssh_command(command), capture_output=True, text=True, timeout=timeout
-        )
+        """Run a shell command in the guest as root.
+
+        Exit 255 is ssh's own failure (e.g. sshd restarting while cloud-init configures it): the
+        command is retried a few times before it counts.
+        """
+        for _attempt in range(attempts):
+            result = subprocess.run(
+                self.ssh_command(command), capture_output=True, text=True, timeout=timeout
+            )
+            if result.returncode != 255 or not self.running():
+                break
+            time.sleep(2)
         if check and result.returncode != 0:
             raise HarnessError(
                 f"guest command failed ({result.returncode}): {command}\n"
@@ -330,13 +346,21 @@ class Vm:
             )
         return result
 
+    def systemctl_status(self, unit: str = "decon") -> str:
+        """`systemctl status` as an operator sees it (exit 3 for an inactive unit is fine)."""
+        return self.ssh(f"systemctl status --no-pager --full {unit}", check=False).stdout
+
+    def journal(self, unit: str = "decon") -> str:
+        """The unit's journal lines, message text only."""
+        return self.ssh(f"journalctl --no-pager -o cat -u {unit}", check=False).stdout
+
     def wait_for_ssh(self, timeout: float = 300) -> float:
         """Wait until `ssh root@guest true` works; return seconds since start."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._fail_if_exited("waiting for ssh")
             try:
-                if self.ssh("true", check=False, timeout=20).returncode == 0:
+                if self.ssh("true", check=False, timeout=20, attempts=1).returncode == 0:
                     return self.timings.mark("ssh_ready")
             except subprocess.TimeoutExpired:
                 pass
@@ -349,7 +373,7 @@ class Vm:
         while time.monotonic() < deadline:
             self._fail_if_exited(f"waiting for {path}")
             with contextlib.suppress(subprocess.TimeoutExpired):
-                if self.ssh(f"test -e {path}", check=False, timeout=30).returncode == 0:
+                if self.ssh(f"test -e {path}", check=False, timeout=30, attempts=1).returncode == 0:
                     return self.timings.mark(f"file:{path}")
             time.sleep(3)
         raise HarnessError(f"{path} did not appear in {timeout:.0f}s\n{self.console_tail()}")
@@ -373,6 +397,7 @@ class Vm:
                 f"guest still up after {timeout:.0f}s\n{self.console_tail()}"
             ) from exc
         elapsed = self.timings.mark("poweroff")
+        self.powered_off_at = datetime.now(UTC)
         if code != 0 or POWER_DOWN_MARK not in self.console():
             raise HarnessError(
                 f"qemu exited {code} without a guest power-down\n{self.console_tail()}"

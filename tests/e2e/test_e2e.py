@@ -32,6 +32,8 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
     schema = vm.ssh("cloud-init schema --system", check=False)
     assert schema.returncode == 0, schema.stdout + schema.stderr
     assert "Valid cloud-config" in schema.stdout + schema.stderr
+    assert "Active: active (running)" in vm.systemctl_status("ssh")
+    assert "running 'modules:final'" in vm.journal("cloud-final")
     probe_log = vm.ssh("cat /var/log/decon-e2e-probe.log").stdout
     assert f"wrote {imds.facts.instance_id}" in probe_log, probe_log
 
@@ -49,6 +51,7 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
 
     vm.ssh(f"touch {RELEASE_FILE}")
     vm.wait_for_poweroff(timeout=300)  # cloud-init's power_state, not the harness
+    assert vm.powered_off_at is not None
 
 
 # --- The four scenarios: planned, waiting on the agent (NOT done) -------------------------
