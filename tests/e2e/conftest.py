@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from harness import (
-    REPO,
+    ARTIFACTS,
     BootVm,
     GuestImage,
     StaticHttpServer,
@@ -26,8 +26,15 @@ from imds_standin import ImdsStandin, InstanceFacts
 
 from fakes.moto_s3 import MotoServer
 
-HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "socat", "genisoimage", "mmdebstrap", "ssh")
-ARTIFACTS = REPO / "build" / "e2e"
+HOST_TOOLS = (
+    "qemu-system-x86_64",
+    "qemu-img",
+    "socat",
+    "genisoimage",
+    "mmdebstrap",
+    "ssh",
+    "cloud-init",
+)
 FIGURES = pytest.StashKey[dict[str, dict[str, float]]]()
 
 

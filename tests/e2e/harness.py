@@ -35,6 +35,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "e2e" / "build-image.sh"
+ARTIFACTS = REPO / "build" / "e2e"  # console logs, seeds, timings of the last run
 
 # The guest's view of the host services (all inside qemu's slirp network 169.254.169.0/24).
 NET = "169.254.169.0/24"
@@ -194,6 +195,19 @@ def write_seed_iso(dest: Path, user_data: str, meta_data: dict, network_config: 
         check=True,
     )
     return dest
+
+
+def check_user_data_schema(user_data: str, workdir: Path) -> str:
+    """`cloud-init schema` on the host, before a boot wastes minutes on a typo."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "user-data.checked"
+    path.write_text(user_data)
+    result = subprocess.run(
+        ["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise HarnessError(f"user-data fails cloud-init schema:\n{result.stdout}{result.stderr}")
+    return result.stdout
 
 
 def make_ssh_key(directory: Path) -> tuple[Path, str]:

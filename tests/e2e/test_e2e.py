@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import S3_URL_IN_GUEST, BootVm
+from harness import ARTIFACTS, S3_URL_IN_GUEST, BootVm, check_user_data_schema
 from imds_standin import ImdsStandin
 from probe import DONE_FILE, PROBE_KEY_PREFIX, RELEASE_FILE, probe_user_data
 
@@ -22,7 +22,9 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
 ) -> None:
     """Proves every path the scenarios rely on, with a placeholder #cloud-config."""
     s3.client().create_bucket(Bucket=BUCKET)
-    vm = boot_vm(probe_user_data(BUCKET))
+    user_data = probe_user_data(BUCKET)
+    assert "Valid cloud-config" in check_user_data_schema(user_data, ARTIFACTS / "probe")
+    vm = boot_vm(user_data)
 
     vm.wait_for_ssh(timeout=300)
     vm.wait_for_guest_file(DONE_FILE, timeout=900)
