@@ -31,5 +31,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check agent tests
 	$(PY) -m ruff format --check agent tests
 
+# The product in a real VM (qemu TCG, cloud-init, systemd, IMDSv2, moto S3); see tests/e2e/.
+e2e: $(STAMP)
+	bash e2e/setup-host.sh
+	DECON_E2E=1 $(PY) -m pytest -p no:cacheprovider -v tests/e2e
+
 clean:
 	rm -rf $(VENV) build *.egg-info agent/*.egg-info

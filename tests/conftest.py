@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,6 @@ def make_config(root: Path, **sections: dict) -> Config:
 
 
 pytest_plugins = ["fakes.moto_s3", "fakes.faulty_proxy"]
+
+# tests/e2e boots a VM (minutes under TCG): only `make e2e` (DECON_E2E=1) collects it.
+collect_ignore = [] if os.environ.get("DECON_E2E") else ["e2e"]
