@@ -127,3 +127,15 @@ def done_names(client: Any, cfg: Config) -> set[str]:
         rel = key[len(prefix) :]
         out.add(rel.removesuffix(".report.jsonl").removesuffix(".clean"))
     return out
+
+
+def write_job_file(cfg: Config, path: Path) -> Path:
+    """The config as a YAML job file (every key spelled out)."""
+    import yaml
+
+    from decon.config import config_to_dict
+
+    data = config_to_dict(cfg)
+    data["node"].pop("config_path")
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -69,5 +69,7 @@ def run(args: argparse.Namespace) -> int:
         notifier.status(f"stopping ({name}): publishing finished files")
 
     install_handlers(stop, on_first)
-    ctx = JobContext(log, notifier, stop, detector_factory=load_factory(args.detector))
+    ctx = JobContext(
+        log, notifier, stop, detector_factory=load_factory(args.detector), dry_run=args.dry_run
+    )
     return run_job(cfg, ctx)

@@ -172,7 +172,6 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     host_index = resolve_host(cfg, ctx.imds_launch_index)
     host_count = cfg.job.host_count
     instance = instance_name(cfg)
-    run_id = state.run_id() or state.start_run(cfg.node.instance_id)
     debug = cfg.job.max_files_debug
     work = work_dir(cfg, state)
 
@@ -182,7 +181,6 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     transfers = S3Transfers(cfg, on_retry=on_retry)
     log.event(
         "RUN_START",
-        run_id=run_id,
         host_index=host_index,
         host_count=host_count,
         input=cfg.input.uri,
@@ -209,6 +207,8 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     progress = progress_for(plan)
     log.event(
         "JOB_PLAN",
+        host_index=host_index,
+        host_count=host_count,
         inputs=plan.total_inputs,
         assigned=len(plan.assigned),
         already_done=progress.skipped,
@@ -223,6 +223,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
             print(f"{fp.input.size}\t{fp.input.location}")
         return EXIT_DONE
 
+    run_id = state.run_id() or state.start_run(cfg.node.instance_id)
     runs_storage = None if debug else open_storage(cfg.output_prefix("runs"), cfg.aws, attempts=1)
 
     def put_heartbeat(state_name: str) -> None:
