@@ -30,7 +30,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 def s3_client(aws, *, attempts: int = 3, connect_timeout: float = 10, read_timeout: float = 60):  # type: ignore[no-untyped-def]
     cfg = botocore.config.Config(
-        retries={"max_attempts": attempts, "mode": "standard"},
+        retries={"total_max_attempts": attempts, "mode": "standard"},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         max_pool_connections=50,

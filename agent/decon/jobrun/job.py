@@ -23,7 +23,7 @@ from pathlib import Path
 from decon.config import Config
 from decon.errors import UserError
 from decon.eventlog import EventLog
-from decon.jobrun._shims import is_transient, open_storage
+from decon.jobrun._shims import open_storage
 from decon.jobrun.detector import DetectorFactory, builtin_detector
 from decon.jobrun.endpoints import S3Outputs, describe_s3_error, open_source
 from decon.jobrun.heartbeat import HEARTBEAT_NAME
@@ -31,7 +31,7 @@ from decon.jobrun.inputs import Plan, make_plan
 from decon.jobrun.pipeline import Pipeline, PipelineSettings, Publisher, one_line, reset_scratch
 from decon.jobrun.progress import FailedFile, Progress
 from decon.jobrun.signals import StopRequest, exit_code_for_signal
-from decon.jobrun.transfer import RetryPolicy, S3Transfers
+from decon.jobrun.transfer import RetryPolicy, S3Transfers, is_transient_error
 from decon.node.notify import Notifier
 from decon.node.state import NodeState
 
@@ -196,7 +196,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     except UserError:
         raise
     except Exception as exc:
-        if not is_transient(exc):
+        if not is_transient_error(exc):
             raise
         log.event("RUN_ABORTED", stage="list", error=one_line(exc))
         return EXIT_CANNOT_RUN
@@ -248,7 +248,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
             except UserError:
                 raise
             except Exception as exc:
-                if not is_transient(exc):
+                if not is_transient_error(exc):
                     raise
                 log.event("RUN_ABORTED", stage="reference", error=one_line(exc))
                 final_state = "stopping"

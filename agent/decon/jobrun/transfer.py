@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import boto3
 import botocore.config
 import tenacity
+from boto3.exceptions import RetriesExceededError
 from boto3.s3.transfer import TransferConfig
 
 from decon.config import Config
@@ -26,6 +27,21 @@ from decon.jobrun._shims import is_transient, split_s3_uri
 T = TypeVar("T")
 MB = 1 << 20
 PART_READ_ATTEMPTS = 3
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """`is_transient`, seeing through the transfer manager's wrappers (S3UploadFailedError
+    hides the ClientError in its context; RetriesExceededError keeps `last_exception`)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TransferCancelled):
+            return False
+        if isinstance(current, RetriesExceededError) or is_transient(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class TransferCancelled(Exception):
@@ -61,7 +77,7 @@ class RetryPolicy:
             wait=tenacity.wait_exponential(
                 multiplier=self.base_seconds, min=self.base_seconds, max=self.max_seconds
             ),
-            retry=tenacity.retry_if_exception(is_transient),
+            retry=tenacity.retry_if_exception(is_transient_error),
             before_sleep=before_sleep,
             sleep=sleep,
             reraise=True,
@@ -89,7 +105,7 @@ def transfer_client(cfg: Config) -> Any:
         region_name=cfg.aws.region,
         endpoint_url=cfg.aws.endpoint_url or None,
         config=botocore.config.Config(
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=max(threads + 4, 10),
             connect_timeout=10,
             read_timeout=60,
