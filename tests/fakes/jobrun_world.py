@@ -107,14 +107,20 @@ def keys(client: Any, bucket: str, prefix: str = "") -> dict[str, int]:
     return found
 
 
-def run_inline(cfg: Config, stop: StopRequest | None = None, log_path: Path | None = None) -> int:
+def run_inline(
+    cfg: Config,
+    stop: StopRequest | None = None,
+    notifier: Notifier | None = None,
+    imds_launch_index: Any = None,
+) -> int:
     """`decon run` in this process with the marker detector."""
     sink = io.StringIO()
     ctx = JobContext(
-        EventLog(log_path or cfg.node.log_file, sink),
-        Notifier(""),
+        EventLog(cfg.node.log_file, sink),
+        notifier or Notifier(""),
         stop or StopRequest(),
         detector_factory=marker_factory,
+        imds_launch_index=imds_launch_index,
     )
     return run_job(cfg, ctx)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+from collections.abc import Callable
 
-from decon.config import load_config
+from decon.config import Config, load_config
+from decon.errors import UserError
 from decon.eventlog import EventLog
 from decon.jobrun.detector import load_factory
 from decon.jobrun.job import JobContext, run_job
@@ -42,6 +44,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def imds_launch_index(cfg: Config) -> Callable[[], int | None]:
+    """Reads `ami-launch-index` through the node's IMDSv2 client (decon.node.imds)."""
+
+    def lookup() -> int | None:
+        spot = cfg.spot
+        try:
+            from decon.node.imds import ImdsClient
+
+            with ImdsClient(
+                spot.imds_endpoint, spot.token_ttl_seconds, spot.request_timeout_seconds
+            ) as client:
+                text = client.get("ami-launch-index")
+        except Exception as exc:
+            raise UserError(
+                f"run.host_index_from_imds: cannot read ami-launch-index from "
+                f"{spot.imds_endpoint}: {exc}"
+            ) from None
+        return int(text) if text and text.strip().isdigit() else None
+
+    return lookup
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     job = cfg.job
@@ -70,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
 
     install_handlers(stop, on_first)
     ctx = JobContext(
-        log, notifier, stop, detector_factory=load_factory(args.detector), dry_run=args.dry_run
+        log,
+        notifier,
+        stop,
+        detector_factory=load_factory(args.detector),
+        imds_launch_index=imds_launch_index(cfg),
+        dry_run=args.dry_run,
     )
     return run_job(cfg, ctx)
