@@ -26,5 +26,8 @@ lint: $(STAMP)
 	$(PY) -m ruff check agent tests
 	$(PY) -m ruff format --check agent tests
 
+demo: $(STAMP)
+	$(PY) demo/run_demo.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info agent/*.egg-info
