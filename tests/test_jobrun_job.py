@@ -239,3 +239,41 @@ def test_reference_prefix_is_downloaded_once(s3, node_root: Path) -> None:  # ty
     assert len(reports) == sum(truth.values())
     log = Path(cfg.node.log_file).read_text()
     assert "REFERENCE_READY" in log and "downloaded=1" in log
+
+
+def test_unexpected_detector_crash_does_not_hang_the_pipeline(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    """A detector that raises something other than Exception (a bug) ends the run promptly."""
+    put_shards(s3.client(), 6)
+    cfg = make_config(node_root, **job_sections(node_root, run={"max_disk_mb": 1}))
+
+    class Bug(BaseException):
+        pass
+
+    def factory(cfg, ref):  # type: ignore[no-untyped-def]
+        def detect(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise Bug()
+
+        return detect
+
+    from io import StringIO
+
+    from decon.eventlog import EventLog
+    from decon.jobrun.job import JobContext, run_job
+    from decon.node.notify import Notifier
+
+    ctx = JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), StopRequest(), factory)
+    raised: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_job(cfg, ctx)
+        except BaseException as exc:
+            raised.append(exc)
+
+    import threading
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "pipeline hung after a detector crash"
+    assert len(raised) == 1 and isinstance(raised[0], Bug)

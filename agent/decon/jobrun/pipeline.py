@@ -113,7 +113,8 @@ class Pipeline:
         self.settings = settings
         self.progress = progress
         self.log = log
-        self.stop = stop
+        self._aborted = threading.Event()
+        self.stop = lambda: stop() or self._aborted.is_set()
         self.scratch = scratch
         self.on_change = on_change
         self.budget = DiskBudget(settings.max_disk_bytes)
@@ -157,6 +158,12 @@ class Pipeline:
                 if item is _END:
                     break
                 self._detect(item, uploads)
+        except BaseException:
+            # an unexpected error here: stop feeding, drop what is queued, then re-raise
+            self._aborted.set()
+            while (item := ready.get()) is not _END:
+                self._cleanup(item)
+            raise
         finally:
             feeder.join()
             downloads.shutdown(wait=True)
