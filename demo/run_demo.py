@@ -29,7 +29,7 @@ import boto3
 import yaml
 from moto.server import ThreadedMotoServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(os.environ.get("DEMO_REPO", Path(__file__).resolve().parent.parent))
 ROOT = REPO / "build" / "demo"
 CORPUS, RESULTS = "demo-corpus", "demo-results"
 WORDS = [

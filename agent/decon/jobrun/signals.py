@@ -43,7 +43,17 @@ def install_handlers(
     """First signal: `stop.request`, then `on_first(signum)`. Second: `exit_now(128+signum)`
     without cleanup (every S3 object is all-or-nothing, so nothing partial is published)."""
 
+    owner = os.getpid()
+
     def handle(signum: int, _frame: object) -> None:
+        if os.getpid() != owner:
+            # a forked detection worker inherited this handler: the parent coordinates the
+            # stop, so the worker ignores SIGINT (Ctrl-C reaches the whole process group) and
+            # dies on SIGTERM as usual (Pool.terminate relies on it)
+            if signum == signal.SIGTERM:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
         if stop():
             print(f"decon run: second {signal.Signals(signum).name}, exiting now", file=sys.stderr)
             exit_now(exit_code_for_signal(signum))
