@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import signal
 from collections.abc import Callable
 
@@ -93,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         notifier.status(f"stopping ({name}): publishing finished files")
 
     install_handlers(stop, on_first)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the journal): for a stuck job
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     ctx = JobContext(
         log,
         notifier,

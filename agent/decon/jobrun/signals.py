@@ -46,12 +46,9 @@ def install_handlers(
     owner = os.getpid()
 
     def handle(signum: int, _frame: object) -> None:
-        if os.getpid() != owner:
-            # a forked detection worker inherited this handler: the parent coordinates the
-            # stop, so the worker ignores SIGINT (Ctrl-C reaches the whole process group) and
-            # dies on SIGTERM as usual (Pool.terminate relies on it)
+        if os.getpid() != owner:  # a forked child that ran no at-fork reset (see below)
+            _child_defaults()
             if signum == signal.SIGTERM:
-                signal.signal(signum, signal.SIG_DFL)
                 os.kill(os.getpid(), signum)
             return
         if stop():
@@ -63,3 +60,21 @@ def install_handlers(
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, handle)
+    _register_child_reset()
+
+
+def _child_defaults() -> None:
+    """In a forked detection worker: the parent coordinates the stop, so SIGINT (Ctrl-C
+    reaches the whole process group) is ignored and SIGTERM kills at once, at the C level,
+    without waiting for the interpreter (Pool.terminate relies on it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_child_reset_registered: list[bool] = []
+
+
+def _register_child_reset() -> None:
+    if not _child_reset_registered:  # os.register_at_fork cannot be undone: register once
+        os.register_at_fork(after_in_child=_child_defaults)
+        _child_reset_registered.append(True)
