@@ -277,3 +277,20 @@ def test_unexpected_detector_crash_does_not_hang_the_pipeline(s3, node_root: Pat
     thread.join(30)
     assert not thread.is_alive(), "pipeline hung after a detector crash"
     assert len(raised) == 1 and isinstance(raised[0], Bug)
+
+
+def test_three_hosts_together_do_every_file_exactly_once(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    truth = put_shards(client, 15)
+    uploaded: list[str] = []
+    for index in range(3):
+        root = node_root / f"host{index}"
+        for sub in ("var/lib/decon", "var/log"):
+            (root / sub).mkdir(parents=True)
+        cfg = make_config(
+            root, **job_sections(root, job={"id": "test-job", "host_index": index, "host_count": 3})
+        )
+        assert run_inline(cfg) == EXIT_DONE
+        uploaded += [u["uri"] for u in NodeState(cfg.node.state_dir).uploads()]
+    assert len(uploaded) == len(set(uploaded)) == 15  # one marker or report per file, no overlap
+    assert done_names(client, cfg) == {basename(r) for r in truth}
