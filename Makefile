@@ -36,5 +36,8 @@ e2e: $(STAMP)
 	bash e2e/setup-host.sh
 	DECON_E2E=1 $(PY) -m pytest -p no:cacheprovider -v tests/e2e
 
+demo: $(STAMP)
+	$(PY) demo/run_demo.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info agent/*.egg-info

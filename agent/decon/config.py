@@ -124,6 +124,24 @@ class LaunchSection:
 
 
 @dataclass
+class RunSection:
+    """How `decon run` moves files: concurrency, disk budget, retries, heartbeat."""
+
+    download_concurrency: int = 4  # files downloading at once
+    upload_concurrency: int = 4  # files uploading at once
+    transfer_threads: int = 8  # transfer manager threads per file (multipart parts in flight)
+    multipart_threshold_mb: int = 64
+    multipart_chunk_mb: int = 16
+    max_disk_mb: int = 20480  # local input + outputs of files in flight
+    heartbeat_seconds: float = 30.0
+    retry_attempts: int = 5  # per S3 operation, transient errors only
+    retry_base_seconds: float = 1.0  # exponential backoff: base, 2*base, 4*base, ...
+    retry_max_seconds: float = 30.0
+    host_index_from_imds: bool = False  # job.host_index := IMDS ami-launch-index
+    work_dir: str = ""  # default: {node.state_dir}/work
+
+
+@dataclass
 class Config:
     job: JobSection = field(default_factory=JobSection)
     input: InputSection = field(default_factory=InputSection)
@@ -133,6 +151,7 @@ class Config:
     aws: AwsSection = field(default_factory=AwsSection)
     node: NodeSection = field(default_factory=NodeSection)
     spot: SpotSection = field(default_factory=SpotSection)
+    run: RunSection = field(default_factory=RunSection)
     install: InstallSection = field(default_factory=InstallSection)
     launch: LaunchSection = field(default_factory=LaunchSection)
     # hooks: event -> {file name -> script text}, written to hooks_dir/<event>.d/ by cloud-init
@@ -225,6 +244,23 @@ def validate(cfg: Config) -> list[str]:
     if not 21600 >= cfg.spot.token_ttl_seconds >= 1:
         problems.append("spot.token_ttl_seconds: must be in 1..21600 (IMDSv2 bounds)")
     problems.extend(_validate_launch(cfg.launch))
+    for key in (
+        "download_concurrency",
+        "upload_concurrency",
+        "transfer_threads",
+        "multipart_threshold_mb",
+        "multipart_chunk_mb",
+        "max_disk_mb",
+        "retry_attempts",
+    ):
+        if getattr(cfg.run, key) < 1:
+            problems.append(f"run.{key}: must be >= 1")
+    if cfg.run.multipart_chunk_mb < 5:
+        problems.append("run.multipart_chunk_mb: must be >= 5 (the S3 minimum part size)")
+    if cfg.run.heartbeat_seconds <= 0:
+        problems.append("run.heartbeat_seconds: must be > 0")
+    if cfg.run.retry_base_seconds < 0 or cfg.run.retry_max_seconds < 0:
+        problems.append("run.retry_base_seconds/retry_max_seconds: must be >= 0")
     for event in cfg.hooks:
         if event not in HOOK_EVENTS:
             problems.append(f"hooks.{event}: unknown event (known: {', '.join(HOOK_EVENTS)})")

@@ -1,0 +1,79 @@
+"""The detection step of the job, injected: a factory builds a `Detector` once (loading the
+reference data once), and the pipeline calls it per file.
+
+The built-in factory wraps `decon.detect.pipeline.process_file`. `decon run --detector
+module:function` names another factory (same signature), e.g. a test double.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from decon.config import Config
+from decon.errors import UserError
+
+
+class DetectResult(Protocol):
+    """What the pipeline reads of a detection result (`decon.detect.pipeline.FileResult`)."""
+
+    lines: int
+    bytes: int
+    matches: int
+    contaminated_lines: int
+    malformed: int
+    cancelled: bool
+
+
+class Detector(Protocol):
+    """Detect one local file. Writes `report_path` only when the file is contaminated and
+    `cleaned_path` (when given) with the kept lines; outputs appear complete or not at all.
+    Returns early with `cancelled=True` when `cancel()` turns true."""
+
+    def __call__(
+        self,
+        src: Path,
+        rel_name: str,
+        report_path: Path,
+        cleaned_path: Path | None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> DetectResult: ...
+
+
+# (config, local reference directory) -> detector
+DetectorFactory = Callable[[Config, Path], Detector]
+
+
+def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
+    """Decon's detection (`cfg.detect`) against the eval records under `reference_dir`."""
+    from decon.detect.pipeline import load_reference, process_file
+
+    options = cfg.detect
+    index = load_reference(reference_dir, options)
+
+    def detect(
+        src: Path,
+        rel_name: str,
+        report_path: Path,
+        cleaned_path: Path | None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> DetectResult:
+        return process_file(src, rel_name, index, options, report_path, cleaned_path, cancel)
+
+    return detect
+
+
+def load_factory(spec: str | None) -> DetectorFactory:
+    """`module:function` -> that factory; None -> the built-in one."""
+    if not spec:
+        return builtin_detector
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"--detector: expected module:function, got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"--detector {spec}: cannot load: {exc}") from None
+    return factory

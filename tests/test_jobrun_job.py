@@ -1,0 +1,296 @@
+"""`decon run` in-process against the moto server with real boto3 (marker detector)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import make_config
+from decon.errors import UserError
+from decon.jobrun.heartbeat import Heartbeat
+from decon.jobrun.job import EXIT_DONE, EXIT_FILES_FAILED
+from decon.jobrun.signals import StopRequest
+from decon.node.state import NodeState
+from fakes import marker_detector
+from fakes.jobrun_world import (
+    IN_BUCKET,
+    IN_PREFIX,
+    MARKER,
+    OUT_BUCKET,
+    done_names,
+    job_sections,
+    keys,
+    put_shards,
+    run_inline,
+    shard_bytes,
+)
+
+
+def basename(rel: str) -> str:
+    for ext in (".gz", ".zst", ".zstd", ".bz2", ".xz"):
+        rel = rel.removesuffix(ext)
+    return rel.removesuffix(".jsonl").removesuffix(".json")
+
+
+def test_full_run_publishes_every_file(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    truth = put_shards(client, 12)
+    cfg = make_config(node_root, **job_sections(node_root, detect={"purify": True}))
+    assert run_inline(cfg) == EXIT_DONE
+
+    out = keys(client, OUT_BUCKET, "out/test-job/")
+    for rel, contaminated in truth.items():
+        base = basename(rel)
+        report = f"out/test-job/reports/{base}.report.jsonl"
+        marker = f"out/test-job/reports/{base}.clean"
+        cleaned = [k for k in out if k.startswith(f"out/test-job/cleaned/{base}.clean.jsonl")]
+        if contaminated:
+            assert report in out and marker not in out
+            ext = rel.rsplit(".json", 1)[1].removeprefix("l")  # compression ending
+            assert cleaned == [f"out/test-job/cleaned/{base}.clean.jsonl{ext}"]
+            body = client.get_object(Bucket=OUT_BUCKET, Key=report)["Body"].read().decode()
+            assert all(json.loads(x)["training_file"] == rel for x in body.splitlines())
+        else:
+            assert marker in out and out[marker] == 0 and report not in out and not cleaned
+
+    state = NodeState(cfg.node.state_dir)
+    progress = state.progress()
+    n_bad = sum(truth.values())
+    assert progress["assigned"] == progress["done"] == 12
+    assert progress["contaminated"] == n_bad and progress["failed"] == 0
+    assert progress["failed_files"] == []
+    uploads = state.uploads()
+    assert len(uploads) == 12 + n_bad  # marker or report per file + cleaned per contaminated
+    for record in uploads:
+        key = record["uri"].removeprefix(f"s3://{OUT_BUCKET}/")
+        data = client.get_object(Bucket=OUT_BUCKET, Key=key)["Body"].read()
+        assert record["size"] == len(data)
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+
+    run_id = state.run_id()
+    beat = Heartbeat.from_json(
+        client.get_object(Bucket=OUT_BUCKET, Key=f"out/test-job/runs/{run_id}/heartbeat.json")[
+            "Body"
+        ].read()
+    )
+    assert beat.state == "done" and beat.files.done == 12 and beat.files.contaminated == n_bad
+    assert beat.bytes_done == beat.bytes_total > 0
+    scratch = Path(cfg.node.state_dir) / "work" / "jobrun"
+    assert [p for p in scratch.rglob("*") if p.is_file()] == []  # local copies deleted
+    log = Path(cfg.node.log_file).read_text()
+    assert log.count("STATE: FILE_DONE") == 12 and "STATE: RUN_SUMMARY" in log
+
+
+def test_cleaned_copy_keeps_compression_and_drops_only_bad_lines(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    put_shards(client, 4, contaminated_every=1)
+    cfg = make_config(node_root, **job_sections(node_root, detect={"purify": True}))
+    assert run_inline(cfg) == EXIT_DONE
+    rel = "part-1/shard-0001.jsonl.gz"
+    got = client.get_object(
+        Bucket=OUT_BUCKET, Key="out/test-job/cleaned/part-1/shard-0001.clean.jsonl.gz"
+    )
+    local = node_root / "c.jsonl.gz"
+    local.write_bytes(got["Body"].read())
+    kept = marker_detector.read_lines(local)
+    src = node_root / "s.jsonl.gz"
+    src.write_bytes(shard_bytes(rel, 1, 21, True))
+    original = marker_detector.read_lines(src)
+    assert kept == [line for line in original if MARKER.encode() not in line]
+    assert 0 < len(kept) < len(original)
+
+
+def test_rerun_after_partial_run_does_only_missing_files(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    truth = put_shards(client, 9)
+    cfg = make_config(node_root, **job_sections(node_root, run={"download_concurrency": 1}))
+    stop = StopRequest()
+    factory = marker_detector.marker_factory
+    calls: list[str] = []
+
+    def stopping_factory(cfg, ref):  # type: ignore[no-untyped-def]
+        inner = factory(cfg, ref)
+
+        def detect(src, rel, report, cleaned, cancel=None):  # type: ignore[no-untyped-def]
+            calls.append(rel)
+            result = inner(src, rel, report, cleaned, cancel)
+            if len(calls) == 4:
+                stop.request(15)
+            return result
+
+        return detect
+
+    from io import StringIO
+
+    from decon.eventlog import EventLog
+    from decon.jobrun.job import JobContext, run_job
+    from decon.node.notify import Notifier
+
+    code = run_job(
+        cfg,
+        JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), stop, stopping_factory),
+    )
+    assert code == 143
+    first = done_names(client, cfg)
+    assert len(first) == 4 and first == {basename(r) for r in calls}
+    progress = NodeState(cfg.node.state_dir).progress()
+    assert progress["done"] == 4 and progress["assigned"] == 9
+
+    calls.clear()
+    stop2 = StopRequest()
+
+    def counting_factory(cfg, ref):  # type: ignore[no-untyped-def]
+        inner = factory(cfg, ref)
+
+        def detect(src, rel, report, cleaned, cancel=None):  # type: ignore[no-untyped-def]
+            calls.append(rel)
+            return inner(src, rel, report, cleaned, cancel)
+
+        return detect
+
+    code = run_job(
+        cfg,
+        JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), stop2, counting_factory),
+    )
+    assert code == EXIT_DONE
+    assert {basename(r) for r in calls} == {basename(r) for r in truth} - first
+    assert done_names(client, cfg) == {basename(r) for r in truth}
+    progress = NodeState(cfg.node.state_dir).progress()
+    assert progress["done"] == 9 and progress["skipped"] == 4
+    assert progress["contaminated"] == sum(truth.values())  # counts earlier runs' reports too
+
+
+def test_corrupt_file_is_recorded_as_failed_and_the_job_goes_on(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    truth = put_shards(client, 5)
+    client.put_object(Bucket=IN_BUCKET, Key=IN_PREFIX + "broken.jsonl.gz", Body=b"not gzip at all")
+    cfg = make_config(node_root, **job_sections(node_root))
+    assert run_inline(cfg) == EXIT_FILES_FAILED
+    assert done_names(client, cfg) == {basename(r) for r in truth}
+    progress = NodeState(cfg.node.state_dir).progress()
+    assert progress["failed"] == 1 and progress["done"] == 5 and progress["assigned"] == 6
+    (failed,) = progress["failed_files"]
+    assert failed["rel"] == "broken.jsonl.gz" and failed["stage"] == "detect"
+    assert failed["location"] == f"s3://{IN_BUCKET}/{IN_PREFIX}broken.jsonl.gz"
+    log = Path(cfg.node.log_file).read_text()
+    assert "STATE: FILE_FAILED file=broken.jsonl.gz stage=detect" in log
+
+
+def test_max_files_debug_uploads_nothing(s3, node_root: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    put_shards(client, 6)
+    cfg = make_config(
+        node_root, **job_sections(node_root, job={"id": "test-job", "max_files_debug": 2})
+    )
+    assert run_inline(cfg) == EXIT_DONE
+    assert keys(client, OUT_BUCKET) == {}
+    state = NodeState(cfg.node.state_dir)
+    assert state.uploads() == []
+    assert state.progress()["done"] == 2
+    outputs = Path(cfg.node.state_dir) / "work" / "jobrun" / "outputs"
+    assert len([p for p in (outputs / "reports").rglob("*") if p.is_file()]) == 2
+    assert len([p for p in (outputs.parent / "inputs").rglob("*") if p.is_file()]) == 2
+    assert str(outputs) in capsys.readouterr().out
+
+
+def test_local_input_directory_is_read_in_place(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    client.create_bucket(Bucket=OUT_BUCKET)
+    data = node_root / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "a.jsonl").write_bytes(shard_bytes("a.jsonl", 0, 10, True))
+    (data / "b.jsonl").write_bytes(shard_bytes("b.jsonl", 1, 10, False))
+    cfg = make_config(node_root, **job_sections(node_root, input={"uri": str(data)}))
+    assert run_inline(cfg) == EXIT_DONE
+    assert done_names(client, cfg) == {"sub/a", "b"}
+    assert (data / "sub" / "a.jsonl").exists()  # never deleted
+
+
+def test_missing_input_bucket_is_a_user_error(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    s3.client().create_bucket(Bucket=OUT_BUCKET)
+    cfg = make_config(node_root, **job_sections(node_root, input={"uri": "s3://nope/x/"}))
+    with pytest.raises(UserError, match="input.uri: bucket 'nope' does not exist"):
+        run_inline(cfg)
+
+
+def test_empty_input_prefix_is_a_user_error(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    put_shards(s3.client(), 1)
+    cfg = make_config(
+        node_root, **job_sections(node_root, input={"uri": f"s3://{IN_BUCKET}/typo/"})
+    )
+    with pytest.raises(UserError, match="no objects under"):
+        run_inline(cfg)
+
+
+def test_reference_prefix_is_downloaded_once(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    truth = put_shards(client, 3)
+    client.put_object(Bucket=IN_BUCKET, Key="evals/set/markers.txt", Body=(MARKER + "\n").encode())
+    cfg = make_config(
+        node_root, **job_sections(node_root, reference={"uri": f"s3://{IN_BUCKET}/evals/"})
+    )
+    assert run_inline(cfg) == EXIT_DONE
+    ref = Path(cfg.node.state_dir) / "work" / "reference" / "set" / "markers.txt"
+    assert ref.read_text().strip() == MARKER
+    reports = [k for k in keys(client, OUT_BUCKET) if k.endswith(".report.jsonl")]
+    assert len(reports) == sum(truth.values())
+    log = Path(cfg.node.log_file).read_text()
+    assert "REFERENCE_READY" in log and "downloaded=1" in log
+
+
+def test_unexpected_detector_crash_does_not_hang_the_pipeline(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    """A detector that raises something other than Exception (a bug) ends the run promptly."""
+    put_shards(s3.client(), 6)
+    cfg = make_config(node_root, **job_sections(node_root, run={"max_disk_mb": 1}))
+
+    class Bug(BaseException):
+        pass
+
+    def factory(cfg, ref):  # type: ignore[no-untyped-def]
+        def detect(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise Bug()
+
+        return detect
+
+    from io import StringIO
+
+    from decon.eventlog import EventLog
+    from decon.jobrun.job import JobContext, run_job
+    from decon.node.notify import Notifier
+
+    ctx = JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), StopRequest(), factory)
+    raised: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_job(cfg, ctx)
+        except BaseException as exc:
+            raised.append(exc)
+
+    import threading
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "pipeline hung after a detector crash"
+    assert len(raised) == 1 and isinstance(raised[0], Bug)
+
+
+def test_three_hosts_together_do_every_file_exactly_once(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    truth = put_shards(client, 15)
+    uploaded: list[str] = []
+    for index in range(3):
+        root = node_root / f"host{index}"
+        for sub in ("var/lib/decon", "var/log"):
+            (root / sub).mkdir(parents=True)
+        cfg = make_config(
+            root, **job_sections(root, job={"id": "test-job", "host_index": index, "host_count": 3})
+        )
+        assert run_inline(cfg) == EXIT_DONE
+        uploaded += [u["uri"] for u in NodeState(cfg.node.state_dir).uploads()]
+    assert len(uploaded) == len(set(uploaded)) == 15  # one marker or report per file, no overlap
+    assert done_names(client, cfg) == {basename(r) for r in truth}
