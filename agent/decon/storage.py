@@ -124,12 +124,20 @@ class Storage(Protocol):
         ...
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/some/key` -> ("bucket", "some/key"); a StorageError for anything else."""
+    if not uri.startswith("s3://"):
+        raise StorageError(f"{uri}: not an s3:// URI", code="InvalidURI")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise StorageError(f"{uri}: no bucket name in S3 URI", code="InvalidURI")
+    return bucket, key
+
+
 def open_storage(uri: str, aws: AwsSection, *, attempts: int = 3) -> Storage:
     """`s3://bucket/prefix/` -> S3Storage; a local path or `file://` URI -> LocalStorage."""
     if uri.startswith("s3://"):
-        bucket, _, prefix = uri[len("s3://") :].partition("/")
-        if not bucket:
-            raise StorageError(f"{uri}: no bucket name in S3 URI", code="InvalidURI")
+        bucket, prefix = split_s3_uri(uri)
         client = s3_client(aws, attempts=attempts)
         return S3Storage(client, bucket, prefix)
     if uri.startswith("file://"):

@@ -12,9 +12,9 @@ import botocore.exceptions
 
 from decon.config import Config
 from decon.errors import UserError
-from decon.jobrun._shims import open_storage, split_s3_uri
 from decon.jobrun.inputs import InputFile
 from decon.jobrun.transfer import RetryPolicy, S3Transfers
+from decon.storage import StorageError, open_storage, split_s3_uri
 
 
 class InputSource(Protocol):
@@ -28,6 +28,8 @@ class InputSource(Protocol):
 
 def describe_s3_error(exc: Exception, what: str, uri: str) -> str | None:
     """One line for a non-transient S3 error a user can fix, or None."""
+    if isinstance(exc, StorageError) and isinstance(exc.__cause__, Exception):
+        exc = exc.__cause__  # decon.storage wraps the botocore error; look at the original
     if isinstance(exc, botocore.exceptions.ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         bucket = split_s3_uri(uri)[0]

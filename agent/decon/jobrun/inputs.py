@@ -13,7 +13,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from decon.jobrun._shims import is_data_file, output_names
+from decon.detect.io import is_data_file
+from decon.detect.pipeline import output_names
 
 
 @dataclass(frozen=True)

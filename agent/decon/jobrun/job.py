@@ -23,7 +23,6 @@ from pathlib import Path
 from decon.config import Config
 from decon.errors import UserError
 from decon.eventlog import EventLog
-from decon.jobrun._shims import open_storage
 from decon.jobrun.detector import DetectorFactory, builtin_detector
 from decon.jobrun.endpoints import S3Outputs, describe_s3_error, open_source
 from decon.jobrun.heartbeat import HEARTBEAT_NAME
@@ -34,6 +33,7 @@ from decon.jobrun.signals import StopRequest, exit_code_for_signal
 from decon.jobrun.transfer import RetryPolicy, S3Transfers, is_transient_error
 from decon.node.notify import Notifier
 from decon.node.state import NodeState
+from decon.storage import StorageError, open_storage
 
 EXIT_DONE = 0
 EXIT_FILES_FAILED = 1
@@ -193,10 +193,10 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
         if not inputs:
             raise UserError(f"input.uri: no objects under {source.uri}")
         done_keys = outputs.done_keys()
-    except UserError:
-        raise
     except Exception as exc:
-        if not is_transient_error(exc):
+        # decon.storage raises StorageError (a UserError) also for transient failures.
+        plain_user_error = isinstance(exc, UserError) and not isinstance(exc, StorageError)
+        if plain_user_error or not is_transient_error(exc):
             raise
         log.event("RUN_ABORTED", stage="list", error=one_line(exc))
         return EXIT_CANNOT_RUN
@@ -245,10 +245,10 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
         if plan.todo and not stop():
             try:
                 reference = fetch_reference(cfg, transfers, work, log)
-            except UserError:
-                raise
             except Exception as exc:
-                if not is_transient_error(exc):
+                # decon.storage raises StorageError (a UserError) also for transient failures.
+                plain_user_error = isinstance(exc, UserError) and not isinstance(exc, StorageError)
+                if plain_user_error or not is_transient_error(exc):
                     raise
                 log.event("RUN_ABORTED", stage="reference", error=one_line(exc))
                 final_state = "stopping"

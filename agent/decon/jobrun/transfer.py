@@ -22,7 +22,7 @@ from boto3.exceptions import RetriesExceededError
 from boto3.s3.transfer import TransferConfig
 
 from decon.config import Config
-from decon.jobrun._shims import is_transient, split_s3_uri
+from decon.storage import is_transient, split_s3_uri
 
 T = TypeVar("T")
 MB = 1 << 20
