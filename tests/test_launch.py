@@ -15,6 +15,7 @@ import yaml
 from conftest import make_config
 from decon.config import ConfigError
 from decon.fleet.launch import build_requests, launch_fleet
+from decon.fleet.userdata import parse_user_data, render_user_data, written_files
 from fakes.fleet import BUCKET, ec2_env, put_run, run_id, tagged_instance
 
 JOB = "test-job"
@@ -22,7 +23,7 @@ RUNS = f"out/{JOB}/runs/"
 
 
 def fake_renderer(cfg, host_index, host_count):
-    """Stands in for decon.fleet.userdata.render_user_data until it is on main."""
+    """A small cloud-config, for tests about the launch requests rather than the user-data."""
     doc = {
         "write_files": [
             {
@@ -133,6 +134,28 @@ def test_launch_requests_carry_every_parameter(s3, tmp_path):
         assert params["MinCount"] == params["MaxCount"] == 1
         kinds = [t["ResourceType"] for t in params["TagSpecifications"]]
         assert kinds == ["instance", "volume"]
+
+
+def test_real_renderer_user_data_round_trips_through_ec2(s3, tmp_path):
+    env = ec2_env(s3)
+    cfg = job_config(tmp_path, env)
+    ec2 = s3.client("ec2")
+    _, launched = launch_fleet(cfg, 3, ec2=ec2)  # the default: render_user_data
+    by_index = {int(tags_of(i)["decon:host-index"]): i["InstanceId"] for i in instances(ec2)}
+    assert sorted(by_index) == [0, 1, 2] == sorted(x.host_index for x in launched)
+    seen = set()
+    for index, iid in by_index.items():
+        attr = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+        user_data = base64.b64decode(attr["UserData"]["Value"]).decode()
+        assert user_data == render_user_data(cfg, host_index=index, host_count=3)
+        node = yaml.safe_load(written_files(parse_user_data(user_data))["/etc/decon/config.yaml"])
+        assert (node["job"]["id"], node["job"]["host_index"], node["job"]["host_count"]) == (
+            JOB,
+            index,
+            3,
+        )
+        seen.add(user_data)
+    assert len(seen) == 3  # each host got its own config
 
 
 def test_on_demand_and_instance_type_override(s3, tmp_path):

@@ -1,4 +1,6 @@
+import contextlib
 import socket
+import time
 
 from decon.node.notify import Notifier
 
@@ -24,3 +26,26 @@ def test_no_socket_is_a_quiet_no_op(monkeypatch):
 
 def test_vanished_socket_does_not_raise(tmp_path):
     assert Notifier(str(tmp_path / "gone.sock")).status("x") is False
+
+
+def test_full_queue_drops_instead_of_blocking(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    with open("/proc/sys/net/unix/max_dgram_qlen") as fh:
+        queue_len = int(fh.read())
+    sends = max(100, queue_len * 2 + 10)  # sure to overflow a queue nobody reads
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        notifier = Notifier(path)
+        started = time.monotonic()
+        results = [notifier.status(f"n={n}") for n in range(sends)]
+        elapsed = time.monotonic() - started
+        assert elapsed < 5.0, f"{sends} sends took {elapsed:.1f}s (a blocking send?)"
+        delivered = results.index(False)
+        assert delivered >= 1 and not any(results[delivered:])  # full stays full
+        server.setblocking(False)
+        got = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got.append(server.recv(4096))
+        assert got == [f"STATUS=n={n}".encode() for n in range(delivered)]
+        assert notifier.watchdog()  # room again once read

@@ -8,7 +8,7 @@ import pytest
 
 from decon.cli import main
 from decon.fleet.review import ANSI_ON, PLAIN_OFF, PLAIN_ON, highlight, read_reports
-from decon.fleet.s3view import open_area
+from decon.storage import open_storage
 
 BUCKET = "decon-out"
 
@@ -79,7 +79,7 @@ def check(review):
 
 
 def test_review_local_directory(report_dir):
-    check(read_reports(open_area(str(report_dir), None)))
+    check(read_reports(open_storage(str(report_dir), None)))
 
 
 def test_review_s3_prefix(s3):
@@ -90,7 +90,7 @@ def test_review_s3_prefix(s3):
     client.put_object(Bucket=BUCKET, Key="out/job/reportsX/shard-z.report.jsonl", Body=b"{}")
     from decon.config import AwsSection
 
-    check(read_reports(open_area(f"s3://{BUCKET}/out/job/reports", AwsSection())))
+    check(read_reports(open_storage(f"s3://{BUCKET}/out/job/reports", AwsSection())))
 
 
 def test_highlight_modes():

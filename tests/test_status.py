@@ -86,11 +86,11 @@ def job_config(tmp_path):
 
 
 def test_every_state_from_prepared_s3_and_ec2(s3, tmp_path):
-    from decon.fleet.s3view import open_area
+    from decon.storage import open_storage
 
     now, ids = prepare(s3)
     cfg = job_config(tmp_path)
-    health = collect(cfg, s3.client("ec2"), open_area(cfg.output_prefix("runs"), cfg.aws), now)
+    health = collect(cfg, s3.client("ec2"), open_storage(cfg.output_prefix("runs"), cfg.aws), now)
     assert health.host_count == 5
     verdicts = [(h.verdict, h.why) for h in health.hosts]
     assert verdicts[0] == ("running", "heartbeat 30s ago")
@@ -180,7 +180,7 @@ def test_cli_missing_bucket_is_one_line(s3, tmp_path):
 
 
 def test_malformed_heartbeat_is_a_warning_not_fatal(s3, tmp_path):
-    from decon.fleet.s3view import open_area
+    from decon.storage import open_storage
 
     client = s3.client()
     client.create_bucket(Bucket=BUCKET)
@@ -188,5 +188,5 @@ def test_malformed_heartbeat_is_a_warning_not_fatal(s3, tmp_path):
     rid = run_id(now, "i-0bad")
     client.put_object(Bucket=BUCKET, Key=f"{RUNS}{rid}/heartbeat.json", Body=b"{not json")
     cfg = job_config(tmp_path)
-    health = collect(cfg, None, open_area(cfg.output_prefix("runs"), cfg.aws), now)
+    health = collect(cfg, None, open_storage(cfg.output_prefix("runs"), cfg.aws), now)
     assert any("heartbeat.json: bad heartbeat" in p for p in health.problems)

@@ -20,8 +20,15 @@ import yaml
 
 from conftest import make_config
 from decon.config import config_to_dict
+from decon.node.imds import ImdsError
 from decon.node.state import NodeState, SpotNotice
-from decon.node.wrapper import decide_run, progress_text, watchdog_interval
+from decon.node.wrapper import (
+    decide_run,
+    imds_instance_id_lookup,
+    progress_text,
+    watchdog_interval,
+)
+from fakes.imds import FakeImds
 
 JOB = textwrap.dedent(
     """
@@ -130,6 +137,8 @@ def make_node(
     exit_code: int = 0,
     linger: float = 0.0,
     job_command: list[str] | None = None,
+    instance_id: str | None = "i-0123456789abcdef0",
+    spot: dict | None = None,
 ) -> Node:
     for sub in ("etc/decon/hooks", "var/lib/decon", "var/log", "var/lock", "bin"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -167,8 +176,9 @@ def make_node(
             "job_command": command,
             "finalize_command": [sys.executable, str(finalizer)],
             "poweroff_command": [str(poweroff)],
-            "instance_id": "i-0123456789abcdef0",
+            "instance_id": instance_id,
         },
+        **({"spot": spot} if spot else {}),
     )
     node.config.write_text(yaml.safe_dump(config_to_dict(cfg)))
     return node
@@ -393,6 +403,49 @@ def test_unfinished_run_resumes_with_the_same_run_id(tmp_path, sentinel):
     assert json.loads(node.job_started.read_text())["run_id"] == old
     assert node.state.notice() is None  # a notice from an earlier boot is not a deadline
     assert ("SENTINEL_CHECK_FAILED" in node.log()) == (sentinel == "raise")
+
+
+def test_new_run_id_ends_with_the_imds_instance_id(tmp_path):
+    imds = FakeImds(instance_id="i-0feedc0ffee123456")
+    imds.start()
+    try:
+        node = make_node(tmp_path, instance_id=None, spot={"imds_endpoint": imds.url})
+        proc = start_wrapper(node)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        imds.stop()
+    assert proc.returncode == 0, err.decode()
+    assert node.state.run_id().endswith("-i-0feedc0ffee123456")
+    assert json.loads(node.job_started.read_text())["run_id"] == node.state.run_id()
+    asked = [(r.method, r.path) for r in imds.requests]
+    assert asked == [("PUT", "/latest/api/token"), ("GET", "/latest/meta-data/instance-id")]
+
+
+def test_unreachable_imds_falls_back_to_the_host_name_quickly(tmp_path):
+    imds = FakeImds()
+    imds.start()
+    imds.stop()  # connection refused from now on
+    node = make_node(tmp_path, instance_id=None, spot={"imds_endpoint": imds.url})
+    proc = start_wrapper(node)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()
+    host = socket.gethostname().split(".")[0] or "localhost"
+    assert node.state.run_id().endswith(f"-{host}")
+
+
+def test_imds_lookup_gives_up_after_one_short_attempt(tmp_path):
+    imds = FakeImds()
+    imds.start()
+    try:
+        imds.delay_next(5, 2.0)  # IMDS hangs longer than the timeout
+        cfg = make_config(tmp_path, spot={"imds_endpoint": imds.url})
+        started = time.monotonic()
+        with pytest.raises(ImdsError):
+            imds_instance_id_lookup(cfg, timeout=0.3)()
+        assert time.monotonic() - started < 3.0
+        assert len(imds.requests) <= 1  # no retries
+    finally:
+        imds.stop()
 
 
 def test_stop_before_the_job_starts_runs_no_job_and_finalizes(tmp_path, notify_socket):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from decon.jobrun.heartbeat import FileCounts, Heartbeat
+from decon.node.sentinel import Sentinel
 
 BUCKET = "decon-out"
 
@@ -67,31 +67,27 @@ def put_run(
     s3.put_object(Bucket=BUCKET, Key=f"{runs_prefix}{rid}/decon-run.log", Body=b"log\n")
     if sentinel is not None:
         failed_upload = sentinel == "failed_upload"
-        body = {
-            "run_id": rid,
-            "job_id": "job",
-            "instance_id": instance,
-            "host_index": host_index,
-            "host_count": host_count,
-            "finalized_at": iso(beat_at or dt.datetime.now(dt.UTC)),
-            "status": "failed_upload" if failed_upload else "success",
-            "completion_status": "normal" if sentinel == "normal" else "interrupted",
-            "exit_code": 0 if sentinel == "normal" else 143,
-            "reason": "spot interruption notice (terminate)"
-            if sentinel != "normal"
-            else "job exit 0",
-            "files": {
+        sentinel_body = Sentinel(
+            run_id=rid,
+            job_id="job",
+            instance_id=instance,
+            host_index=host_index,
+            host_count=host_count,
+            finalized_at=iso(beat_at or dt.datetime.now(dt.UTC)),
+            status="failed_upload" if failed_upload else "success",
+            completion_status="normal" if sentinel == "normal" else "interrupted",
+            exit_code=0 if sentinel == "normal" else 143,
+            reason="spot interruption notice (terminate)" if sentinel != "normal" else "job exit 0",
+            files={
                 "assigned": assigned,
                 "done": done,
                 "contaminated": contaminated,
                 "failed": failed,
             },
-            "artifacts": [],
-        }
-        if failed_upload:
-            body["last_error"] = "AccessDenied on reports/x.report.jsonl"
-        name = "_FAILED_UPLOAD" if failed_upload else "_SUCCESS"
-        s3.put_object(Bucket=BUCKET, Key=f"{runs_prefix}{rid}/{name}", Body=json.dumps(body))
+            last_error="AccessDenied on reports/x.report.jsonl" if failed_upload else None,
+        )
+        key = f"{runs_prefix}{rid}/{sentinel_body.name}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=sentinel_body.to_json())
 
 
 def tagged_instance(moto: Any, env: Ec2Env, job: str, host_index: int, host_count: int) -> str:

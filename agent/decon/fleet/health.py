@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from decon.jobrun.heartbeat import Heartbeat
+from decon.node.sentinel import Sentinel
 
 LIVE_STATES = ("pending", "running")
 RUN_ID_RE = re.compile(r"^run-(\d{8})-(\d{6})Z-(.+)$")
@@ -66,6 +67,11 @@ class SentinelFacts:
             reason=str(data.get("reason", "")),
             last_error=data.get("last_error"),
         )
+
+    @classmethod
+    def from_sentinel(cls, sentinel: Sentinel) -> SentinelFacts:
+        """The facts of a parsed sentinel; ValueError when its status is not a sentinel status."""
+        return cls.from_dict(asdict(sentinel))
 
     @property
     def done_normally(self) -> bool:

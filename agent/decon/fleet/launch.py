@@ -28,7 +28,8 @@ from decon.fleet.instances import (
     aws_error,
     ec2_client,
 )
-from decon.fleet.s3view import open_area
+from decon.fleet.userdata import render_user_data
+from decon.storage import open_storage
 
 # (cfg, host_index, host_count) -> #cloud-config text
 Renderer = Callable[[Config, "int | None", "int | None"], str]
@@ -67,11 +68,7 @@ class LaunchRequest:
 
 
 def default_renderer(cfg: Config, host_index: int | None, host_count: int | None) -> str:
-    """`decon.fleet.userdata.render_user_data`, imported when first used."""
-    try:
-        from decon.fleet.userdata import render_user_data  # type: ignore[import-not-found]
-    except ModuleNotFoundError:
-        raise UserError("launch: render-user-data is not available in this version") from None
+    """`decon.fleet.userdata.render_user_data` (the real cloud-config of one host)."""
     return render_user_data(cfg, host_index=host_index, host_count=host_count)
 
 
@@ -293,7 +290,7 @@ def _missing(
 ) -> list[int]:
     from decon.fleet.status import collect  # status imports nothing from launch
 
-    area = runs_area if runs_area is not None else open_area(cfg.output_prefix("runs"), cfg.aws)
+    area = runs_area if runs_area is not None else open_storage(cfg.output_prefix("runs"), cfg.aws)
     health = collect(cfg, ec2, area, now or dt.datetime.now(dt.UTC), host_count=count)
     counts = {h.latest.host_count for h in health.hosts if h.latest and h.latest.host_count}
     if counts - {count}:

@@ -20,7 +20,7 @@ from typing import Any
 
 from decon.config import AwsSection, load_config
 from decon.errors import UserError
-from decon.fleet.s3view import Area, open_area
+from decon.storage import LocalStorage, Storage, open_storage
 
 REPORT_SUFFIX = ".report.jsonl"
 CLEAN_SUFFIX = ".clean"
@@ -135,7 +135,7 @@ def parse_line(line: str, report: str) -> Match:
     )
 
 
-def read_reports(area: Area) -> Review:
+def read_reports(area: Storage) -> Review:
     """Every `*.report.jsonl` (and `.clean` marker) under the area."""
     review = Review()
     for obj in area.list(""):
@@ -284,7 +284,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("review: give REPORTS (a directory or s3:// prefix) or --config")
     if args.top < 1 or args.show < 0:
         raise UserError("review: --top must be >= 1 and --show >= 0")
-    review = read_reports(open_area(where, aws))
+    storage = open_storage(where, aws)
+    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
+        # S3 has no directories, but a local path that is not one is a typo worth naming
+        raise UserError(f"{storage.root}: not a directory")
+    review = read_reports(storage)
     if args.json:
         print(json.dumps(to_json(review, args.top, args.show), indent=2, sort_keys=True))
         return 0

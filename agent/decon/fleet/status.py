@@ -22,14 +22,15 @@ from decon.fleet.health import (
     parse_run_id,
 )
 from decon.fleet.instances import ec2_client, job_instances
-from decon.fleet.s3view import Area, open_area
 from decon.jobrun.heartbeat import HEARTBEAT_NAME, Heartbeat
+from decon.node.sentinel import FAILED_UPLOAD, SUCCESS, Sentinel
+from decon.storage import Storage, StorageError, open_storage
 
-SENTINEL_NAMES = ("_SUCCESS", "_FAILED_UPLOAD")  # _SUCCESS wins when both exist
+SENTINEL_NAMES = (SUCCESS, FAILED_UPLOAD)  # _SUCCESS wins when both exist
 EXIT_CODES = {FINISHED: 0, "running": 0, ATTENTION: 3}
 
 
-def collect_runs(runs_area: Area) -> list[RunFacts]:
+def collect_runs(runs_area: Storage) -> list[RunFacts]:
     """Every run under the runs prefix with its heartbeat and sentinel (unreadable ones noted)."""
     keys: dict[str, set[str]] = {}
     for obj in runs_area.list(""):
@@ -49,12 +50,17 @@ def collect_runs(runs_area: Area) -> list[RunFacts]:
                 run.problems.append(f"{HEARTBEAT_NAME}: {exc}")
         for name in SENTINEL_NAMES:
             if name in names:
+                key = f"{run_id}/{name}"
                 try:
-                    body = json.loads(runs_area.get_bytes(f"{run_id}/{name}"))
-                    run.sentinel = SentinelFacts.from_dict(body)
+                    sentinel = Sentinel.from_json(runs_area.get_bytes(key), runs_area.uri(key))
+                    run.sentinel = SentinelFacts.from_sentinel(sentinel)
                     break
-                except ValueError as exc:  # JSONDecodeError is a ValueError
+                except StorageError as exc:
+                    if exc.code == "NoSuchKey":  # removed since the listing
+                        continue
                     run.problems.append(f"{name}: {exc}")
+                except ValueError as exc:
+                    run.problems.append(f"{name}: {runs_area.uri(key)}: {exc}")
         runs.append(run)
     return runs
 
@@ -62,7 +68,7 @@ def collect_runs(runs_area: Area) -> list[RunFacts]:
 def collect(
     cfg: Config,
     ec2: Any,
-    runs_area: Area,
+    runs_area: Storage,
     now: dt.datetime,
     *,
     host_count: int | None = None,
@@ -250,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--count: must be >= 1")
     if args.watch is not None and args.watch < 1:
         raise UserError("--watch: SECONDS must be >= 1")
-    runs_area = open_area(cfg.output_prefix("runs"), cfg.aws)
+    runs_area = open_storage(cfg.output_prefix("runs"), cfg.aws)
     ec2 = None if args.no_ec2 else ec2_client(cfg.aws)
 
     def once() -> JobHealth:

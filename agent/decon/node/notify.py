@@ -23,15 +23,20 @@ class Notifier:
         return self.address is not None
 
     def send(self, *assignments: str) -> bool:
-        """Send `KEY=VALUE` lines in one datagram; False when there is nowhere to send."""
+        """Send `KEY=VALUE` lines in one datagram; False when there is nowhere to send.
+
+        Never blocks: when the receiver's queue is full (systemd busy or gone) the datagram is
+        dropped and this returns False, so a stuck notify socket cannot hang the caller.
+        """
         if self.address is None:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
                 sock.connect(self.address)
-                sock.sendall("\n".join(assignments).encode())
+                sock.send("\n".join(assignments).encode())
             return True
-        except OSError:
+        except OSError:  # includes BlockingIOError (queue full) and a vanished socket
             return False
 
     def ready(self, status: str | None = None) -> bool:

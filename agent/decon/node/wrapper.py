@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from decon.config import DEFAULT_CONFIG_PATH, Config, load_config
 from decon.errors import guarded_main
 from decon.eventlog import EventLog
+from decon.node.imds import ImdsClient
 from decon.node.notify import Notifier
 from decon.node.state import NodeState, Outcome
 
@@ -99,6 +100,24 @@ def resolve_instance_id(cfg: Config, imds_lookup: Callable[[], str | None] | Non
             if found:
                 return found
     return socket.gethostname().split(".")[0] or "localhost"
+
+
+IMDS_LOOKUP_TIMEOUT_SECONDS = 1.0  # one attempt; the start must not wait long for IMDS
+
+
+def imds_instance_id_lookup(
+    cfg: Config, timeout: float = IMDS_LOOKUP_TIMEOUT_SECONDS
+) -> Callable[[], str | None]:
+    """A lookup of the instance id from `spot.imds_endpoint` (IMDSv2), one short attempt.
+
+    Raises when IMDS is unreachable; `resolve_instance_id` then falls back to the host name.
+    """
+
+    def lookup() -> str | None:
+        with ImdsClient(cfg.spot.imds_endpoint, timeout=timeout) as client:
+            return client.instance_id()
+
+    return lookup
 
 
 def watchdog_interval(env: Mapping[str, str], pid: int) -> float | None:
@@ -414,6 +433,7 @@ def _main(argv: list[str] | None, **wrapper_options: Any) -> int:
     state.dir.mkdir(parents=True, exist_ok=True)
     pid_file = state.wrapper_pid_file
     pid_file.write_text(f"{os.getpid()}\n")
+    wrapper_options.setdefault("imds_lookup", imds_instance_id_lookup(cfg))
     try:
         wrapper = Wrapper(cfg, EventLog(cfg.node.log_file), Notifier(), **wrapper_options)
         return wrapper.run()
