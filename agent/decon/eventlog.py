@@ -20,6 +20,15 @@ def iso_utc(when: dt.datetime | None = None) -> str:
     return (when or utc_now()).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_iso_utc(text: str) -> dt.datetime:
+    """Parse an ISO 8601 time such as `2026-11-23T14:30:12Z`; no zone given means UTC.
+
+    Raises ValueError when `text` is not an ISO 8601 time.
+    """
+    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 def format_fields(fields: dict[str, Any]) -> str:
     parts = []
     for key, value in fields.items():

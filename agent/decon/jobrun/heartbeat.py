@@ -8,6 +8,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from decon.eventlog import parse_iso_utc
+
 HEARTBEAT_NAME = "heartbeat.json"
 
 
@@ -49,5 +51,4 @@ class Heartbeat:
             raise ValueError(f"bad heartbeat: {exc}") from None
 
     def age_seconds(self, now: dt.datetime) -> float:
-        updated = dt.datetime.fromisoformat(self.updated_at.replace("Z", "+00:00"))
-        return (now - updated).total_seconds()
+        return (now - parse_iso_utc(self.updated_at)).total_seconds()

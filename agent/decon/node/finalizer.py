@@ -34,7 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from decon.config import Config, load_config
 from decon.errors import UserError, guarded_main
-from decon.eventlog import EventLog, iso_utc, utc_now
+from decon.eventlog import EventLog, iso_utc, parse_iso_utc, utc_now
 from decon.node.hooks import run_hooks
 from decon.node.sentinel import (
     FAILED_UPLOAD,
@@ -597,10 +597,9 @@ def describe_dry_run(ctx: Context) -> FinalizeResult:
 
 def parse_time(text: str) -> dt.datetime:
     try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso_utc(text)
     except ValueError:
         raise UserError(f"--deadline: not an ISO 8601 time: {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from decon.eventlog import parse_iso_utc
 from decon.node.state import SpotNotice
 
 DEFAULT_ENDPOINT = "http://169.254.169.254"
@@ -84,10 +85,9 @@ def parse_imds_time(text: Any, path: str = "") -> dt.datetime:
     if not isinstance(text, str) or not text:
         raise ImdsBadTime(f"{path}: time is not a string: {text!r}", path)
     try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso_utc(text)
     except ValueError:
         raise ImdsBadTime(f"{path}: not an ISO 8601 time: {text!r}", path) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 class ImdsClient:

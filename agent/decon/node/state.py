@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from decon.eventlog import parse_iso_utc
+
 RUN_ID_RE = re.compile(r"^run-\d{8}-\d{6}Z-[A-Za-z0-9._-]+$")
 
 
@@ -62,7 +64,7 @@ class SpotNotice:
     time: str  # ISO 8601 UTC, as IMDS gives it
 
     def when(self) -> dt.datetime:
-        return dt.datetime.fromisoformat(self.time.replace("Z", "+00:00"))
+        return parse_iso_utc(self.time)
 
 
 class NodeState:
