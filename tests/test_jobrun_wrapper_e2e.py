@@ -15,6 +15,7 @@ import yaml
 
 from conftest import make_config
 from decon.config import config_to_dict
+from decon.synth.evaluate import evaluate_dirs, kind_table
 from decon.synth.plant import CorpusSpec, make_corpus
 from fakes.jobrun_world import IN_BUCKET, IN_PREFIX, OUT_BUCKET, job_sections, keys, put_shards
 
@@ -68,9 +69,19 @@ def sentinels(client) -> dict[str, dict]:  # type: ignore[no-untyped-def]
 
 def test_normal_completion_writes_success_normal_and_powers_off_once(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
     client = s3.client()
+    # Question+answer documents of long items (HumanEval, GSM8K): Decon's simple mode skips
+    # items under 20 tokens and needs a perfect match below 50, so short items or
+    # question-only documents would not reliably be reported.
     corpus = make_corpus(
         node_root / "corpus",
-        CorpusSpec(items_per_benchmark=3, held_out_per_benchmark=1, docs_per_kind=2, files=3),
+        CorpusSpec(
+            benchmarks=("humaneval", "gsm8k"),
+            items_per_benchmark=3,
+            held_out_per_benchmark=1,
+            docs_per_kind=0,
+            kind_counts={"question_answer": 4, "clean_natural": 2},
+            files=3,
+        ),
     )
     for bucket in (IN_BUCKET, OUT_BUCKET):
         client.create_bucket(Bucket=bucket)
@@ -90,6 +101,17 @@ def test_normal_completion_writes_success_normal_and_powers_off_once(s3, node_ro
     # every input has exactly one report (contaminated) or .clean marker
     bases = {k.removesuffix(".report.jsonl").removesuffix(".clean") for k in outputs}
     assert len(outputs) == len(bases) == len(corpus.files), sorted(outputs)
+    reports = [k for k in outputs if k.endswith(".report.jsonl")]
+    assert reports, sorted(outputs)
+    local = node_root / "reports"
+    for key in reports:
+        dest = local / key.removeprefix("out/test-job/reports/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(OUT_BUCKET, key, str(dest))
+    result = evaluate_dirs(corpus.truth_path, local)
+    planted = result.cell("question_answer")
+    assert planted.docs == 4 and planted.right_item == planted.docs, kind_table(result)
+    assert result.false_positives() == 0, kind_table(result)
 
 
 def test_sigterm_to_wrapper_gives_interrupted_and_keeps_finished_outputs(
