@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from decon.detect.io import is_data_file, iter_lines
@@ -316,37 +318,54 @@ def _snippet(text: str) -> str:
     return " ".join(text.split()[:1000])
 
 
+Run = tuple[str, ...]
+
+
+@lru_cache(maxsize=16)
+def _literal_pattern(texts: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(t) for t in texts))
+
+
 @dataclass(frozen=True)
 class Prefilter:
     """Anchors: a document that contains none of them has no match (lossless).
 
-    `grams[k]` holds word k-tuples (k >= 2); `words` maps a single anchor word to texts of
-    which the document (" " + its joined words) must contain one; `fragments` are such texts
-    for n-grams that lie inside at most two words.
+    `runs` is, per run length k, a map from a run of k consecutive words to the texts of which
+    the document (" " + its joined words) must then contain one (no texts: the run suffices);
+    `fragments` are such texts for n-grams that lie inside at most two words.
     """
 
-    words: dict[str, tuple[str, ...]]
-    grams: tuple[tuple[int, frozenset[tuple[str, ...]]], ...]
+    runs: tuple[tuple[int, dict[Run, tuple[str, ...]]], ...]
     fragments: tuple[str, ...]
 
     def may_match(self, words: list[str]) -> bool:
         """False only when no indexed, non-hot question n-gram can occur in `words`."""
-        for k, grams in self.grams:
-            if not grams.isdisjoint(zip(*(words[i:] for i in range(k)), strict=False)):
-                return True
-        texts: list[str] = []
-        if self.words:
-            for w in self.words.keys() & set(words):
-                texts.extend(self.words[w])
-        if not texts and not self.fragments:
+        joined = None
+        for k, table in self.runs:
+            keys = table.keys()
+            if keys.isdisjoint(zip(*(words[i:] for i in range(k)), strict=False)):
+                continue
+            for run in keys & set(zip(*(words[i:] for i in range(k)), strict=False)):
+                texts = table[run]
+                if not texts:
+                    return True
+                if joined is None:
+                    joined = " " + " ".join(words)
+                if any(t in joined for t in texts):
+                    return True
+        if not self.fragments:
             return False
-        joined = " " + " ".join(words)
-        return any(t in joined for t in texts) or any(f in joined for f in self.fragments)
+        if joined is None:
+            joined = " " + " ".join(words)
+        return self._fragment_pattern().search(joined) is not None
+
+    def _fragment_pattern(self) -> re.Pattern[str]:
+        # One C-level pass for all fragments instead of one substring search each.
+        return _literal_pattern(self.fragments)
 
     @property
     def size(self) -> int:
-        anchored = sum(len(t) for t in self.words.values())
-        return anchored + sum(len(g) for _, g in self.grams) + len(self.fragments)
+        return sum(len(t) for _, t in self.runs) + len(self.fragments)
 
 
 # Longest word run used as a BPE anchor; longer runs reject more but cost a bigger tuple.
@@ -365,20 +384,19 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer, n: int) -> Prefil
       words contain no whitespace and are separated by single spaces, and byte 0x20 is only
       ever U+0020. So if a token n-gram occurs, its byte string occurs, and every piece of it
       lying between two of its spaces is a whole document word, consecutive pieces being
-      consecutive words. The anchor is a run of up to MAX_BPE_ANCHOR_WORDS such words. With one
-      whole word, that word plus the n-gram's text (which " " + the joined words must
-      contain); with none, the text alone. An n-gram whose inner piece is empty or not UTF-8
-      can never occur and needs no anchor.
+      consecutive words. The anchor is a run of up to MAX_BPE_ANCHOR_WORDS such words, confirmed
+      by the n-gram's text, which " " + the joined words must then contain (partial characters
+      can only be at its ends and are dropped); with no whole word, the text alone.
+      An n-gram whose inner piece is empty or not UTF-8 can never occur and needs no anchor.
     """
-    words: dict[str, set[str]] = {}
-    grams: dict[int, set[tuple[str, ...]]] = {}
+    runs: dict[int, dict[Run, set[str]]] = {}
     fragments: set[str] = set()
     if isinstance(tok, WordTokenizer):
         vocab = tok.words
         for key in seeds:
             if len(key) != n:
                 continue  # the scan only looks up windows of exactly n tokens
-            grams.setdefault(n, set()).add(tuple(vocab[t] for t in key))
+            runs.setdefault(n, {})[tuple(vocab[t] for t in key)] = set()
     else:
         assert isinstance(tok, BpeTokenizer)
         for key in seeds:
@@ -403,13 +421,12 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer, n: int) -> Prefil
                 (tuple(whole[i : i + k]) for i in range(len(whole) - k + 1)),
                 key=lambda r: (sum(map(len, r)), r),
             )
-            if k == 1:
-                words.setdefault(run[0], set()).add(text)
-            else:
-                grams.setdefault(k, set()).add(run)
+            runs.setdefault(k, {}).setdefault(run, set()).add(text)
     return Prefilter(
-        words={w: tuple(sorted(t)) for w, t in sorted(words.items())},
-        grams=tuple((k, frozenset(g)) for k, g in sorted(grams.items())),
+        runs=tuple(
+            (k, {r: tuple(sorted(t)) for r, t in sorted(table.items())})
+            for k, table in sorted(runs.items())
+        ),
         fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
     )
 
