@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from decon.detect.io import is_data_file, iter_lines
@@ -321,11 +319,6 @@ def _snippet(text: str) -> str:
 Run = tuple[str, ...]
 
 
-@lru_cache(maxsize=16)
-def _literal_pattern(texts: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(t) for t in texts))
-
-
 @dataclass(frozen=True)
 class Prefilter:
     """Anchors: a document that contains none of them has no match (lossless).
@@ -337,15 +330,16 @@ class Prefilter:
 
     runs: tuple[tuple[int, dict[Run, tuple[str, ...]]], ...]
     fragments: tuple[str, ...]
+    key_sets: dict[int, frozenset[Run]]  # the runs of each table, for set intersection
 
     def may_match(self, words: list[str]) -> bool:
         """False only when no indexed, non-hot question n-gram can occur in `words`."""
         joined = None
         for k, table in self.runs:
-            keys = table.keys()
-            if keys.isdisjoint(zip(*(words[i:] for i in range(k)), strict=False)):
-                continue
-            for run in keys & set(zip(*(words[i:] for i in range(k)), strict=False)):
+            keys = self.key_sets[k]
+            # One C-level pass over the document's k-word runs.
+            hits = keys.intersection(zip(*(words[i:] for i in range(k)), strict=False))
+            for run in hits:
                 texts = table[run]
                 if not texts:
                     return True
@@ -357,11 +351,7 @@ class Prefilter:
             return False
         if joined is None:
             joined = " " + " ".join(words)
-        return self._fragment_pattern().search(joined) is not None
-
-    def _fragment_pattern(self) -> re.Pattern[str]:
-        # One C-level pass for all fragments instead of one substring search each.
-        return _literal_pattern(self.fragments)
+        return any(f in joined for f in self.fragments)
 
     @property
     def size(self) -> int:
@@ -427,6 +417,7 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer, n: int) -> Prefil
             (k, {r: tuple(sorted(t)) for r, t in sorted(table.items())})
             for k, table in sorted(runs.items())
         ),
+        key_sets={k: frozenset(table) for k, table in runs.items()},
         fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
     )
 
