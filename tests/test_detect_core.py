@@ -224,3 +224,40 @@ def test_prefilter_loses_no_match(tokenizer: str) -> None:
         assert a == b
         found += len(b)
     assert found >= 15
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
+def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
+    """Real eval items (several benchmarks) planted whole, cut and edited into natural prose."""
+    from decon.synth.benchmarks import load_benchmark
+    from decon.synth.text import build_filler_pool, natural_paragraphs
+
+    rng = random.Random(11)
+    items = []
+    for key in ("humaneval", "gsm8k", "squad", "mmlu"):
+        got = load_benchmark(key)
+        items += rng.sample(got, min(30, len(got)))
+    recs = [("ref.jsonl", i, it.record(i)) for i, it in enumerate(items)]
+    on = build_index(recs, DetectOptions(tokenizer=tokenizer))
+    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False))
+    pool = build_filler_pool()
+    found = rejected = 0
+    for i in range(300):
+        parts = natural_paragraphs(pool, rng, 600)
+        it = items[i % len(items)]
+        if i % 3 == 0:
+            parts.insert(1, it.question + " " + (it.answer or ""))
+        elif i % 3 == 1:
+            words = it.question.split()
+            start = rng.randrange(max(1, len(words) - 8))
+            parts.insert(1, " ".join(words[start : start + rng.randint(6, 30)]))
+        text = "\n\n".join(parts)
+        a, scanned = detect_text(text, on)
+        b, _ = detect_text(text, off)
+        assert [(m.item.item_id, m.question_start_idx, m.contamination_score) for m in a] == [
+            (m.item.item_id, m.question_start_idx, m.contamination_score) for m in b
+        ]
+        found += len(b)
+        rejected += not scanned
+    assert found >= 60
+    assert rejected >= 30  # the prefilter does reject natural text

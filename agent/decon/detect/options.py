@@ -40,8 +40,8 @@ OPTION_HELP: dict[str, str] = {
     "is hot: never starts a cluster",
     "punctuation_chars": "characters replaced by a space during normalisation",
     "min_training_tokens": "skip training lines with fewer tokens; -1 = 2 x ngram_size (Decon)",
-    "prefilter": "reject documents without any anchor word of an eval n-gram before the scan "
-    "(lossless)",
+    "prefilter": "skip documents that share no word run with any seeding eval n-gram before "
+    "tokenizing (lossless: they cannot match)",
     "purify": "write purified copies (contaminated lines removed) to the cleaned directory",
     "workers": "worker processes; 0 = all cores",
     "chunk_lines": "lines per work unit when a large file is split across workers",

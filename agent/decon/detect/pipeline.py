@@ -97,12 +97,8 @@ def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
     words = normalized_words(text, o.punctuation_chars)
     if len(words) < o.ngram_size:
         return [], False
-    if o.prefilter and index.anchors.isdisjoint(words):
-        if not index.fragments:
-            return [], False
-        joined = " ".join(words)
-        if not any(f in joined for f in index.fragments):
-            return [], False
+    if o.prefilter and not index.prefilter.may_match(words):
+        return [], False
     tok = index.tokenizer
     if isinstance(tok, WordTokenizer):
         tokens = tok.encode_words(words)
