@@ -99,3 +99,13 @@ def test_spot_watch_service_always_restarts():
     svc = service("decon-spot-watch.service")
     assert svc["ExecStart"] == "/opt/decon/bin/decon-spot-watch"
     assert svc["Restart"] == "always"
+
+
+def test_units_put_the_agent_venv_on_path():
+    # node.job_command / finalize_command default to bare `decon run` / `decon-finalize`, which
+    # live in /opt/decon/bin: without it on PATH the job exits 127 on a real node.
+    for name in UNIT_NAMES:
+        lines = data_text(f"units/{name}").splitlines()
+        [path] = [x.split("=", 2)[2] for x in lines if x.startswith("Environment=PATH=")]
+        assert path.split(":")[0] == "/opt/decon/bin", name
+        assert {"/usr/bin", "/usr/sbin", "/bin"} <= set(path.split(":")), name

@@ -137,6 +137,19 @@ def test_install_script_is_valid_shell_and_quotes_values(tmp_path):
     assert subprocess.run(["sh", "-n", str(path)], check=False).returncode == 0
 
 
+def test_pip_self_upgrade_uses_the_wheelhouse_options(tmp_path):
+    # An offline node must not spend minutes retrying PyPI just to upgrade pip.
+    install = {
+        "find_links": "http://10.0.0.4:8080/",
+        "extra_pip_args": ["--no-index", "--trusted-host", "10.0.0.4"],
+    }
+    cfg = job(tmp_path, install=install)
+    script = written_files(parse_user_data(render_user_data(cfg)))[INSTALL_SCRIPT_PATH]
+    options = "--find-links http://10.0.0.4:8080/ --no-index --trusted-host 10.0.0.4"
+    assert f"pip install -q --upgrade {options} pip || true" in script
+    assert f"pip install -q {options} decon-agent || fail" in script
+
+
 def test_large_hooks_are_compressed_under_16k(tmp_path):
     # ~40 KB of very repetitive hook text: too big plain, small compressed.
     big = "#!/bin/sh\n" + "echo 'a long and repetitive hook line for the size test'\n" * 700

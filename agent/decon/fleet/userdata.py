@@ -99,6 +99,7 @@ def install_script(cfg: Config) -> str:
     values = {
         "PYTHON": shlex.quote(cfg.install.python),
         "PIP_ARGS": " ".join(shlex.quote(a) for a in pip_args(cfg)),
+        "PIP_OPTIONS": " ".join(shlex.quote(a) for a in pip_args(cfg)[:-1]),
         "FAIL_MINUTES": str(-(-keep // 60)),  # an install failure keeps the node like an upload
     }
     text = data_text("cloud-init/install-agent.sh.tmpl")
