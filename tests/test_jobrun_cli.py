@@ -12,6 +12,7 @@ from pathlib import Path
 from conftest import make_config
 from fakes.jobrun_world import (
     OUT_BUCKET,
+    basename,
     done_names,
     job_sections,
     keys,
@@ -49,12 +50,6 @@ def events(log: Path, state: str) -> list[str]:
         return []
     lines = [x for x in log.read_text().splitlines() if f"STATE: {state} " in x]
     return [x.split("file=", 1)[1].split(" ", 1)[0] for x in lines]
-
-
-def basename(rel: str) -> str:
-    for ext in (".gz", ".zst", ".zstd", ".bz2", ".xz"):
-        rel = rel.removesuffix(ext)
-    return rel.removesuffix(".jsonl").removesuffix(".json")
 
 
 def test_sigterm_mid_file_publishes_nothing_partial_and_rerun_completes(s3, node_root) -> None:  # type: ignore[no-untyped-def]

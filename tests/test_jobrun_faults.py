@@ -17,6 +17,7 @@ from fakes.jobrun_world import (
     IN_PREFIX,
     MARKER,
     OUT_BUCKET,
+    basename,
     done_names,
     job_sections,
     keys,
@@ -24,12 +25,6 @@ from fakes.jobrun_world import (
     run_inline,
 )
 from fakes.s3_fault_proxy import Fault, fault_proxy
-
-
-def basename(rel: str) -> str:
-    for ext in (".gz", ".zst", ".zstd", ".bz2", ".xz"):
-        rel = rel.removesuffix(ext)
-    return rel.removesuffix(".jsonl").removesuffix(".json")
 
 
 def big_contaminated_shard(client, rel: str, mb: int = 7) -> None:  # type: ignore[no-untyped-def]

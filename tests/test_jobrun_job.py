@@ -20,6 +20,7 @@ from fakes.jobrun_world import (
     IN_PREFIX,
     MARKER,
     OUT_BUCKET,
+    basename,
     done_names,
     job_sections,
     keys,
@@ -27,12 +28,6 @@ from fakes.jobrun_world import (
     run_inline,
     shard_bytes,
 )
-
-
-def basename(rel: str) -> str:
-    for ext in (".gz", ".zst", ".zstd", ".bz2", ".xz"):
-        rel = rel.removesuffix(ext)
-    return rel.removesuffix(".jsonl").removesuffix(".json")
 
 
 def test_full_run_publishes_every_file(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]

@@ -145,3 +145,10 @@ def write_job_file(cfg: Config, path: Path) -> Path:
     data["node"].pop("config_path")
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def basename(rel: str) -> str:
+    """SPEC section 6 `{basename}`, written out independently of decon's own implementation."""
+    for ext in (".gz", ".zst", ".zstd", ".bz2", ".xz"):
+        rel = rel.removesuffix(ext)
+    return rel.removesuffix(".jsonl").removesuffix(".json")

@@ -16,26 +16,12 @@ import lzma
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import zstandard
 
-
-@dataclass
-class FakeResult:
-    rel_name: str
-    lines: int = 0
-    bytes: int = 0
-    matches: int = 0
-    contaminated_lines: int = 0
-    malformed: int = 0
-    cancelled: bool = False
-
-    @property
-    def contaminated(self) -> bool:
-        return self.contaminated_lines > 0
+from decon.detect.pipeline import FileResult
 
 
 def _open(path: Path, mode: str) -> IO[bytes]:
@@ -89,8 +75,8 @@ def marker_factory(cfg, reference_dir: Path):  # type: ignore[no-untyped-def]
         report_path: Path,
         cleaned_path: Path | None,
         cancel: Callable[[], bool] | None = None,
-    ) -> FakeResult:
-        result = FakeResult(rel_name)
+    ) -> FileResult:
+        result = FileResult(rel_name)
         reports: list[str] = []
         kept: list[bytes] = []
         for number, raw in enumerate(read_lines(src)):
