@@ -9,9 +9,14 @@ import pytest
 
 from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
-from decon.detect.pipeline import detect_text
 from decon.detect.reference import build_index
-from decon.detect.simple import Scanner, combined_score, detect_tokens, interpolate_threshold
+from decon.detect.simple import (
+    Scanner,
+    combined_score,
+    detect_text,
+    detect_tokens,
+    interpolate_threshold,
+)
 
 WORDS = [
     "alpha",

@@ -57,8 +57,6 @@ def _options(args: argparse.Namespace) -> DetectOptions:
     problems = options.validate()
     if problems:
         raise UserError(problems[0])
-    if options.mode != "simple":
-        raise UserError(f"mode: {options.mode} is not implemented by this detector; use simple")
     return options
 
 
@@ -86,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
     cleaned_dir = args.cleaned_dir or (args.report_dir / "cleaned" if options.purify else None)
     t0 = time.perf_counter()
     try:
-        index = load_reference(args.reference, options)
+        detector = load_reference(args.reference, options)
     except (OSError, ValueError) as exc:
         raise UserError(f"{args.reference}: {exc}") from None
-    st = index.stats
+    st = detector.stats
     if st.indexed == 0:
         raise UserError(f"{args.reference}: no eval records indexed ({st.lines} lines read)")
     print(
@@ -124,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     }
     per_eval: dict[str, int] = {}
     try:
-        for result in process_files(tasks, index, options):
+        for result in process_files(tasks, detector, options):
             totals["files"] += 1
             for k in (
                 "lines",

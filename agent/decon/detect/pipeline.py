@@ -1,8 +1,8 @@
 """File-level detection: reference loading, per-document detection, per-file outputs.
 
 `process_file` / `process_files` stream each input in chunks of lines. With more than one
-worker the chunks go to a fork-based process pool (the index is inherited copy-on-write, never
-pickled) and come back in submission order, so outputs are identical for any worker count.
+worker the chunks go to a fork-based process pool (the detector is inherited copy-on-write,
+never pickled) and come back in submission order, so outputs are identical for any worker count.
 At most a few chunks per worker are in flight: memory stays bounded whatever the file size.
 """
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from decon.detect.detector import DocumentDetector, load_detector
 from decon.detect.io import (
     atomic_temp,
     compression_of,
@@ -26,12 +27,8 @@ from decon.detect.io import (
     open_binary_write,
     strip_data_suffix,
 )
-from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
-from decon.detect.reference import ReferenceIndex, load_index
 from decon.detect.report import report_line
-from decon.detect.simple import Match, detect_tokens
-from decon.detect.tokenize import BpeTokenizer, WordTokenizer
 
 CHUNK_BYTES = 4 << 20
 
@@ -86,34 +83,9 @@ class FileTask:
     cleaned_path: Path | None = None
 
 
-def load_reference(path_or_dir: Path | str, options: DetectOptions) -> ReferenceIndex:
-    """Build the reference index from a Decon eval file or directory tree."""
-    return load_index(Path(path_or_dir), options)
-
-
-def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
-    """Matches in one document and whether it was fully scanned (passed the prefilter)."""
-    o = index.options
-    words = normalized_words(text, o.punctuation_chars)
-    if len(words) < o.ngram_size:
-        return [], False
-    if o.prefilter and not index.prefilter.may_match(words):
-        return [], False
-    tok = index.tokenizer
-    if isinstance(tok, WordTokenizer):
-        tokens = tok.encode_words(words)
-
-        def render(a: int, b: int) -> str:
-            return " ".join(words[a:b])
-
-    else:
-        assert isinstance(tok, BpeTokenizer)
-        tokens = tok.encode(" ".join(words))
-
-        def render(a: int, b: int) -> str:
-            return tok.decode(tokens[a:b])
-
-    return detect_tokens(tokens, index, render), True
+def load_reference(path_or_dir: Path | str, options: DetectOptions) -> DocumentDetector:
+    """The detector of `options.mode` built from a Decon eval file or directory tree."""
+    return load_detector(path_or_dir, options)
 
 
 # -- chunk work (runs in workers) ------------------------------------------------------------
@@ -131,10 +103,10 @@ class ChunkResult:
 
 
 def detect_chunk(
-    index: ReferenceIndex, rel_name: str, first_line: int, lines: list[bytes]
+    detector: DocumentDetector, rel_name: str, first_line: int, lines: list[bytes]
 ) -> ChunkResult:
     """Detect every line of a chunk (pure apart from CPU)."""
-    content_key = index.options.content_key
+    content_key = detector.options.content_key
     result = ChunkResult(reports=[])
     for offset, raw in enumerate(lines):
         got = extract_text(raw, content_key)
@@ -146,7 +118,7 @@ def detect_chunk(
             elif got.problem == "undecodable":
                 result.undecodable += 1
             continue
-        matches, scanned = detect_text(got.text, index)
+        matches, scanned = detector.detect(got.text)
         result.scanned += scanned
         if matches:
             line_no = first_line + offset
@@ -156,12 +128,12 @@ def detect_chunk(
     return result
 
 
-# The index handed to forked workers (inherited, not pickled); set only around pool creation.
-_FORK_INDEX: list[ReferenceIndex] = []
+# The detector handed to forked workers (inherited, not pickled); set only around pool creation.
+_FORK_DETECTOR: list[DocumentDetector] = []
 
 
 def _worker_chunk(rel_name: str, first_line: int, lines: list[bytes]) -> ChunkResult:
-    return detect_chunk(_FORK_INDEX[0], rel_name, first_line, lines)
+    return detect_chunk(_FORK_DETECTOR[0], rel_name, first_line, lines)
 
 
 def resolve_workers(workers: int) -> int:
@@ -261,7 +233,7 @@ class _FileWriter:
 
 def process_files(
     tasks: list[FileTask],
-    index: ReferenceIndex,
+    detector: DocumentDetector,
     options: DetectOptions,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[FileResult]:
@@ -274,15 +246,15 @@ def process_files(
                 if cancel is not None and cancel():
                     yield writer.abort()
                     return
-                writer.add(first, lines, detect_chunk(index, task.rel_name, first, lines))
+                writer.add(first, lines, detect_chunk(detector, task.rel_name, first, lines))
             yield writer.finish()
         return
     ctx = multiprocessing.get_context("fork")
-    _FORK_INDEX.append(index)
+    _FORK_DETECTOR.append(detector)
     try:
         pool = ctx.Pool(workers)
     finally:
-        _FORK_INDEX.clear()
+        _FORK_DETECTOR.clear()
     window = workers * 3
     # (writer, is_last_chunk_of_file, first, lines, async result) in submission order
     pending: deque = deque()
@@ -338,7 +310,7 @@ class _Done:
 def process_file(
     src: Path,
     rel_name: str,
-    index: ReferenceIndex,
+    detector: DocumentDetector,
     options: DetectOptions,
     report_path: Path,
     cleaned_path: Path | None,
@@ -350,5 +322,5 @@ def process_file(
     failed file leaves nothing behind (`FileResult.cancelled` is then True).
     """
     task = FileTask(Path(src), rel_name, Path(report_path), cleaned_path)
-    results = list(process_files([task], index, options, cancel))
+    results = list(process_files([task], detector, options, cancel))
     return results[-1]

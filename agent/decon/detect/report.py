@@ -1,4 +1,4 @@
-"""Report lines: Decon's simple-mode fields plus the input path and the document id."""
+"""Report lines: the training location and document id, then the mode's own fields."""
 
 from __future__ import annotations
 
@@ -12,14 +12,27 @@ def _r(x: float | None) -> float | None:
 
 
 def report_line(
-    match: Match, training_file: str, training_line: int, doc_id: Any = None
+    fields: dict[str, Any], training_file: str, training_line: int, doc_id: Any = None
 ) -> dict[str, Any]:
-    """One JSON-serialisable report line for a match (training_line is 0-based, as Decon)."""
-    item = match.item
+    """One JSON-serialisable report line (training_line is 0-based, as Decon).
+
+    `fields` are a detector's match fields; they must include `eval_key` and `method`.
+    """
     line: dict[str, Any] = {
         "training_file": training_file,
         "input_path": training_file,
         "training_line": training_line,
+        **fields,
+    }
+    if doc_id is not None:
+        line["doc_id"] = doc_id
+    return line
+
+
+def simple_fields(match: Match) -> dict[str, Any]:
+    """Decon's simple-mode report fields of one match."""
+    item = match.item
+    line: dict[str, Any] = {
         "eval_key": item.eval_key,
         "eval_dataset": item.eval_key,
         "eval_line": item.eval_line,
@@ -59,6 +72,4 @@ def report_line(
         if match.passage_start_idx is not None:
             line["passage_start_idx"] = match.passage_start_idx
             line["passage_end_idx"] = match.passage_end_idx
-    if doc_id is not None:
-        line["doc_id"] = doc_id
     return line

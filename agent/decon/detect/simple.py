@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from decon.detect.normalize import normalized_words
 from decon.detect.reference import EvalItem, ReferenceIndex
+from decon.detect.tokenize import BpeTokenizer, WordTokenizer
 
 W_QAP = (0.7, 0.2, 0.1)
 W_QA = (0.75, 0.25)
@@ -446,3 +448,28 @@ def overlap_text(m: Match, length: int, render: Callable[[int, int], str]) -> st
     if after_end < length:
         parts.append("...")
     return " ".join(p.strip() for p in parts if p.strip())
+
+
+def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
+    """Matches in one document and whether it was fully scanned (passed the prefilter)."""
+    o = index.options
+    words = normalized_words(text, o.punctuation_chars)
+    if len(words) < o.ngram_size:
+        return [], False
+    if o.prefilter and not index.prefilter.may_match(words):
+        return [], False
+    tok = index.tokenizer
+    if isinstance(tok, WordTokenizer):
+        tokens = tok.encode_words(words)
+
+        def render(a: int, b: int) -> str:
+            return " ".join(words[a:b])
+
+    else:
+        assert isinstance(tok, BpeTokenizer)
+        tokens = tok.encode(" ".join(words))
+
+        def render(a: int, b: int) -> str:
+            return tok.decode(tokens[a:b])
+
+    return detect_tokens(tokens, index, render), True

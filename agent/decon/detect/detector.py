@@ -1,0 +1,50 @@
+"""One interface over the detection modes: a document's text in, report fields out.
+
+Each mode (simple, minhash, toxic) builds its own index from the same eval record format and
+exposes a `DocumentDetector`; the file pipeline, `decon detect` and `decon run` only use this.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from decon.detect.options import DetectOptions
+from decon.detect.reference import ReferenceIndex, ReferenceStats, load_index
+from decon.detect.report import simple_fields
+from decon.detect.simple import detect_text
+from decon.errors import UserError
+
+# Report fields of one match, without the training location (see `report.report_line`).
+MatchFields = dict[str, Any]
+
+
+class DocumentDetector(Protocol):
+    """Finds eval items in one training document (pure apart from CPU; shared with workers)."""
+
+    options: DetectOptions
+    stats: ReferenceStats
+
+    def detect(self, text: str) -> tuple[list[MatchFields], bool]:
+        """Report fields per match, and whether the document was fully scanned."""
+        ...
+
+
+class SimpleDetector:
+    """Decon's simple mode over a `ReferenceIndex`."""
+
+    def __init__(self, index: ReferenceIndex) -> None:
+        self.index = index
+        self.options = index.options
+        self.stats = index.stats
+
+    def detect(self, text: str) -> tuple[list[MatchFields], bool]:
+        matches, scanned = detect_text(text, self.index)
+        return [simple_fields(m) for m in matches], scanned
+
+
+def load_detector(reference: Path | str, options: DetectOptions) -> DocumentDetector:
+    """Build the detector of `options.mode` from a Decon eval file or directory tree."""
+    if options.mode == "simple":
+        return SimpleDetector(load_index(Path(reference), options))
+    raise UserError(f"mode: {options.mode} is not implemented by this detector; use simple")
