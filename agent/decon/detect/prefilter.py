@@ -55,12 +55,12 @@ class Prefilter:
 MAX_BPE_ANCHOR_WORDS = 3
 
 
-def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer, n: int) -> Prefilter:
-    """Anchors for the question n-grams that can seed a cluster (the non-hot ones).
+def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer) -> Prefilter:
+    """Anchors for the token sequences (`seeds`, any length >= 1) at which a scan can start.
 
-    Why nothing is lost: a document is scanned as the tokens of its normalised words. Clusters
-    start only at a non-hot indexed question n-gram of exactly `n` tokens, so a document none
-    of whose length-n token windows is such an n-gram has no match.
+    Why nothing is lost: a document is scanned as the tokens of its normalised words, and the
+    caller passes every token sequence that can start a match (for simple mode: the non-hot
+    question n-grams), so a document containing none of the seeds has no match.
     - word: a token is a word, so an n-gram occurs iff its n words occur consecutively; the
       anchor is the n-gram itself (exact: the scan runs iff a seed occurs).
     - BPE: the document's tokens concatenate to the UTF-8 bytes of " " + " ".join(words), whose
@@ -77,14 +77,10 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer, n: int) -> Prefil
     if isinstance(tok, WordTokenizer):
         vocab = tok.words
         for key in seeds:
-            if len(key) != n:
-                continue  # the scan only looks up windows of exactly n tokens
-            runs.setdefault(n, {})[tuple(vocab[t] for t in key)] = set()
+            runs.setdefault(len(key), {})[tuple(vocab[t] for t in key)] = set()
     else:
         assert isinstance(tok, BpeTokenizer)
         for key in seeds:
-            if len(key) != n:
-                continue
             raw = b"".join(tok.decode_token(t) for t in key)
             # Partial characters can only sit at the ends of a substring of valid UTF-8.
             text = raw.decode("utf-8", errors="ignore")

@@ -286,8 +286,11 @@ class _Builder:
         hot_threshold = max(int(math.sqrt(self.stats.indexed)) * 2, o.hot_ngram_min_docs)
         hot = frozenset(i for i, d in enumerate(ngram_docs) if len(d) > hot_threshold)
         self.stats.hot_ngrams = len(hot)
-        seeds = [key for key, nid in self.q_ngrams.items() if nid not in hot]
-        prefilter = build_prefilter(seeds, self.tok, o.ngram_size)
+        # The scan looks up windows of exactly n tokens: only those can start a cluster.
+        seeds = [
+            key for key, nid in self.q_ngrams.items() if nid not in hot and len(key) == o.ngram_size
+        ]
+        prefilter = build_prefilter(seeds, self.tok)
         return ReferenceIndex(
             options=o,
             tokenizer=self.tok,
