@@ -11,7 +11,7 @@ import pytest
 from decon.cli import main
 from decon.detect.io import iter_lines, open_binary_write
 from decon.detect.options import DetectOptions
-from decon.detect.pipeline import load_reference, output_names, process_file
+from decon.detect.pipeline import WorkerPool, load_reference, output_names, process_file
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()  # noqa: SIM905
 
@@ -121,6 +121,40 @@ def test_output_identical_for_any_worker_count(tmp_path, corpus) -> None:
         outputs.append(((d / "r.report.jsonl").read_bytes(), list(iter_lines(d / "c.jsonl.gz"))))
     assert outputs[0] == outputs[1]
     assert outputs[0][0]
+
+
+def test_one_worker_pool_serves_a_cancelled_file_and_then_the_next(tmp_path, corpus) -> None:
+    ref, questions = corpus
+    src = tmp_path / "shard.jsonl"
+    src.write_bytes(b"".join(training_lines(questions, 600)))
+    opts = DetectOptions(content_key="meta.body", workers=2, chunk_lines=40)
+    index = load_reference(ref, opts)
+    alone = tmp_path / "alone"
+    process_file(src, "shard.jsonl", index, opts, alone / "r.report.jsonl", None)
+    calls = iter(range(10**6))
+    with WorkerPool(index, 2) as pool:
+        cancelled = process_file(
+            src,
+            "shard.jsonl",
+            index,
+            opts,
+            tmp_path / "x" / "r.report.jsonl",
+            tmp_path / "x" / "c.jsonl",
+            cancel=lambda: next(calls) >= 3,  # stops after a few chunks were submitted
+            pool=pool,
+        )
+        shared = tmp_path / "shared"
+        done = process_file(
+            src, "shard.jsonl", index, opts, shared / "r.report.jsonl", None, pool=pool
+        )
+    assert (
+        cancelled.cancelled
+        and not (tmp_path / "x").exists()
+        or not any(p.is_file() for p in (tmp_path / "x").rglob("*"))
+    )
+    assert not done.cancelled and done.matches > 0
+    # the chunks left in the pool by the cancelled file do not leak into the next file
+    assert (shared / "r.report.jsonl").read_bytes() == (alone / "r.report.jsonl").read_bytes()
 
 
 def test_decon_detect_cli_same_names_in_folders_do_not_collide(tmp_path, corpus, capsys) -> None:

@@ -128,12 +128,44 @@ def detect_chunk(
     return result
 
 
-# The detector handed to forked workers (inherited, not pickled); set only around pool creation.
-_FORK_DETECTOR: list[DocumentDetector] = []
+# The detector of a pool's worker process (set in the child by the pool's initializer).
+_WORKER_DETECTOR: list[DocumentDetector] = []
+
+
+def _init_worker(detector: DocumentDetector) -> None:
+    _WORKER_DETECTOR[:] = [detector]
 
 
 def _worker_chunk(rel_name: str, first_line: int, lines: list[bytes]) -> ChunkResult:
-    return detect_chunk(_FORK_DETECTOR[0], rel_name, first_line, lines)
+    return detect_chunk(_WORKER_DETECTOR[0], rel_name, first_line, lines)
+
+
+class WorkerPool:
+    """Forked worker processes that share one detector (inherited copy-on-write, never pickled).
+
+    Create it once per job and reuse it for every file: forking once, early, is cheaper and
+    safer than forking per file from a process whose other threads may hold locks.
+    """
+
+    def __init__(self, detector: DocumentDetector, workers: int) -> None:
+        self.workers = workers
+        ctx = multiprocessing.get_context("fork")
+        self._pool = ctx.Pool(workers, initializer=_init_worker, initargs=(detector,))
+
+    def submit(self, rel_name: str, first_line: int, lines: list[bytes]) -> Any:
+        """Detect one chunk in a worker; `.get()` on the result waits for it."""
+        return self._pool.apply_async(_worker_chunk, (rel_name, first_line, lines))
+
+    def close(self) -> None:
+        """Stop the workers (pending chunks are dropped)."""
+        self._pool.terminate()
+        self._pool.join()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def resolve_workers(workers: int) -> int:
@@ -236,10 +268,19 @@ def process_files(
     detector: DocumentDetector,
     options: DetectOptions,
     cancel: Callable[[], bool] | None = None,
+    pool: WorkerPool | None = None,
 ) -> Iterator[FileResult]:
-    """Process files in order, chunks in parallel across files; yield each file's result."""
-    workers = resolve_workers(options.workers)
-    if workers == 1:
+    """Process files in order, chunks in parallel across files; yield each file's result.
+
+    Without `pool`, a pool of `options.workers` processes lives for this call only.
+    """
+    if pool is None:
+        workers = resolve_workers(options.workers)
+        if workers > 1:
+            with WorkerPool(detector, workers) as own:
+                yield from process_files(tasks, detector, options, cancel, own)
+            return
+    if pool is None:
         for task in tasks:
             writer = _FileWriter(task)
             for first, lines in _chunks(task.src, options.chunk_lines):
@@ -249,26 +290,20 @@ def process_files(
                 writer.add(first, lines, detect_chunk(detector, task.rel_name, first, lines))
             yield writer.finish()
         return
-    ctx = multiprocessing.get_context("fork")
-    _FORK_DETECTOR.append(detector)
-    try:
-        pool = ctx.Pool(workers)
-    finally:
-        _FORK_DETECTOR.clear()
-    window = workers * 3
+    window = pool.workers * 3
     # (writer, is_last_chunk_of_file, first, lines, async result) in submission order
     pending: deque = deque()
     writers_open: list[_FileWriter] = []
+
+    def drain(limit: int) -> Iterator[FileResult]:
+        while len(pending) > limit:
+            writer, last, first, lines, fut = pending.popleft()
+            writer.add(first, lines, fut.get())
+            if last:
+                writers_open.remove(writer)
+                yield writer.finish()
+
     try:
-
-        def drain(limit: int) -> Iterator[FileResult]:
-            while len(pending) > limit:
-                writer, last, first, lines, fut = pending.popleft()
-                writer.add(first, lines, fut.get())
-                if last:
-                    writers_open.remove(writer)
-                    yield writer.finish()
-
         for task in tasks:
             writer = _FileWriter(task)
             writers_open.append(writer)
@@ -281,18 +316,15 @@ def process_files(
                     raise _Cancelled
                 first, lines = nxt
                 nxt = next(chunk_iter, None)
-                fut = pool.apply_async(_worker_chunk, (task.rel_name, first, lines))
-                pending.append((writer, nxt is None, first, lines, fut))
+                pending.append(
+                    (writer, nxt is None, first, lines, pool.submit(task.rel_name, first, lines))
+                )
                 yield from drain(window)
         yield from drain(0)
     except _Cancelled:
-        pool.terminate()
+        # Chunks already submitted finish in the workers; their results are dropped.
         for writer in writers_open:
             yield writer.abort()
-        return
-    finally:
-        pool.terminate()
-        pool.join()
 
 
 class _Cancelled(Exception):
@@ -315,6 +347,7 @@ def process_file(
     report_path: Path,
     cleaned_path: Path | None,
     cancel: Callable[[], bool] | None = None,
+    pool: WorkerPool | None = None,
 ) -> FileResult:
     """Detect one input file; write its report (or `.clean` marker) and cleaned copy.
 
@@ -322,5 +355,5 @@ def process_file(
     failed file leaves nothing behind (`FileResult.cancelled` is then True).
     """
     task = FileTask(Path(src), rel_name, Path(report_path), cleaned_path)
-    results = list(process_files([task], detector, options, cancel))
+    results = list(process_files([task], detector, options, cancel, pool))
     return results[-1]

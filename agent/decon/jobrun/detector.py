@@ -8,6 +8,7 @@ module:function` names another factory (same signature), e.g. a test double.
 from __future__ import annotations
 
 import importlib
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -48,10 +49,14 @@ DetectorFactory = Callable[[Config, Path], Detector]
 
 def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
     """Decon's detection (`cfg.detect`) against the eval records under `reference_dir`."""
-    from decon.detect.pipeline import load_reference, process_file
+    from decon.detect.pipeline import WorkerPool, load_reference, process_file, resolve_workers
 
     options = cfg.detect
     index = load_reference(reference_dir, options)
+    workers = resolve_workers(options.workers)
+    # One pool for the whole job, forked now (before the pipeline's I/O threads exist) rather
+    # than once per file; it is stopped when the detector is dropped or at exit.
+    pool = WorkerPool(index, workers) if workers > 1 else None
 
     def detect(
         src: Path,
@@ -60,8 +65,10 @@ def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
         cleaned_path: Path | None,
         cancel: Callable[[], bool] | None = None,
     ) -> DetectResult:
-        return process_file(src, rel_name, index, options, report_path, cleaned_path, cancel)
+        return process_file(src, rel_name, index, options, report_path, cleaned_path, cancel, pool)
 
+    if pool is not None:
+        weakref.finalize(detect, pool.close)
     return detect
 
 
