@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,6 +44,38 @@ def write_node(root: Path, job_extra: list[str], **sections: dict) -> tuple[Path
     config = root / "etc/decon/config.yaml"
     config.write_text(yaml.safe_dump(config_to_dict(cfg)))
     return config, calls
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def communicate(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """Like `proc.communicate`, but a hang fails with every thread's stack of the job and its
+    detection workers (`decon run` dumps them to stderr on SIGUSR1)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        time.sleep(2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"wrapper still running after {timeout}s\n{out}\n{err}") from None
 
 
 def start_wrapper(config: Path, **env: str) -> subprocess.Popen[str]:
@@ -91,7 +124,7 @@ def test_normal_completion_writes_success_normal_and_powers_off_once(s3, node_ro
     config, calls = write_node(node_root, [], **sections)
 
     proc = start_wrapper(config)
-    out, err = proc.communicate(timeout=120)
+    out, err = communicate(proc, 120)
 
     assert proc.returncode == 0, err
     [(key, body)] = sentinels(client).items()
@@ -133,7 +166,7 @@ def test_sigterm_to_wrapper_gives_interrupted_and_keeps_finished_outputs(
     else:
         raise AssertionError("job never got to a second file")
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = communicate(proc, 60)
 
     [(key, body)] = sentinels(client).items()
     assert body["completion_status"] == "interrupted", body
