@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from conftest import make_config
 from decon.jobrun.job import EXIT_DONE, EXIT_FILES_FAILED
 from decon.node.state import NodeState
@@ -24,7 +22,6 @@ from fakes.jobrun_world import (
     put_shards,
     run_inline,
 )
-from fakes.s3_fault_proxy import Fault, fault_proxy
 
 
 def big_contaminated_shard(client, rel: str, mb: int = 7) -> None:  # type: ignore[no-untyped-def]
@@ -34,44 +31,50 @@ def big_contaminated_shard(client, rel: str, mb: int = 7) -> None:  # type: igno
     client.put_object(Bucket=IN_BUCKET, Key=IN_PREFIX + rel, Body=body)
 
 
-@pytest.fixture
-def proxy(s3):  # type: ignore[no-untyped-def]
-    with fault_proxy(s3.endpoint) as p:
-        yield p
-
-
-def test_transient_faults_in_download_and_upload_are_survived(s3, proxy, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+def test_transient_faults_in_download_and_upload_are_survived(
+    s3, faulty_proxy, node_root: Path
+) -> None:  # type: ignore[no-untyped-def]
     client = s3.client()
     truth = put_shards(client, 8)
     big_contaminated_shard(client, "big/huge.jsonl")  # multipart both ways (5 MB parts)
     truth["big/huge.jsonl"] = True
-    proxy.add(
-        # downloads (GET of input objects), including ranged part GETs of the big file
-        Fault("503", "GET", f"/{IN_BUCKET}/{IN_PREFIX}part-0/", times=2),
-        Fault("reset", "GET", f"/{IN_BUCKET}/{IN_PREFIX}part-1/", times=1),
-        Fault("truncate", "GET", f"/{IN_BUCKET}/{IN_PREFIX}part-2/", times=1),
-        Fault("truncate", "GET", f"/{IN_BUCKET}/{IN_PREFIX}big/huge.jsonl", times=2),
-        Fault("500", "GET", f"/{IN_BUCKET}/{IN_PREFIX}big/huge.jsonl", times=1),
-        # uploads: single PUTs of reports and markers, a multipart part, the completion
-        Fault("503", "PUT", f"/{OUT_BUCKET}/out/test-job/reports/part-0/", times=2),
-        Fault("reset", "PUT", f"/{OUT_BUCKET}/out/test-job/reports/part-1/", times=1),
-        Fault("503", "PUT", "partNumber=2", times=1),
-        Fault("reset", "POST", "uploadId=", times=1),
-        # listing
-        Fault("503", "GET", f"/{IN_BUCKET}?list-type=2", times=1),
+    # downloads (GET of input objects), including ranged part GETs of the big file
+    faulty_proxy.fail("503", method="GET", key_contains=f"/{IN_BUCKET}/{IN_PREFIX}part-0/", times=2)
+    faulty_proxy.fail(
+        "reset", method="GET", key_contains=f"/{IN_BUCKET}/{IN_PREFIX}part-1/", times=1
     )
+    faulty_proxy.fail(
+        "truncate", method="GET", key_contains=f"/{IN_BUCKET}/{IN_PREFIX}part-2/", times=1
+    )
+    faulty_proxy.fail(
+        "truncate", method="GET", key_contains=f"/{IN_BUCKET}/{IN_PREFIX}big/huge.jsonl", times=2
+    )
+    faulty_proxy.fail(
+        "500", method="GET", key_contains=f"/{IN_BUCKET}/{IN_PREFIX}big/huge.jsonl", times=1
+    )
+    # uploads: single PUTs of reports and markers, a multipart part, the completion
+    faulty_proxy.fail(
+        "503", method="PUT", key_contains=f"/{OUT_BUCKET}/out/test-job/reports/part-0/", times=2
+    )
+    faulty_proxy.fail(
+        "reset", method="PUT", key_contains=f"/{OUT_BUCKET}/out/test-job/reports/part-1/", times=1
+    )
+    faulty_proxy.fail("503", method="PUT", key_contains="partNumber=2", times=1)
+    faulty_proxy.fail("reset", method="POST", key_contains="uploadId=", times=1)
+    # listing
+    faulty_proxy.fail("503", method="GET", key_contains=f"/{IN_BUCKET}?list-type=2", times=1)
     cfg = make_config(
         node_root,
         **job_sections(
             node_root,
-            aws={"endpoint_url": proxy.endpoint},
+            aws={"endpoint_url": faulty_proxy.endpoint},
             detect={"purify": True},
             run={"multipart_threshold_mb": 5, "multipart_chunk_mb": 5},
         ),
     )
     assert run_inline(cfg) == EXIT_DONE
-    assert all(f.fired == f.times for f in proxy.faults), [
-        (f.kind, f.path_contains, f.fired) for f in proxy.faults
+    assert all(rule.hits == rule.times for rule in faulty_proxy.rules), [
+        (rule.action, rule.key_contains, rule.hits) for rule in faulty_proxy.rules
     ]
     assert done_names(client, cfg) == {basename(r) for r in truth}
     cleaned = client.get_object(Bucket=OUT_BUCKET, Key="out/test-job/cleaned/big/huge.clean.jsonl")
@@ -82,13 +85,17 @@ def test_transient_faults_in_download_and_upload_are_survived(s3, proxy, node_ro
 
 
 def test_permanently_failing_object_is_reported_and_the_job_goes_on(
-    s3, proxy, node_root: Path
+    s3, faulty_proxy, node_root: Path
 ) -> None:  # type: ignore[no-untyped-def]
     client = s3.client()
     truth = put_shards(client, 6)
     doomed = sorted(truth)[0]
-    proxy.add(Fault("503", None, f"/{IN_BUCKET}/{IN_PREFIX}{doomed}", times=-1))
-    cfg = make_config(node_root, **job_sections(node_root, aws={"endpoint_url": proxy.endpoint}))
+    faulty_proxy.fail(
+        "503", method=None, key_contains=f"/{IN_BUCKET}/{IN_PREFIX}{doomed}", times=-1
+    )
+    cfg = make_config(
+        node_root, **job_sections(node_root, aws={"endpoint_url": faulty_proxy.endpoint})
+    )
     assert run_inline(cfg) == EXIT_FILES_FAILED
     assert done_names(client, cfg) == {basename(r) for r in truth if r != doomed}
     progress = NodeState(cfg.node.state_dir).progress()
@@ -96,20 +103,24 @@ def test_permanently_failing_object_is_reported_and_the_job_goes_on(
     (failed,) = progress["failed_files"]
     assert failed["rel"] == doomed and failed["stage"] == "download"
     assert "503" in failed["error"] or "SlowDown" in failed["error"]
-    attempts = [e for e in proxy.log if doomed in e[1]]
+    attempts = [r for r in faulty_proxy.requests if doomed in r.path]
     assert len(attempts) == cfg.run.retry_attempts  # one layer of retries, not multiplied
     assert not [k for k in keys(client, OUT_BUCKET) if basename(doomed) + "." in k]
 
 
-def test_upload_that_keeps_failing_leaves_the_file_not_done(s3, proxy, node_root: Path) -> None:  # type: ignore[no-untyped-def]
+def test_upload_that_keeps_failing_leaves_the_file_not_done(
+    s3, faulty_proxy, node_root: Path
+) -> None:  # type: ignore[no-untyped-def]
     client = s3.client()
     truth = put_shards(client, 4, contaminated_every=1)
     victim = sorted(truth)[0]
     report = f"out/test-job/reports/{basename(victim)}.report.jsonl"
-    proxy.add(Fault("500", "PUT", f"/{OUT_BUCKET}/{report}", times=-1))
+    faulty_proxy.fail("500", method="PUT", key_contains=f"/{OUT_BUCKET}/{report}", times=-1)
     cfg = make_config(
         node_root,
-        **job_sections(node_root, aws={"endpoint_url": proxy.endpoint}, detect={"purify": True}),
+        **job_sections(
+            node_root, aws={"endpoint_url": faulty_proxy.endpoint}, detect={"purify": True}
+        ),
     )
     assert run_inline(cfg) == EXIT_FILES_FAILED
     assert basename(victim) not in done_names(client, cfg)  # its cleaned copy may exist

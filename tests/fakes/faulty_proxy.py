@@ -3,6 +3,8 @@
     proxy = FaultyProxy(s3.endpoint).start()
     proxy.fail("503", method="PUT", key_contains="manifest.json", times=2)
     proxy.fail("reset", key_contains="decon-run.log")          # RST instead of a response
+    proxy.fail("truncate", method="GET", key_contains="part-2/")  # half the body, then RST
+    proxy.fail("503", method="PUT", key_contains="partNumber=2")  # matches path + "?" + query
     client = boto3.client("s3", endpoint_url=proxy.endpoint, ...)
     ...
     assert [r.fault for r in proxy.requests if ...] == [...]
@@ -47,7 +49,7 @@ ERRORS = {
 
 @dataclass
 class FaultRule:
-    action: str  # "500" | "503" | "403" | "reset"
+    action: str  # "500" | "503" | "403" | "reset" | "truncate"
     method: str | None = "PUT"  # None: any method
     key_contains: str = ""
     times: int = 1  # -1: forever
@@ -89,7 +91,7 @@ class FaultyProxy:
         self, action: str, *, method: str | None = "PUT", key_contains: str = "", times: int = 1
     ) -> FaultRule:
         """Add a rule: the next `times` requests matching `method` and `key_contains` fail."""
-        if action not in ERRORS and action != "reset":
+        if action not in ERRORS and action not in ("reset", "truncate"):
             raise ValueError(f"unknown fault {action!r}")
         rule = FaultRule(action, method, key_contains, times)
         with self._lock:
@@ -156,19 +158,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._body()
-        path = unquote(urlparse(self.path).path)
-        fault = self.owner._decide(self.command, path)
+        url = urlparse(self.path)
+        path = unquote(url.path)
+        fault = self.owner._decide(self.command, f"{path}?{url.query}" if url.query else path)
         if fault == "reset":
             self.owner._record(Seen(self.command, path, fault, None))
             self._reset()
-        elif fault is not None:
+        elif fault in ERRORS:
             status, code, message = ERRORS[fault]
             self.owner._record(Seen(self.command, path, fault, status))
             self._send_error_xml(status, code, message)
         else:
-            self._forward(body, path)
+            self._forward(body, path, truncate=fault == "truncate")
 
-    def _forward(self, body: bytes, path: str) -> None:
+    def _forward(self, body: bytes, path: str, truncate: bool = False) -> None:
         conn = http.client.HTTPConnection(
             self.owner.upstream_host, self.owner.upstream_port, timeout=60
         )
@@ -185,7 +188,9 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             conn.close()
         # Recorded before the client hears back, so a test never looks too early.
-        self.owner._record(Seen(self.command, path, None, response.status))
+        self.owner._record(
+            Seen(self.command, path, "truncate" if truncate else None, response.status)
+        )
         self.send_response(response.status, response.reason)
         for name, value in response.getheaders():
             if name.lower() not in HOP_BY_HOP:
@@ -193,7 +198,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = response.getheader("Content-Length") if self.command == "HEAD" else None
         self.send_header("Content-Length", length or str(len(data)))
         self.end_headers()
-        if self.command != "HEAD":
+        if truncate and self.command != "HEAD":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self._reset()
+        elif self.command != "HEAD":
             self.wfile.write(data)
 
     def _send_error_xml(self, status: int, code: str, message: str) -> None:
