@@ -51,7 +51,7 @@ OPTION_HELP: dict[str, str] = {
     "question_only_min_words": "compat none: an aligned question of at least this many words "
     "(and 3 content words) is reported without answer evidence",
     "min_content_words": "compat none: an aligned question must contain at least this many of "
-    "the item's content (non-function) words",
+    "the item's content (non-function) words (one suffices when its answer is near)",
     "word_edit_rate": "compat none: word edits (substitutions, insertions, deletions) tolerated "
     "per question word when aligning (rounded; at least 1 from 5 words)",
     "max_word_edits": "compat none: at most this many word edits per aligned question",

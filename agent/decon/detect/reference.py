@@ -36,13 +36,14 @@ under about above below up down out off again further once here there both each 
 just s t""".split()  # noqa: SIM905 (a word list reads better as text)
 )
 ANCHOR_WORDS = 4  # longest anchor run; longer runs are rarer but cost more lookups
-MIN_FUZZY_WORDS = 5  # shorter questions must occur exactly
+MIN_FUZZY_WORDS = 4  # shorter questions must occur exactly
+LONE_ANCHOR_CHARS = 9  # a single-word anchor needs this many characters
 MIN_ALIGNED_WORDS = 3  # shorter questions are never aligned
 
 
 def content_word_count(words: Iterable[str]) -> int:
-    """Words that are not function words and not bare numbers."""
-    return sum(1 for w in words if w not in FUNCTION_WORDS and not w.isdigit())
+    """Words that are not function words (numbers count: templates change them)."""
+    return sum(1 for w in words if w not in FUNCTION_WORDS)
 
 
 def allowed_edits(n_words: int, options: DetectOptions) -> int:
@@ -53,10 +54,28 @@ def allowed_edits(n_words: int, options: DetectOptions) -> int:
 
 
 def question_chunks(words: tuple[str, ...], edits: int) -> list[tuple[int, int]]:
-    """(start, end) of `edits + 1` contiguous chunks covering `words` (pigeonhole anchors)."""
-    parts = edits + 1
-    bounds = [round(i * len(words) / parts) for i in range(parts + 1)]
-    return [(bounds[i], bounds[i + 1]) for i in range(parts)]
+    """At most `edits + 1` contiguous chunks covering `words` (pigeonhole: an occurrence with
+    fewer edits than chunks keeps one chunk intact), cut greedily once a chunk has its share of
+    the words and a content word; a lone word must be long. No anchor is then a common word or
+    a function-word run (which would make the prefilter pass most documents)."""
+    target = max(2, len(words) // (edits + 1))
+    chunks: list[tuple[int, int]] = []
+    start = 0
+    for i in range(len(words)):
+        piece = words[start : i + 1]
+        lone = len(piece) == 1 and target == 2 and len(piece[0]) >= LONE_ANCHOR_CHARS
+        if (len(piece) >= target or lone) and content_word_count(piece):
+            chunks.append((start, i + 1))
+            start = i + 1
+    if not chunks:
+        return [(0, len(words))]
+    tail = words[start:]
+    if len(tail) >= 2 and content_word_count(tail):
+        chunks.append((start, len(words)))
+    chunks[-1] = (chunks[-1][0], len(words))
+    if len(chunks) > edits + 1:
+        chunks = [*chunks[:edits], (chunks[edits][0], len(words))]
+    return chunks
 
 
 def chunk_anchor(words: tuple[str, ...], start: int, end: int) -> tuple[int, int]:
@@ -76,17 +95,12 @@ def plan_anchors(
 ) -> tuple[int, list[tuple[int, int]]]:
     """Allowed edits and anchor (start, end) runs for a question (no anchors: not aligned).
 
-    Edits are lowered until every chunk has two words and a content word, so no anchor is a
-    lone or function-word run (which would make the prefilter pass most documents)."""
+    Edits are capped at (anchorable chunks - 1), so no anchor is a lone function word or
+    short word (which would make the prefilter pass most documents)."""
     if len(words) < MIN_ALIGNED_WORDS or content_word_count(words) < options.min_content_words:
         return 0, []
-    edits = allowed_edits(len(words), options)
-    while edits > 0:
-        chunks = question_chunks(words, edits)
-        if all(e - s >= 2 and content_word_count(words[s:e]) for s, e in chunks):
-            break
-        edits -= 1
-    return edits, [chunk_anchor(words, s, e) for s, e in question_chunks(words, edits)]
+    chunks = question_chunks(words, allowed_edits(len(words), options))
+    return len(chunks) - 1, [chunk_anchor(words, s, e) for s, e in chunks]
 
 
 @dataclass

@@ -550,23 +550,23 @@ def align_question(
     return lo + prev_start[end], lo + end, prev[end]
 
 
-def _occurs(needle: tuple[str, ...], hay: tuple[str, ...]) -> bool:
+def _count(needle: tuple[str, ...], hay: tuple[str, ...]) -> int:
     k = len(needle)
-    return any(hay[i : i + k] == needle for i in range(len(hay) - k + 1))
+    return sum(1 for i in range(len(hay) - k + 1) if hay[i : i + k] == needle)
 
 
 def find_answer(
     item: EvalItem, words: list[str], start: int, end: int, window: int
 ) -> tuple[tuple[int, int], str] | None:
     """The item's answer within `window` words before or after [start, end), or inside it
-    (fill-in-the-blank) unless the question itself contains it: (span, side)."""
+    (fill-in-the-blank: more often than the question itself holds it): (span, side)."""
     answer = item.answer_words
     k = len(answer)
     if not k:
         return None
     if not any(w not in FUNCTION_WORDS and not w.isdigit() for w in answer):
         window = min(window, BARE_ANSWER_WINDOW)
-    inside_ok = not _occurs(answer, item.question_words)
+    inside_ok = _count(answer, tuple(words[start:end])) > _count(answer, item.question_words)
     n = len(words)
 
     def side(a: int, b: int) -> str | None:
@@ -618,7 +618,7 @@ def find_alignments(
         item = items[item_id]
         q = item.question_words
         e = item.question_edits
-        content = {w for w in q if w not in FUNCTION_WORDS and not w.isdigit()}
+        content = {w for w in q if w not in FUNCTION_WORDS}
         best: Alignment | None = None
         covered_until = -1
         for p0 in sorted(candidates[item_id]):
@@ -631,7 +631,7 @@ def find_alignments(
             start, end, edits = got
             covered_until = end
             present = len(content.intersection(words[start:end]))
-            if present < o.min_content_words:
+            if present < 1:
                 continue
             al = Alignment(item, start, end, edits, present)
             if not judge(al, words, o, boundaries):
@@ -654,9 +654,12 @@ def judge(al: Alignment, words: list[str], o, boundaries: Callable[[], frozenset
     """Apply the rules in order; set `rule`, `match_kind` and the answer on success."""
     answer = find_answer(al.item, words, al.start, al.end, o.answer_window_words)
     if answer is not None:
+        # The answer is evidence of its own: one content word of the question suffices.
         al.answer, al.answer_side = answer
         al.rule, al.match_kind = "question_answer_window", "question_answer"
         return True
+    if al.content_words < o.min_content_words:
+        return False
     if len(al.item.question_words) >= o.question_only_min_words and al.content_words >= 3:
         al.rule, al.match_kind = "question_only", "question"
         return True
