@@ -79,7 +79,7 @@ def test_index_question_ngrams_idf_and_short_record_skips() -> None:
             {"question": q2, "fingerprint": "x"},
             distractors=0,
         ),
-        DetectOptions(),
+        DetectOptions(compat="decon"),
     )
     assert idx.stats.skipped_min_tokens == 1
     assert idx.stats.skipped_duplicates == 1
@@ -169,7 +169,7 @@ def test_scoring_branches_use_decon_weights(answer, passage, expected) -> None:
 def test_qa_item_needs_the_answer_after_the_question() -> None:
     rng = random.Random(5)
     q, a = sentence(rng, 30), sentence(rng, 20)
-    idx = build_index(records({"question": q, "answer": a}), DetectOptions())
+    idx = build_index(records({"question": q, "answer": a}), DetectOptions(compat="decon"))
     with_answer, _ = detect_text(FILLER + q + " " + a + " " + FILLER, idx)
     assert len(with_answer) == 1
     assert with_answer[0].answer_idf_overlap == pytest.approx(1.0)
@@ -206,13 +206,14 @@ def test_short_documents_are_not_scanned() -> None:
     assert detect_tokens(idx.tokenizer.encode("a b c d e f g"), idx) == []
 
 
+@pytest.mark.parametrize("compat", ["decon", "none"])
 @pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
-def test_prefilter_loses_no_match(tokenizer: str) -> None:
+def test_prefilter_loses_no_match(tokenizer: str, compat: str) -> None:
     rng = random.Random(10)
     questions = [sentence(rng, 25) for _ in range(20)]
     recs = records(*({"question": q} for q in questions))
-    on = build_index(recs, DetectOptions(tokenizer=tokenizer))
-    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False))
+    on = build_index(recs, DetectOptions(tokenizer=tokenizer, compat=compat))
+    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False, compat=compat))
     docs = []
     for i in range(200):
         text = sentence(rng, 80)
@@ -231,20 +232,22 @@ def test_prefilter_loses_no_match(tokenizer: str) -> None:
     assert found >= 15
 
 
+@pytest.mark.parametrize("compat", ["decon", "none"])
 @pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
-def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
+def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compat: str) -> None:
     """Real eval items (several benchmarks) planted whole, cut and edited into natural prose."""
     from decon.synth.benchmarks import load_benchmark
+    from decon.synth.edits import light_edit
     from decon.synth.text import build_filler_pool, natural_paragraphs
 
     rng = random.Random(11)
     items = []
-    for key in ("humaneval", "gsm8k", "squad", "mmlu"):
+    for key in ("humaneval", "gsm8k", "squad", "mmlu", "naturalqs_open", "csqa"):
         got = load_benchmark(key)
         items += rng.sample(got, min(30, len(got)))
     recs = [("ref.jsonl", i, it.record(i)) for i, it in enumerate(items)]
-    on = build_index(recs, DetectOptions(tokenizer=tokenizer))
-    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False))
+    on = build_index(recs, DetectOptions(tokenizer=tokenizer, compat=compat))
+    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False, compat=compat))
     pool = build_filler_pool()
     found = rejected = 0
     for i in range(300):
@@ -256,13 +259,119 @@ def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
             words = it.question.split()
             start = rng.randrange(max(1, len(words) - 8))
             parts.insert(1, " ".join(words[start : start + rng.randint(6, 30)]))
+        elif i % 6 == 2:  # short items, edits and answers before the question: compat none
+            parts.insert(1, (it.answer or "") + "\n" + light_edit(it.question, rng)[0])
         text = "\n\n".join(parts)
         a, scanned = detect_text(text, on)
         b, _ = detect_text(text, off)
-        assert [(m.item.item_id, m.question_start_idx, m.contamination_score) for m in a] == [
-            (m.item.item_id, m.question_start_idx, m.contamination_score) for m in b
+        key = [(m.item.item_id, m.question_start_idx, m.contamination_score, m.rule) for m in a]
+        assert key == [
+            (m.item.item_id, m.question_start_idx, m.contamination_score, m.rule) for m in b
         ]
         found += len(b)
         rejected += not scanned
-    assert found >= 60
+    assert found >= (45 if compat == "decon" else 150)
     assert rejected >= 30  # the prefilter does reject natural text
+
+
+# -- compat none: the alignment rules --------------------------------------------------------
+
+PROSE = "Yesterday we walked along the river and talked about many things. "
+
+
+def test_question_only_leak_of_a_qa_item_is_reported_by_default() -> None:
+    rng = random.Random(20)
+    q, a = sentence(rng, 30), sentence(rng, 20)
+    idx = build_index(records({"question": q, "answer": a}), DetectOptions())
+    (m,) = detect_text(FILLER + q + " " + FILLER, idx)[0]
+    assert (m.rule, m.match_kind) == ("question_only", "question")
+    assert "0 of" in m.reason and m.contamination_score == 1.0
+    assert m.question_start_idx == len(FILLER.split())
+
+
+def test_answer_before_or_inside_the_question_counts() -> None:
+    idx = build_index(
+        records(
+            {
+                "question": "Who painted the ceiling of the Sistine Chapel?",
+                "answer": "Michelangelo",
+            },
+            {
+                "question": "Sarah gave Jessica her old bicycle because _ had outgrown it.",
+                "answer": "Sarah",
+            },
+        ),
+        DetectOptions(),
+    )
+    before, _ = detect_text(
+        PROSE + "Michelangelo. who painted the ceiling of the sistine chapel " + PROSE, idx
+    )
+    assert [(m.rule, m.match_kind) for m in before] == [
+        ("question_answer_window", "question_answer")
+    ]
+    assert "answer before" in before[0].reason
+    inside, _ = detect_text(
+        PROSE
+        + " and so sarah gave jessica her old bicycle because sarah had outgrown it and "
+        + PROSE,
+        idx,
+    )
+    assert [m.item.item_id for m in inside] == [1]
+    assert "answer inside" in inside[0].reason
+
+
+def test_short_item_is_indexed_and_needs_a_sentence_or_its_answer() -> None:
+    idx = build_index(
+        records({"question": "who sang never gonna let you go", "answer": "Joe Pizzulo"}),
+        DetectOptions(),
+    )
+    assert idx.items[0].ngram_indexed is False and idx.stats.aligned_only == 1
+    decon = build_index(
+        records({"question": "who sang never gonna let you go"}), DetectOptions(compat="decon")
+    )
+    assert decon.stats.skipped_min_tokens == 1
+    own_line = detect_text(PROSE + "\nQ: Who sang Never Gonna Let You Go?\n" + PROSE, idx)[0]
+    assert [(m.rule, m.match_kind) for m in own_line] == [("short_sentence", "short_question")]
+    edited = detect_text(PROSE + "\nwho sang never gonna let you go\n" + PROSE, idx)[0]
+    assert len(edited) == 1
+    mid_sentence = PROSE + " she asked who sang never gonna let you go and laughed " + PROSE
+    assert detect_text(mid_sentence, idx)[0] == []
+    with_answer = PROSE + " she asked who sang never gonna let you go: Joe Pizzulo " + PROSE
+    assert [m.rule for m in detect_text(with_answer, idx)[0]] == ["question_answer_window"]
+    # Same template, other content words: never an alignment (content words must match).
+    template = PROSE + "\nWho wrote always gonna make you stay?\n" + PROSE
+    assert detect_text(template, idx)[0] == []
+    assert (
+        detect_text(own_line_text := PROSE + "\nwho sang never gonna let you go\n" + PROSE, decon)[
+            0
+        ]
+        == []
+        and own_line_text
+    )
+
+
+def test_light_edits_are_tolerated_up_to_the_allowed_count() -> None:
+    rng = random.Random(21)
+    words = sentence(rng, 20).split()
+    idx = build_index(records({"question": " ".join(words)}), DetectOptions())
+    assert idx.items[0].question_edits == 2
+    two = words[:3] + ["really"] + words[4:12] + words[13:]
+    (m,) = detect_text(FILLER + " ".join(two) + " " + FILLER, idx)[0]
+    assert "2 of 2 allowed" in m.reason
+    three = two[:15] + ["also"] + two[16:]
+    assert all(
+        x.rule == "decon_score"
+        for x in detect_text(FILLER + " ".join(three) + " " + FILLER, idx)[0]
+    )
+
+
+@pytest.mark.parametrize("tokenizer", ["p50k", "cl100k"])
+def test_bpe_alignment_positions_are_token_indices(tokenizer: str) -> None:
+    idx = build_index(
+        records({"question": "Which describes a property of all elements?", "answer": "pure"}),
+        DetectOptions(tokenizer=tokenizer),
+    )
+    text = PROSE + "Question: Which describes a property of all elements?\n" + PROSE
+    (m,) = detect_text(text, idx)[0]
+    assert m.rule == "short_sentence"
+    assert "【 which describes a property of all elements】" in m.training_overlap_text

@@ -45,6 +45,20 @@ OPTION_HELP: dict[str, str] = {
     "purify": "write purified copies (contaminated lines removed) to the cleaned directory",
     "workers": "worker processes; 0 = all cores",
     "chunk_lines": "lines per work unit when a large file is split across workers",
+    "compat": "decon: Decon's simple-mode decisions only (reports comparable with Decon's); "
+    "none: also the word-alignment rules (question-only leaks, short items, answers before, "
+    "after or inside the question, a probe at every position)",
+    "question_only_min_words": "compat none: an aligned question of at least this many words "
+    "(and 3 content words) is reported without answer evidence",
+    "min_content_words": "compat none: an aligned question must contain at least this many of "
+    "the item's content (non-function) words (one suffices when its answer is near)",
+    "word_edit_rate": "compat none: word edits (substitutions, insertions, deletions) tolerated "
+    "per question word when aligning (rounded; at least 1 from 5 words)",
+    "max_word_edits": "compat none: at most this many word edits per aligned question",
+    "answer_window_words": "compat none: words before and after an aligned question searched "
+    "for its answer (and inside it, for fill-in-the-blank items)",
+    "short_sentence_rule": "compat none: report a question shorter than "
+    "question_only_min_words that forms a whole sentence or line of the document",
 }
 
 
@@ -80,6 +94,18 @@ class DetectOptions:
     purify: bool = False
     workers: int = 0  # 0 = all cores
     chunk_lines: int = 20000
+    compat: str = "none"  # decon | none
+    question_only_min_words: int = 8
+    min_content_words: int = 2
+    word_edit_rate: float = 0.1
+    max_word_edits: int = 4
+    answer_window_words: int = 30
+    short_sentence_rule: bool = True
+
+    @property
+    def extended(self) -> bool:
+        """True when the rules beyond Decon's simple mode are on (compat != decon)."""
+        return self.compat != "decon"
 
     @property
     def minimum_question_idf_threshold(self) -> float:
@@ -105,6 +131,10 @@ class DetectOptions:
             problems.append(f"mode: must be simple, minhash or toxic, not {self.mode!r}")
         if self.tokenizer not in ("word", "p50k", "cl100k"):
             problems.append(f"tokenizer: must be word, p50k or cl100k, not {self.tokenizer!r}")
+        if self.compat not in ("decon", "none"):
+            problems.append(f"compat: must be decon or none, not {self.compat!r}")
+        if not 0.0 <= self.word_edit_rate <= 0.5:
+            problems.append("word_edit_rate: must be in [0, 0.5]")
         if not self.content_key or any(not part for part in self.content_key.split(".")):
             problems.append(f"content_key: must be a dotted path, not {self.content_key!r}")
         for name in (
@@ -127,6 +157,10 @@ class DetectOptions:
             "eval_min_unique_word_count",
             "hot_ngram_min_docs",
             "workers",
+            "question_only_min_words",
+            "min_content_words",
+            "max_word_edits",
+            "answer_window_words",
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0")

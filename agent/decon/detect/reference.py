@@ -4,6 +4,12 @@ Records: `eval_key`, `eval_instance_index`, `split`, `question`, optional `answe
 `doc_id`, `fingerprint`. The index maps question n-grams (tuples of token ids) to the eval
 items containing them, with IDF ln(N/df); answers and passages get their own n-gram sets.
 It also holds the prefilter (`decon.detect.prefilter`) built from the seeding n-grams.
+
+With `compat: none` the index also holds, for every item (short ones included), the normalised
+words of its question and answer and word anchors for the alignment rules: the question is cut
+into (allowed edits + 1) chunks, so an occurrence with at most that many word edits keeps one
+chunk intact, and a run of up to ANCHOR_WORDS words of each chunk is an anchor (a seed of the
+prefilter too, which therefore stays lossless).
 """
 
 from __future__ import annotations
@@ -19,6 +25,92 @@ from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
 from decon.detect.prefilter import NgramKey, Prefilter, build_prefilter
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer, get_tokenizer
+
+# English function words: never count as evidence that a text is a given eval item.
+FUNCTION_WORDS = frozenset(
+    """a an the and or but if then else of to in on at by for with from as is are was were be
+been being this that these those it its he she they them his her their we our you your i me my
+not no do does did done have has had so than too very can could will would shall should may might
+must which who whom whose what when where why how all any some such only own same other into over
+under about above below up down out off again further once here there both each few more most nor
+just s t""".split()  # noqa: SIM905 (a word list reads better as text)
+)
+ANCHOR_WORDS = 4  # longest anchor run; longer runs are rarer but cost more lookups
+MIN_FUZZY_WORDS = 4  # shorter questions must occur exactly
+LONE_ANCHOR_CHARS = 9  # a single-word anchor needs this many characters
+MIN_ALIGNED_WORDS = 3  # shorter questions are never aligned
+
+
+def content_word_count(words: Iterable[str]) -> int:
+    """Words that are not function words (numbers count: templates change them)."""
+    return sum(1 for w in words if w not in FUNCTION_WORDS)
+
+
+def allowed_edits(n_words: int, options: DetectOptions) -> int:
+    """Word edits tolerated when aligning a question of `n_words` words."""
+    if n_words < MIN_FUZZY_WORDS:
+        return 0
+    return min(options.max_word_edits, max(1, round(n_words * options.word_edit_rate)))
+
+
+def question_chunks(words: tuple[str, ...], edits: int) -> list[tuple[int, int]]:
+    """At most `edits + 1` contiguous chunks covering `words` (pigeonhole: an occurrence with
+    fewer edits than chunks keeps one chunk intact), cut greedily once a chunk has its share of
+    the words and a content word; a lone word must be long. No anchor is then a common word or
+    a function-word run (which would make the prefilter pass most documents)."""
+    target = max(2, len(words) // (edits + 1))
+    chunks: list[tuple[int, int]] = []
+    start = 0
+    for i in range(len(words)):
+        piece = words[start : i + 1]
+        lone = len(piece) == 1 and target == 2 and len(piece[0]) >= LONE_ANCHOR_CHARS
+        if (len(piece) >= target or lone) and content_word_count(piece):
+            chunks.append((start, i + 1))
+            start = i + 1
+    if not chunks:
+        return [(0, len(words))]
+    tail = words[start:]
+    if len(tail) >= 2 and content_word_count(tail):
+        chunks.append((start, len(words)))
+    chunks[-1] = (chunks[-1][0], len(words))
+    if len(chunks) > edits + 1:
+        chunks = [*chunks[:edits], (chunks[edits][0], len(words))]
+    return chunks
+
+
+def chunk_anchor(words: tuple[str, ...], start: int, end: int) -> tuple[int, int]:
+    """The run of up to ANCHOR_WORDS words inside [start, end) with the most content letters."""
+    k = min(ANCHOR_WORDS, end - start)
+
+    def weight(i: int) -> tuple[int, int]:
+        run = words[i : i + k]
+        return (sum(len(w) for w in run if w not in FUNCTION_WORDS), -i)
+
+    best = max(range(start, end - k + 1), key=weight)
+    return best, best + k
+
+
+def plan_anchors(
+    words: tuple[str, ...], options: DetectOptions
+) -> tuple[int, list[tuple[int, int]]]:
+    """Allowed edits and anchor (start, end) runs for a question (no anchors: not aligned).
+
+    Edits are capped at (anchorable chunks - 1), so no anchor is a lone function word or
+    short word (which would make the prefilter pass most documents)."""
+    if len(words) < MIN_ALIGNED_WORDS or content_word_count(words) < options.min_content_words:
+        return 0, []
+    chunks = question_chunks(words, allowed_edits(len(words), options))
+    return len(chunks) - 1, [chunk_anchor(words, s, e) for s, e in chunks]
+
+
+@dataclass
+class WordAnchors:
+    """Anchor runs per length: words -> (item id, offset of the run in the question)."""
+
+    by_length: dict[int, dict[tuple[str, ...], list[tuple[int, int]]]] = field(default_factory=dict)
+
+    def add(self, run: tuple[str, ...], item_id: int, offset: int) -> None:
+        self.by_length.setdefault(len(run), {}).setdefault(run, []).append((item_id, offset))
 
 
 @dataclass
@@ -46,6 +138,11 @@ class EvalItem:
     passage_token_set: frozenset[int] | None = None  # None when the item has no passage
     passage_ngram_ids: frozenset[int] = frozenset()
     passage_idf_total: float = 0.0
+    ngram_indexed: bool = True  # False: only the alignment rules see it (compat none)
+    question_words: tuple[str, ...] = ()
+    answer_words: tuple[str, ...] = ()
+    question_edits: int = 0  # word edits tolerated when aligning the question
+    question_content_words: int = 0
 
     @property
     def has_answer(self) -> bool:
@@ -64,6 +161,7 @@ class ReferenceStats:
     lines: int = 0
     indexed: int = 0
     skipped_min_tokens: int = 0
+    aligned_only: int = 0  # short items indexed for the alignment rules only (compat none)
     skipped_min_unique_words: int = 0
     skipped_duplicates: int = 0
     skipped_no_question: int = 0
@@ -90,10 +188,11 @@ class ReferenceIndex:
     answer_token_idf: dict[int, float]
     prefilter: Prefilter
     stats: ReferenceStats
+    anchors: WordAnchors = field(default_factory=WordAnchors)
 
     @property
     def total_docs(self) -> int:
-        return len(self.items)
+        return sum(1 for item in self.items if item.ngram_indexed)
 
 
 def reference_files(path: Path) -> list[Path]:
@@ -143,6 +242,8 @@ class _Builder:
         self.token_df: dict[int, int] = {}
         self.seen: set[tuple[str, str]] = set()
         self.stats = ReferenceStats()
+        self.anchors = WordAnchors()
+        self.anchor_seeds: set[NgramKey] = set()
 
     def encode(self, cleaned: str) -> list[int]:
         if isinstance(self.tok, WordTokenizer):
@@ -169,7 +270,10 @@ class _Builder:
         if o.index_answers and has_answer_field and answer:
             parts.append(answer)
         combined = " ".join(parts)
-        if o.eval_min_token_length and self.count_tokens(combined) < o.eval_min_token_length:
+        too_short = bool(o.eval_min_token_length) and (
+            self.count_tokens(combined) < o.eval_min_token_length
+        )
+        if too_short and not o.extended:
             st.skipped_min_tokens += 1
             return
         if o.eval_min_unique_word_count and len(set(combined.split())) < (
@@ -192,6 +296,9 @@ class _Builder:
         split = record.get("split")
         item_id = len(self.items)
         q_tokens = self.encode(question)
+        if too_short:
+            self._add_aligned_only(item_id, file_name, line_num, record, eval_key, q_tokens)
+            return
         self._count_tokens_df(q_tokens)
         n = o.ngram_size
         if len(q_tokens) < n:
@@ -257,9 +364,59 @@ class _Builder:
                 for pid in p_ids:
                     self.p_df[pid] += 1
                 item.passage_ngram_ids = frozenset(p_ids)
+        self._append(item, question, answer if has_answer_field and o.index_answers else "")
+
+    def _append(self, item: EvalItem, question: str, answer: str) -> None:
+        if self.o.extended:
+            words = tuple(question.split())
+            item.question_words = words
+            item.answer_words = tuple(answer.split())
+            item.question_content_words = content_word_count(words)
+            edits, offsets = plan_anchors(words, self.o)
+            item.question_edits = edits
+            for start, end in offsets:
+                run = words[start:end]
+                self.anchors.add(run, item.item_id, start)
+                self.anchor_seeds.add(tuple(self.encode(" ".join(run))))
         self.items.append(item)
-        st.indexed += 1
-        st.per_eval[eval_key] = st.per_eval.get(eval_key, 0) + 1
+        self.stats.indexed += 1
+        self.stats.per_eval[item.eval_key] = self.stats.per_eval.get(item.eval_key, 0) + 1
+
+    def _add_aligned_only(
+        self,
+        item_id: int,
+        file_name: str,
+        line_num: int,
+        record: dict,
+        eval_key: str,
+        q_tokens: list[int],
+    ) -> None:
+        o = self.o
+        question = normalize(_text(record, "question"), o.punctuation_chars)
+        has_answer = "answer" in record
+        answer = normalize(_text(record, "answer"), o.punctuation_chars)
+        passage = normalize(_text(record, "passage"), o.punctuation_chars)
+        instance = record.get("eval_instance_index")
+        split = record.get("split")
+        fingerprint = record.get("fingerprint")
+        item = EvalItem(
+            item_id=item_id,
+            eval_key=eval_key,
+            eval_line=line_num,
+            eval_instance_index=instance if isinstance(instance, int) else line_num,
+            split=split if isinstance(split, str) else None,
+            fingerprint=str(fingerprint) if fingerprint is not None else None,
+            reference_file=file_name,
+            question_text=_snippet(question),
+            answer_text=_snippet(answer) if has_answer else None,
+            passage_text=_snippet(passage) if passage else None,
+            question_token_length=len(q_tokens),
+            unique_ngrams=0,
+            ngram_indexed=False,
+        )
+        self.q_item_ngrams.append(set())
+        self.stats.aligned_only += 1
+        self._append(item, question, answer if o.index_answers else "")
 
     def _count_tokens_df(self, tokens: list[int]) -> None:
         # Decon counts once per field of each record.
@@ -268,7 +425,7 @@ class _Builder:
 
     def finish(self) -> ReferenceIndex:
         o = self.o
-        total = len(self.items)
+        total = sum(1 for item in self.items if item.ngram_indexed)
         ngram_docs = [frozenset(d) for d in self.q_docs]
         ngram_idf = [math.log(total / len(d)) for d in ngram_docs]
         a_idf = [math.log(total / df) for df in self.a_df]
@@ -290,6 +447,8 @@ class _Builder:
         seeds = [
             key for key, nid in self.q_ngrams.items() if nid not in hot and len(key) == o.ngram_size
         ]
+        # compat none: an aligned question keeps one of its anchors intact.
+        seeds.extend(sorted(self.anchor_seeds - set(seeds)))
         prefilter = build_prefilter(seeds, self.tok)
         return ReferenceIndex(
             options=o,
@@ -306,6 +465,7 @@ class _Builder:
             answer_token_idf=answer_token_idf,
             prefilter=prefilter,
             stats=self.stats,
+            anchors=self.anchors,
         )
 
 

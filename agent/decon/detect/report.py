@@ -30,7 +30,9 @@ def report_line(
 
 
 def simple_fields(match: Match) -> dict[str, Any]:
-    """Decon's simple-mode report fields of one match."""
+    """Decon's simple-mode report fields of one match, plus `match_kind` (question,
+    question_answer, question_passage, question_answer_passage, short_question), `rule`
+    (decon_score, question_answer_window, question_only, short_sentence) and `reason`."""
     item = match.item
     line: dict[str, Any] = {
         "eval_key": item.eval_key,
@@ -56,6 +58,9 @@ def simple_fields(match: Match) -> dict[str, Any]:
         "eval_question_text": item.question_text,
         "eval_overlap_text": item.question_text,
         "method": "simple",
+        "match_kind": match.match_kind,
+        "rule": match.rule,
+        "reason": match.reason,
     }
     if item.has_answer:
         line["eval_answer_text"] = item.answer_text

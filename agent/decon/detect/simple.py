@@ -8,15 +8,25 @@ overlap before it, Decon's weights and a length-adjusted threshold.
 
 Unlike Decon, positions inside an expanded cluster are also checked for items the cluster did
 not track, so an item whose seed n-gram falls inside an earlier cluster is still found.
+
+`compat: decon` stops there. The default (`compat: none`) probes every position (stride 1) and
+adds word-alignment rules on the document's normalised words, for every indexed item including
+those under `eval_min_token_length` (see `find_alignments`): a question found with at most a few
+word edits is reported when its answer is near it (before, after or inside: rule
+`question_answer_window`), when it is long enough to stand alone (`question_only`), or when a
+short question forms a whole sentence or line (`short_sentence`). Each match carries
+`match_kind`, `rule` and a `reason` with the figures that decided it.
 """
 
 from __future__ import annotations
 
+import bisect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from decon.detect.normalize import normalized_words
-from decon.detect.reference import EvalItem, ReferenceIndex
+from decon.detect.reference import FUNCTION_WORDS, EvalItem, ReferenceIndex
 from decon.detect.tokenize import BpeTokenizer, WordTokenizer
 
 W_QAP = (0.7, 0.2, 0.1)
@@ -56,6 +66,9 @@ class Match:
     passage_start_idx: int | None = None
     passage_end_idx: int | None = None
     training_overlap_text: str | None = None
+    match_kind: str = "question"  # question | question_answer | question_passage | ...
+    rule: str = "decon_score"  # which rule reported it (see the module docstring)
+    reason: str = ""  # the figures that decided it
 
 
 def interpolate_threshold(
@@ -162,7 +175,8 @@ class Scanner:
     def find_clusters(self, ids: list[int | None]) -> list[Cluster]:
         """Sample, expand, and (the defect fix) re-check positions inside each cluster."""
         hot, docs_of = self.index.hot, self.index.ngram_docs
-        step = self.o.sample_every_m_tokens
+        # compat none probes every position, so no question is skipped by the stride.
+        step = 1 if self.o.extended else self.o.sample_every_m_tokens
         total = len(ids)
         clusters: list[Cluster] = []
         i = 0
@@ -285,7 +299,19 @@ class Scanner:
         question_end = end + n - 1
         if a_bounds and a_bounds[0][0] <= question_end and cluster_len > item.question_token_length:
             question_end = max(0, a_bounds[0][0] - 1)
+        has_a = bool(a_idf)
+        has_p = bool(p_idf)
+        kind = "question" + ("_answer" if has_a else "") + ("_passage" if has_p else "")
+        reason = (
+            f"contamination_score {score:.3f} >= {o.contamination_score_threshold} "
+            f"(question idf overlap {q_idf:.3f} over {len(matched)} n-grams"
+            + (f", answer idf overlap {a_idf:.3f}" if a_idf is not None else "")
+            + (f", passage idf overlap {p_idf:.3f}" if p_idf is not None else "")
+            + ")"
+        )
         return Match(
+            match_kind=kind,
+            reason=reason,
             item=item,
             contamination_score=score,
             idf_overlap=q_idf,
@@ -450,6 +476,260 @@ def overlap_text(m: Match, length: int, render: Callable[[int, int], str]) -> st
     return " ".join(p.strip() for p in parts if p.strip())
 
 
+# -- alignment rules (compat none) ---------------------------------------------------------
+
+# Whitespace after sentence punctuation (optionally closed by a quote or bracket), or holding a
+# line break: splitting there never splits or joins a normalised word.
+_SENTENCE_BREAK = re.compile(r"\s*\n\s*|(?<=[.!?:;])\s+|(?<=[.!?:;][\"')\]\u201d\u2019])\s+")
+LONG_ANSWER_WORDS = 12  # longer answers are matched by word 3-gram overlap
+LONG_ANSWER_MIN_OVERLAP = 0.5
+BARE_ANSWER_WINDOW = 5  # an answer without a content word ("no", "2") must sit this close
+
+
+@dataclass
+class Alignment:
+    """A question found in the document's words [start, end) with `edits` word edits."""
+
+    item: EvalItem
+    start: int
+    end: int
+    edits: int
+    content_words: int
+    rule: str = ""
+    match_kind: str = ""
+    answer: tuple[int, int] | None = None  # word span [start, end)
+    answer_side: str = ""
+
+
+def sentence_boundaries(text: str, punctuation_chars: str, n_words: int) -> frozenset[int]:
+    """Word positions p (0..n_words) where a sentence or line starts or ends between word p-1
+    and word p; empty when the split does not reproduce the document's words."""
+    positions = {0}
+    total = 0
+    for piece in _SENTENCE_BREAK.split(text):
+        total += len(normalized_words(piece, punctuation_chars))
+        positions.add(total)
+    if total != n_words:
+        return frozenset()
+    return frozenset(positions)
+
+
+def align_question(
+    question: tuple[str, ...], words: list[str], lo: int, hi: int, max_edits: int
+) -> tuple[int, int, int] | None:
+    """Best (start, end, edits) of `question` in words[lo:hi] with at most `max_edits` word
+    edits (semi-global Levenshtein: the whole question, any stretch of the document)."""
+    seg = words[lo:hi]
+    m = len(seg)
+    prev = [0] * (m + 1)
+    prev_start = list(range(m + 1))
+    for i, w in enumerate(question, 1):
+        cur = [i] * (m + 1)
+        cur_start = [0] * (m + 1)
+        best = i
+        for j in range(1, m + 1):
+            sub = prev[j - 1] + (seg[j - 1] != w)
+            dele = prev[j] + 1
+            ins = cur[j - 1] + 1
+            if sub <= dele and sub <= ins:
+                c, st = sub, prev_start[j - 1]
+            elif dele <= ins:
+                c, st = dele, prev_start[j]
+            else:
+                c, st = ins, cur_start[j - 1]
+            cur[j] = c
+            cur_start[j] = st
+            if c < best:
+                best = c
+        if best > max_edits:
+            return None
+        prev, prev_start = cur, cur_start
+    end = min(range(m + 1), key=lambda j: (prev[j], j))
+    if prev[end] > max_edits:
+        return None
+    return lo + prev_start[end], lo + end, prev[end]
+
+
+def _count(needle: tuple[str, ...], hay: tuple[str, ...]) -> int:
+    k = len(needle)
+    return sum(1 for i in range(len(hay) - k + 1) if hay[i : i + k] == needle)
+
+
+def find_answer(
+    item: EvalItem, words: list[str], start: int, end: int, window: int
+) -> tuple[tuple[int, int], str] | None:
+    """The item's answer within `window` words before or after [start, end), or inside it
+    (fill-in-the-blank: more often than the question itself holds it): (span, side)."""
+    answer = item.answer_words
+    k = len(answer)
+    if not k:
+        return None
+    if not any(w not in FUNCTION_WORDS and not w.isdigit() for w in answer):
+        window = min(window, BARE_ANSWER_WINDOW)
+    inside_ok = _count(answer, tuple(words[start:end])) > _count(answer, item.question_words)
+    n = len(words)
+
+    def side(a: int, b: int) -> str | None:
+        if b <= start:
+            return "before"
+        if a >= end:
+            return "after"
+        return "inside" if inside_ok else None
+
+    if k <= LONG_ANSWER_WORDS:
+        lo, hi = max(0, start - window - k), min(n, end + window + k)
+        first = answer[0]
+        for s_ in range(lo, hi - k + 1):
+            if words[s_] == first and tuple(words[s_ : s_ + k]) == answer:
+                where = side(s_, s_ + k)
+                if where:
+                    return (s_, s_ + k), where
+        return None
+    lo, hi = max(0, start - window - 2 * k), min(n, end + window + 2 * k)
+    grams = {answer[i : i + 3] for i in range(k - 2)}
+    hits = [
+        i for i in range(lo, hi - 2) if tuple(words[i : i + 3]) in grams and not (start <= i < end)
+    ]
+    found = {tuple(words[i : i + 3]) for i in hits}
+    if len(found) < LONG_ANSWER_MIN_OVERLAP * len(grams):
+        return None
+    a, b = hits[0], hits[-1] + 3
+    return (a, b), "before" if b <= start else "after"
+
+
+def find_alignments(
+    words: list[str], index: ReferenceIndex, boundaries: Callable[[], frozenset[int]]
+) -> list[Alignment]:
+    """Questions found by their word anchors, aligned with edits and judged by the rules;
+    the best alignment per item. `boundaries()` gives the sentence boundaries (lazily)."""
+    o = index.options
+    items = index.items
+    candidates: dict[int, set[int]] = {}
+    for k, table in index.anchors.by_length.items():
+        get = table.get
+        for i, run in enumerate(zip(*(words[j:] for j in range(k)), strict=False)):
+            hits = get(run)
+            if hits:
+                for item_id, offset in hits:
+                    candidates.setdefault(item_id, set()).add(i - offset)
+    found: list[Alignment] = []
+    n = len(words)
+    for item_id in sorted(candidates):
+        item = items[item_id]
+        q = item.question_words
+        e = item.question_edits
+        content = {w for w in q if w not in FUNCTION_WORDS}
+        best: Alignment | None = None
+        covered_until = -1
+        for p0 in sorted(candidates[item_id]):
+            if p0 < covered_until:
+                continue
+            lo, hi = max(0, p0 - e), min(n, p0 + len(q) + e)
+            got = align_question(q, words, lo, hi, e)
+            if got is None:
+                continue
+            start, end, edits = got
+            covered_until = end
+            present = len(content.intersection(words[start:end]))
+            if present < 1:
+                continue
+            al = Alignment(item, start, end, edits, present)
+            if not judge(al, words, o, boundaries):
+                continue
+            if best is None or _rank(al) < _rank(best):
+                best = al
+        if best is not None:
+            found.append(best)
+    return found
+
+
+_RULE_RANK = {"question_answer_window": 0, "question_only": 1, "short_sentence": 2}
+
+
+def _rank(al: Alignment) -> tuple[int, int, int]:
+    return (_RULE_RANK[al.rule], al.edits, al.start)
+
+
+def judge(al: Alignment, words: list[str], o, boundaries: Callable[[], frozenset[int]]) -> bool:
+    """Apply the rules in order; set `rule`, `match_kind` and the answer on success."""
+    answer = find_answer(al.item, words, al.start, al.end, o.answer_window_words)
+    if answer is not None:
+        # The answer is evidence of its own: one content word of the question suffices.
+        al.answer, al.answer_side = answer
+        al.rule, al.match_kind = "question_answer_window", "question_answer"
+        return True
+    if al.content_words < o.min_content_words:
+        return False
+    if len(al.item.question_words) >= o.question_only_min_words and al.content_words >= 3:
+        al.rule, al.match_kind = "question_only", "question"
+        return True
+    if o.short_sentence_rule:
+        bounds = boundaries()
+        if al.start in bounds and al.end in bounds:
+            al.rule, al.match_kind = "short_sentence", "short_question"
+            return True
+    return False
+
+
+def alignment_match(al: Alignment, to_token: Callable[[int, bool], int]) -> Match:
+    """Report values of an alignment; positions are token indices like Decon's."""
+    item = al.item
+    length = len(item.question_words)
+    similarity = 1.0 - al.edits / length
+    reason = (
+        f"question words {al.start}-{al.end - 1} aligned with {al.edits} of "
+        f"{item.question_edits} allowed word edits ({length} words, {al.content_words} "
+        "content words)"
+    )
+    if al.rule == "question_answer_window":
+        reason += f"; answer {al.answer_side} the question"
+    elif al.rule == "question_only":
+        reason += " and long enough to stand alone"
+    else:
+        reason += " forming a whole sentence or line"
+    bounds = None
+    if al.answer is not None:
+        bounds = [(to_token(al.answer[0], False), to_token(al.answer[1] - 1, True))]
+    start = to_token(al.start, False)
+    end = to_token(al.end - 1, True)
+    return Match(
+        item=item,
+        contamination_score=similarity,
+        idf_overlap=similarity,
+        ngram_match_cnt=length - al.edits,
+        question_start_idx=start,
+        question_end_idx=end,
+        cluster_token_length=end - start + 1,
+        length_adjusted_question_threshold=1.0 - item.question_edits / length,
+        answer_overlap_ratio=1.0 if al.answer is not None else None,
+        answer_boundaries=bounds,
+        match_kind=al.match_kind,
+        rule=al.rule,
+        reason=reason,
+    )
+
+
+def _word_to_token_bpe(
+    tok: BpeTokenizer, tokens: list[int], words: list[str]
+) -> Callable[[int, bool], int]:
+    starts = []
+    pos = 0
+    for t in tokens:
+        starts.append(pos)
+        pos += len(tok.decode_token(t))
+    word_pos = []  # byte offset of the space before each word in " " + joined words
+    p = 0
+    for w in words:
+        word_pos.append(p)
+        p += 1 + len(w.encode("utf-8"))
+
+    def to_token(i: int, last: bool) -> int:
+        byte = word_pos[i] + (len(words[i].encode("utf-8")) if last else 0)
+        return max(0, bisect.bisect_right(starts, byte) - 1)
+
+    return to_token
+
+
 def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
     """Matches in one document and whether it was fully scanned (passed the prefilter)."""
     o = index.options
@@ -472,4 +752,32 @@ def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
         def render(a: int, b: int) -> str:
             return tok.decode(tokens[a:b])
 
-    return detect_tokens(tokens, index, render), True
+    matches = detect_tokens(tokens, index, render)
+    if not o.extended or not index.anchors.by_length:
+        return matches, True
+    seen = {m.item.item_id for m in matches}
+    boundaries: list[frozenset[int]] = []
+
+    def sentence_bounds() -> frozenset[int]:
+        if not boundaries:
+            boundaries.append(sentence_boundaries(text, o.punctuation_chars, len(words)))
+        return boundaries[0]
+
+    aligned = [
+        a for a in find_alignments(words, index, sentence_bounds) if a.item.item_id not in seen
+    ]
+    if not aligned:
+        return matches, True
+    if isinstance(tok, WordTokenizer):
+
+        def to_token(i: int, last: bool) -> int:
+            return i
+
+    else:
+        to_token = _word_to_token_bpe(tok, tokens, words)
+    for al in aligned:
+        m = alignment_match(al, to_token)
+        m.training_overlap_text = overlap_text(m, len(tokens), render)
+        matches.append(m)
+    matches.sort(key=lambda m: (m.question_start_idx, m.item.item_id))
+    return matches, True
