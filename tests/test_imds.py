@@ -40,7 +40,7 @@ def imds(clock):
         yield fake
 
 
-def client_for(fake: FakeImds, clock=None, ttl: int = 300, timeout: float = 1.0) -> ImdsClient:
+def client_for(fake: FakeImds, clock=None, ttl: int = 300, timeout: float = 10.0) -> ImdsClient:
     kwargs = {"clock": clock} if clock else {}
     return ImdsClient(fake.url, ttl, timeout, **kwargs)
 
@@ -133,7 +133,7 @@ def test_proxy_environment_is_ignored(imds, clock, monkeypatch):
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     with pytest.raises(requests.exceptions.ProxyError):  # the environment does take effect
-        requests.get(imds.url + "/latest/meta-data/instance-id", timeout=1)
+        requests.get(imds.url + "/latest/meta-data/instance-id", timeout=10)
     assert client_for(imds, clock).instance_id() == "i-0fake0000000000001"
 
 
