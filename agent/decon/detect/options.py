@@ -89,12 +89,13 @@ class DetectOptions:
     minhash_metric: str = "jaccard"  # jaccard | containment
     toxic_vectors: str = ""  # fastText .vec file: local path or s3:// URI
     toxic_max_words: int = 0  # 0 = every word of the file
-    toxic_ngram_size: int = 3
+    toxic_ngram_size: int = 2
     toxic_hyperplanes: int = 12
-    toxic_tables: int = 4
+    toxic_tables: int = 16
+    toxic_min_tables: int = 2
     toxic_seed: int = 1
     toxic_threshold: float = 0.5
-    toxic_poison_scale: float = 3.0
+    toxic_poison_scale: float = 1.0
     toxic_skip_stopwords: bool = True
 
     @property
@@ -178,6 +179,8 @@ OPTION_HELP.update(
         "toxic_ngram_size": "toxic: words per n-gram (its vector is the sum of word vectors)",
         "toxic_hyperplanes": "toxic: random hyperplanes (sign bits) per LSH bucket",
         "toxic_tables": "toxic: LSH tables (independent hyperplane sets)",
+        "toxic_min_tables": "toxic: tables in which a training n-gram must share a question "
+        "n-gram's bucket for that n-gram to count as found",
         "toxic_seed": "toxic: seed of the hyperplanes and of unknown words' poison vectors",
         "toxic_threshold": "toxic: share of an eval question's buckets found in a training "
         "window at or above which a match is reported",
@@ -199,6 +202,10 @@ def similarity_mode_problems(options: DetectOptions) -> list[str]:
     ):
         if getattr(options, name) < 1:
             problems.append(f"{name}: must be >= 1")
+    if not 1 <= options.toxic_min_tables <= options.toxic_tables:
+        problems.append(
+            f"toxic_min_tables: must be between 1 and toxic_tables ({options.toxic_tables})"
+        )
     if not 1 <= options.toxic_hyperplanes <= 62:
         problems.append("toxic_hyperplanes: must be between 1 and 62")
     for name in ("minhash_seed", "toxic_seed", "toxic_max_words"):
