@@ -144,7 +144,7 @@ def test_synonym_groups_share_nearby_vectors():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory):
-    manifest = make_corpus(tmp_path_factory.mktemp("corpus"), CorpusSpec(seed=7, docs_per_kind=20))
+    manifest = make_corpus(tmp_path_factory.mktemp("corpus"), CorpusSpec(seed=7))
     vec = manifest.root / "words.vec"
     assert write_corpus_vectors(manifest.root, vec) > 1000
     return manifest, vec
@@ -169,7 +169,7 @@ def test_toxic_finds_paraphrases_minhash_misses_and_stays_precise(corpus, tmp_pa
     toxic = score_mode(corpus, tmp_path / "toxic", "--mode", "toxic", "--toxic-vectors", str(vec),
                        *flags)  # fmt: skip
     # Decon's eval_min_token_length (20) leaves short items out of every mode's index.
-    margin, floor = (0.1, 0.7) if min_tokens == "20" else (0.15, 0.8)
+    margin, floor = (0.15, 0.7) if min_tokens == "20" else (0.15, 0.8)
     assert toxic.recall("heavy_edit") >= minhash.recall("heavy_edit") + margin
     assert toxic.recall("heavy_edit") >= floor
     for kind in ("verbatim_question", "question_answer", "embedded_long", "light_edit"):

@@ -90,7 +90,7 @@ class DetectOptions:
     toxic_vectors: str = ""  # fastText .vec file: local path or s3:// URI
     toxic_max_words: int = 0  # 0 = every word of the file
     toxic_ngram_size: int = 2
-    toxic_hyperplanes: int = 12
+    toxic_hyperplanes: int = 0  # 0 = auto (from the reference size)
     toxic_tables: int = 16
     toxic_min_tables: int = 2
     toxic_seed: int = 1
@@ -177,7 +177,8 @@ OPTION_HELP.update(
         "s3:// URI), e.g. crawl-300d-2M.vec from fasttext.cc",
         "toxic_max_words": "toxic: read only the first N words of the vector file (0 = all)",
         "toxic_ngram_size": "toxic: words per n-gram (its vector is the sum of word vectors)",
-        "toxic_hyperplanes": "toxic: random hyperplanes (sign bits) per LSH bucket",
+        "toxic_hyperplanes": "toxic: random hyperplanes (sign bits) per LSH bucket; 0 = from the "
+        "reference size (log2 of its n-grams + 1, at least 12)",
         "toxic_tables": "toxic: LSH tables (independent hyperplane sets)",
         "toxic_min_tables": "toxic: tables in which a training n-gram must share a question "
         "n-gram's bucket for that n-gram to count as found",
@@ -206,8 +207,8 @@ def similarity_mode_problems(options: DetectOptions) -> list[str]:
         problems.append(
             f"toxic_min_tables: must be between 1 and toxic_tables ({options.toxic_tables})"
         )
-    if not 1 <= options.toxic_hyperplanes <= 62:
-        problems.append("toxic_hyperplanes: must be between 1 and 62")
+    if not 0 <= options.toxic_hyperplanes <= 40:
+        problems.append("toxic_hyperplanes: must be between 0 (auto) and 40")
     for name in ("minhash_seed", "toxic_seed", "toxic_max_words"):
         if getattr(options, name) < 0:
             problems.append(f"{name}: must be >= 0")

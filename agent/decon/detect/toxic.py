@@ -21,7 +21,9 @@ quarter, so reordered clauses stay inside), against `toxic_threshold`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ just also really"""
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 _READ_ROWS = 20000
+DENSE_KEY_SPACE = 1 << 22  # bucket keys looked up in a flat array up to this many
 MIN_QUESTION_WORDS = 3  # content words a question needs to be indexed
 MIN_FOUND = 2  # question n-grams a match needs, whatever the share
 # vector file rows parsed per numpy batch
@@ -224,14 +227,21 @@ class ToxicDetector:
         self.gram_question = (
             np.concatenate(gram_question) if gram_question else np.zeros(0, np.int64)
         )
+        # Bucket key -> slot in `known` (-1: no question has it), as a flat array when the key
+        # space is small enough (one gather instead of a binary search per key).
+        key_space = (max(self.sizes, default=1) + 1) * self.tables << self.bits
+        self.slot_of: np.ndarray | None = None
+        if key_space <= DENSE_KEY_SPACE:
+            self.slot_of = np.full(key_space, -1, dtype=np.int32)
+            self.slot_of[self.known.astype(np.int64)] = np.arange(len(self.known), dtype=np.int32)
 
     # -- vectors ----------------------------------------------------------------------------
 
     def _content(self, words: list[str]) -> tuple[list[str], list[int]]:
         if not self.options.toxic_skip_stopwords:
             return words, list(range(len(words)))
-        kept = [(w, i) for i, w in enumerate(words) if w not in STOPWORDS]
-        return [w for w, _ in kept], [i for _, i in kept]
+        positions = [i for i, w in enumerate(words) if w not in STOPWORDS]
+        return [words[i] for i in positions], positions
 
     def poison(self, word: str) -> np.ndarray:
         """The projection of an unknown word's random vector (deterministic per word)."""
@@ -250,7 +260,7 @@ class ToxicDetector:
 
     def _rows(self, words: list[str]) -> np.ndarray:
         get = self.proj.vocab.get
-        idx = np.fromiter((get(w, -1) for w in words), dtype=np.int64, count=len(words))
+        idx = np.array([get(w, -1) for w in words], dtype=np.int64)
         rows = self.proj.rows[idx.clip(min=0)]
         for i in np.flatnonzero(idx < 0).tolist():
             rows[i] = self.poison(words[i])
@@ -279,11 +289,16 @@ class ToxicDetector:
             if len(rows) < size:
                 continue
             keys = self._keys(rows, size)
-            pos = np.searchsorted(self.known, keys).clip(max=max(len(self.known) - 1, 0))
-            r, t = np.nonzero(self.known[pos] == keys)
+            if self.slot_of is not None:
+                slots = self.slot_of[keys.astype(np.int64)]
+                r, t = np.nonzero(slots >= 0)
+                k = slots[r, t]
+            else:
+                pos = np.searchsorted(self.known, keys).clip(max=max(len(self.known) - 1, 0))
+                r, t = np.nonzero(self.known[pos] == keys)
+                k = pos[r, t]
             if not len(r):
                 continue
-            k = pos[r, t]
             lengths = self.key_end[k] - self.key_start[k]
             # Expand each hit into its key's question n-grams (CSR gather).
             doc_rows = np.repeat(r, lengths)
@@ -384,6 +399,19 @@ def load_toxic(reference: Path, options: DetectOptions) -> ToxicDetector:
     path = Path(source.removeprefix("file://"))
     if not path.is_file():
         raise UserError(f"toxic_vectors: {path}: no such file")
-    projections = load_projections(path, None, options)
     questions, stats = read_questions(reference, options)
+    if not options.toxic_hyperplanes:
+        options = dataclasses.replace(
+            options, toxic_hyperplanes=auto_hyperplanes(questions, options)
+        )
+    projections = load_projections(path, None, options)
     return ToxicDetector(questions, stats, options, projections)
+
+
+def auto_hyperplanes(questions: list[EvalQuestion], options: DetectOptions) -> int:
+    """Sign bits per bucket for `toxic_hyperplanes = 0`: about two buckets per indexed question
+    n-gram in each table (at least 12), so that a bucket rarely holds more than one n-gram and
+    the cost of a lookup stays flat as the reference grows. More bits cost recall on
+    paraphrases (each bit is one more chance for a synonym to flip a sign)."""
+    grams = sum(max(1, sum(w not in STOPWORDS for w in q.words) - 1) for q in questions)
+    return max(12, min(24, math.ceil(math.log2(max(grams, 1))) + 1))
