@@ -85,7 +85,7 @@ def main() -> int:
         similarity_mode_rows(root, ref, src, size, cores)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak RSS: parent {rss:.0f} MB, largest worker {child:.0f} MB")
+    print(f"peak RSS: parent {rss:.0f} MB, largest worker {child:.0f} MB (all rows)")
     return 0
 
 
@@ -97,7 +97,8 @@ def _mode_row(mode: str, tok: str, workers: int, ref: Path, src: Path, size: int
     detector = load_reference(ref, opts)
     load = time.perf_counter() - t0
     t0 = time.perf_counter()
-    (res,) = process_files([FileTask(src, "shard.jsonl", out / "shard.report.jsonl")], detector, opts)
+    task = FileTask(src, "shard.jsonl", out / "shard.report.jsonl")
+    (res,) = process_files([task], detector, opts)
     secs = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
