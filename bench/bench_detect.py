@@ -85,7 +85,7 @@ def main() -> int:
         similarity_mode_rows(root, ref, src, size, cores)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak RSS: parent {rss:.0f} MB, largest worker {child:.0f} MB (all rows)")
+    print(f"peak RSS: parent {rss:.0f} MB, largest worker {child:.0f} MB")
     return 0
 
 
