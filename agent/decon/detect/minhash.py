@@ -187,6 +187,18 @@ class MinHashDetector:
         )
         self.band_digests = np.unique(_band_digests(stacked, self.bands))
         self.classes = size_classes(hashes)
+        # Every question shingle once, with a bit per length class it occurs in: one binary
+        # search per document position serves every class.
+        self.known = (
+            np.unique(np.concatenate([c.known for c in self.classes]))
+            if hashes
+            else (np.zeros(1, np.uint32))
+        )
+        self.known_classes = np.zeros(len(self.known), dtype=np.uint64)
+        for i, c in enumerate(self.classes):
+            self.known_classes[np.searchsorted(self.known, c.known)] |= np.uint64(1) << np.uint64(
+                i % 64
+            )
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -204,7 +216,7 @@ class MinHashDetector:
             ids = np.asarray(tokens, dtype=np.int64)
             return _Doc(shingle_hashes(ids, self.k), lambda s, e: tok.decode(tokens[s:e]).strip())
         get = self.vocab.get
-        ids = np.fromiter((get(w, 0) for w in words), dtype=np.int64, count=len(words))
+        ids = np.array([get(w, 0) for w in words], dtype=np.int64)
         unknown = ids == 0
         # Every unknown word is a distinct token no question contains.
         ids[unknown] = -1 - np.flatnonzero(unknown)
@@ -220,10 +232,13 @@ class MinHashDetector:
             return []
         threshold = self.options.minhash_threshold
         windows: set[tuple[int, int]] = set()
-        for c in self.classes:
+        pos = np.searchsorted(self.known, hashes).clip(max=len(self.known) - 1)
+        class_bits = np.where(self.known[pos] == hashes, self.known_classes[pos], np.uint64(0))
+        if not class_bits.any():
+            return []
+        for i, c in enumerate(self.classes):
             need = max(1, int(np.ceil(threshold * c.min_len - 1e-9)))
-            pos = np.searchsorted(c.known, hashes).clip(max=len(c.known) - 1)
-            hit = c.known[pos] == hashes
+            hit = (class_bits & (np.uint64(1) << np.uint64(i % 64))) != 0
             total = int(hit.sum())
             if total < need:
                 continue
