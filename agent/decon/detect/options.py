@@ -88,7 +88,7 @@ class DetectOptions:
     minhash_lsh_threshold: float = 0.3
     minhash_metric: str = "jaccard"  # jaccard | containment
     toxic_vectors: str = ""  # fastText .vec file: local path or s3:// URI
-    toxic_max_words: int = 0  # 0 = every word of the file
+    toxic_max_words: int = 500_000  # 0 = every word of the file
     toxic_ngram_size: int = 2
     toxic_hyperplanes: int = 0  # 0 = auto (from the reference size)
     toxic_tables: int = 16
@@ -175,7 +175,8 @@ OPTION_HELP.update(
         "(share of the question's shingles found in the window)",
         "toxic_vectors": "toxic: word vectors in fastText .vec text format (local path or "
         "s3:// URI), e.g. crawl-300d-2M.vec from fasttext.cc",
-        "toxic_max_words": "toxic: read only the first N words of the vector file (0 = all)",
+        "toxic_max_words": "toxic: read only the first N words of the vector file (fastText files "
+        "are sorted by frequency; 0 = all)",
         "toxic_ngram_size": "toxic: words per n-gram (its vector is the sum of word vectors)",
         "toxic_hyperplanes": "toxic: random hyperplanes (sign bits) per LSH bucket; 0 = from the "
         "reference size (log2 of its n-grams + 1, at least 12)",
