@@ -13,8 +13,15 @@ import pytest
 
 from decon.cli import main as decon_main
 from decon.detect.detector import load_detector
+from decon.detect.evaltext import EvalQuestion
 from decon.detect.options import DetectOptions
-from decon.detect.toxic import STOPWORDS, ToxicDetector, load_projections, write_vec
+from decon.detect.toxic import (
+    STOPWORDS,
+    ToxicDetector,
+    auto_hyperplanes,
+    load_projections,
+    write_vec,
+)
 from decon.errors import UserError
 from decon.synth.evaluate import evaluate_dirs
 from decon.synth.plant import CorpusSpec, make_corpus
@@ -178,3 +185,14 @@ def test_toxic_finds_paraphrases_minhash_misses_and_stays_precise(corpus, tmp_pa
     for kind in NEGATIVES:  # incl. same template with other words and changed numbers
         assert toxic.false_positives(kind) == 0, kind
     assert toxic.item_recall() == toxic.recall()
+
+
+def test_auto_hyperplanes_grow_with_the_reference():
+    def questions(n: int) -> list[EvalQuestion]:
+        words = tuple(f"word{j}" for j in range(12))  # 12 content words: 11 bigrams
+        return [EvalQuestion(i, "k", i, i, None, None, "f.jsonl", words) for i in range(n)]
+
+    opts = DetectOptions()
+    assert auto_hyperplanes(questions(10), opts) == 12  # floor
+    assert auto_hyperplanes(questions(100_000), opts) == 22  # 1.1M n-grams: 2^21 > 1.1M
+    assert auto_hyperplanes(questions(10_000_000), opts) == 24  # cap
