@@ -236,12 +236,14 @@ class MinHashDetector:
         class_bits = np.where(self.known[pos] == hashes, self.known_classes[pos], np.uint64(0))
         if not class_bits.any():
             return []
+        # (positions x 64) hit flags, column i for class i (mod 64), and their totals.
+        flags = np.unpackbits(class_bits.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+        totals = flags.sum(axis=0)
         for i, c in enumerate(self.classes):
             need = max(1, int(np.ceil(threshold * c.min_len - 1e-9)))
-            hit = (class_bits & (np.uint64(1) << np.uint64(i % 64))) != 0
-            total = int(hit.sum())
-            if total < need:
+            if totals[i % 64] < need:
                 continue
+            hit = flags[:, i % 64]
             hits = np.concatenate(([0], np.cumsum(hit)))
             starts = np.arange(0, max(1, n - c.window + c.stride), c.stride)
             ends = np.minimum(starts + c.window, n)
