@@ -82,10 +82,50 @@ def main() -> int:
                     f"scanned={res.scanned}/{res.lines} "
                     f"(rejected {100 * (1 - res.scanned / max(res.lines, 1)):.1f}%)"
                 )
+        similarity_mode_rows(root, ref, src, size, cores)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS: parent {rss:.0f} MB, largest worker {child:.0f} MB")
     return 0
+
+
+def _mode_row(mode: str, tok: str, workers: int, ref: Path, src: Path, size: int, out: Path,
+              vectors: str) -> str:
+    # Runs in a fresh (spawned) process, so its peak RSS is this mode's alone.
+    opts = DetectOptions(mode=mode, tokenizer=tok, workers=workers, toxic_vectors=vectors)
+    t0 = time.perf_counter()
+    detector = load_reference(ref, opts)
+    load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    task = FileTask(src, "shard.jsonl", out / "shard.report.jsonl")
+    (res,) = process_files([task], detector, opts)
+    secs = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return (
+        f"{mode:7s} {tok:6s} workers={workers:2d}: {size / 1e6 / secs:7.1f} MB/s "
+        f"({size / 1e6 / secs / workers:6.1f} MB/s per core) {res.lines / secs:9.0f} docs/s  "
+        f"matches={res.matches} scanned={res.scanned}/{res.lines} index {load:.1f}s  "
+        f"peak RSS {rss:.0f} MB (largest worker {child:.0f} MB)"
+    )
+
+
+def similarity_mode_rows(root: Path, ref: Path, src: Path, size: int, cores: int) -> None:
+    """minhash (word and cl100k shingles) and toxic rows; toxic uses a .vec file generated
+    from the corpus's own words (`decon.synth.wordvec`), never a download."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from decon.synth.wordvec import write_corpus_vectors
+
+    vectors = root / "words.vec"
+    write_corpus_vectors(root, vectors)
+    for mode, tok in (("minhash", "word"), ("minhash", "cl100k"), ("toxic", "word")):
+        for workers in sorted({1, cores}):
+            out = root / f"out-{mode}-{tok}-{workers}"
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                args = (mode, tok, workers, ref, src, size, out, str(vectors))
+                print(pool.submit(_mode_row, *args).result(), flush=True)
 
 
 if __name__ == "__main__":

@@ -47,4 +47,12 @@ def load_detector(reference: Path | str, options: DetectOptions) -> DocumentDete
     """Build the detector of `options.mode` from a Decon eval file or directory tree."""
     if options.mode == "simple":
         return SimpleDetector(load_index(Path(reference), options))
-    raise UserError(f"mode: {options.mode} is not implemented by this detector; use simple")
+    if options.mode == "minhash":
+        from decon.detect.minhash import load_minhash
+
+        return load_minhash(Path(reference), options)
+    if options.mode == "toxic":
+        from decon.detect.toxic import load_toxic
+
+        return load_toxic(Path(reference), options)
+    raise UserError(f"mode: {options.mode} is not a detection mode (simple, minhash, toxic)")

@@ -101,6 +101,23 @@ class DetectOptions:
     max_word_edits: int = 4
     answer_window_words: int = 30
     short_sentence_rule: bool = True
+    # -- minhash and toxic modes (issue 7) --
+    minhash_shingle_size: int = 2
+    minhash_num_perm: int = 128
+    minhash_seed: int = 1
+    minhash_threshold: float = 0.5
+    minhash_lsh_threshold: float = 0.3
+    minhash_metric: str = "jaccard"  # jaccard | containment
+    toxic_vectors: str = ""  # fastText .vec file: local path or s3:// URI
+    toxic_max_words: int = 500_000  # 0 = every word of the file
+    toxic_ngram_size: int = 2
+    toxic_hyperplanes: int = 0  # 0 = auto (from the reference size)
+    toxic_tables: int = 16
+    toxic_min_tables: int = 2
+    toxic_seed: int = 1
+    toxic_threshold: float = 0.5
+    toxic_poison_scale: float = 1.0
+    toxic_skip_stopwords: bool = True
 
     @property
     def extended(self) -> bool:
@@ -171,4 +188,74 @@ class DetectOptions:
             problems.append(
                 f"perfect_match_decay_end: must be >= perfect_match_decay_start ({start})"
             )
+        problems += similarity_mode_problems(self)
         return problems
+
+
+# -- minhash and toxic modes (issue 7) ------------------------------------------------------------
+
+OPTION_HELP.update(
+    {
+        "mode": "detection mode: simple (Decon n-gram clusters), minhash (near-duplicate "
+        "windows, datasketch), toxic (word-vector n-gram LSH; needs toxic_vectors)",
+        "minhash_shingle_size": "minhash: tokens per shingle (words or BPE tokens, per tokenizer)",
+        "minhash_num_perm": "minhash: permutations per MinHash signature",
+        "minhash_seed": "minhash: seed of the MinHash permutations",
+        "minhash_threshold": "minhash: Jaccard similarity (or containment) of an eval question "
+        "and a training window at or above which a match is reported",
+        "minhash_lsh_threshold": "minhash: MinHashLSH threshold for candidate windows (below "
+        "minhash_threshold: windows are longer than the questions they contain)",
+        "minhash_metric": "minhash: jaccard (question vs window of its length) or containment "
+        "(share of the question's shingles found in the window)",
+        "toxic_vectors": "toxic: word vectors in fastText .vec text format (local path or "
+        "s3:// URI), e.g. crawl-300d-2M.vec from fasttext.cc",
+        "toxic_max_words": "toxic: read only the first N words of the vector file (fastText files "
+        "are sorted by frequency; 0 = all)",
+        "toxic_ngram_size": "toxic: words per n-gram (its vector is the sum of word vectors)",
+        "toxic_hyperplanes": "toxic: random hyperplanes (sign bits) per LSH bucket; 0 = from the "
+        "reference size (log2 of its n-grams + 1, at least 12)",
+        "toxic_tables": "toxic: LSH tables (independent hyperplane sets)",
+        "toxic_min_tables": "toxic: tables in which a training n-gram must share a question "
+        "n-gram's bucket for that n-gram to count as found",
+        "toxic_seed": "toxic: seed of the hyperplanes and of unknown words' poison vectors",
+        "toxic_threshold": "toxic: share of an eval question's buckets found in a training "
+        "window at or above which a match is reported",
+        "toxic_poison_scale": "toxic: length of the random vector of an unknown word or number, "
+        "in average word-vector lengths",
+        "toxic_skip_stopwords": "toxic: drop common function words before forming n-grams",
+    }
+)
+
+
+def similarity_mode_problems(options: DetectOptions) -> list[str]:
+    """Problems with the minhash and toxic options, as 'key: message' strings."""
+    problems = []
+    for name in (
+        "minhash_shingle_size",
+        "minhash_num_perm",
+        "toxic_ngram_size",
+        "toxic_tables",
+    ):
+        if getattr(options, name) < 1:
+            problems.append(f"{name}: must be >= 1")
+    if not 1 <= options.toxic_min_tables <= options.toxic_tables:
+        problems.append(
+            f"toxic_min_tables: must be between 1 and toxic_tables ({options.toxic_tables})"
+        )
+    if not 0 <= options.toxic_hyperplanes <= 40:
+        problems.append("toxic_hyperplanes: must be between 0 (auto) and 40")
+    for name in ("minhash_seed", "toxic_seed", "toxic_max_words"):
+        if getattr(options, name) < 0:
+            problems.append(f"{name}: must be >= 0")
+    for name in ("minhash_threshold", "minhash_lsh_threshold", "toxic_threshold"):
+        if not 0.0 < getattr(options, name) <= 1.0:
+            problems.append(f"{name}: must be in (0, 1]")
+    if options.minhash_metric not in ("jaccard", "containment"):
+        problems.append(
+            f"minhash_metric: must be jaccard or containment, not {options.minhash_metric!r}"
+        )
+    if options.toxic_poison_scale <= 0:
+        problems.append("toxic_poison_scale: must be > 0")
+    if options.mode == "toxic" and not options.toxic_vectors:
+        problems.append("toxic_vectors: required in toxic mode (a fastText .vec path or s3:// URI)")
+    return problems

@@ -7,6 +7,7 @@ module:function` names another factory (same signature), e.g. a test double.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import weakref
 from collections.abc import Callable
@@ -52,6 +53,9 @@ def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
     from decon.detect.pipeline import WorkerPool, load_reference, process_file, resolve_workers
 
     options = cfg.detect
+    if options.mode == "toxic" and options.toxic_vectors.startswith("s3://"):
+        local = fetch_vectors(cfg, options.toxic_vectors)
+        options = dataclasses.replace(options, toxic_vectors=str(local))
     index = load_reference(reference_dir, options)
     workers = resolve_workers(options.workers)
     # One pool for the whole job, forked now (before the pipeline's I/O threads exist) rather
@@ -70,6 +74,33 @@ def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
     if pool is not None:
         weakref.finalize(detect, pool.close)
     return detect
+
+
+def vectors_dir(cfg: Config) -> Path:
+    """Where S3 word-vector files are kept: `{work_dir}/vectors` (work_dir defaults to
+    `{node.state_dir}/work`, as for `decon run`)."""
+    work = Path(cfg.run.work_dir) if cfg.run.work_dir else Path(cfg.node.state_dir) / "work"
+    return work / "vectors"
+
+
+def fetch_vectors(cfg: Config, uri: str) -> Path:
+    """Download the toxic mode's word-vector file `uri` (s3://bucket/key) once; a file of the
+    same size already there (an earlier attempt of the job) is reused."""
+    from decon.storage import open_storage, split_s3_uri
+
+    _, key = split_s3_uri(uri)
+    _, _, name = key.rpartition("/")
+    if not name:
+        raise UserError(f"detect.toxic_vectors: {uri}: names a prefix, not a .vec file")
+    bucket_uri = uri[: len(uri) - len(name)]
+    storage = open_storage(bucket_uri, cfg.aws)
+    listed = [o for o in storage.list(name) if o.key == name]
+    if not listed:
+        raise UserError(f"detect.toxic_vectors: {uri}: no such object")
+    dest = vectors_dir(cfg) / name
+    if not (dest.is_file() and dest.stat().st_size == listed[0].size):
+        storage.get_file(name, dest)
+    return dest
 
 
 def load_factory(spec: str | None) -> DetectorFactory:
