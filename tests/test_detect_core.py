@@ -231,8 +231,7 @@ def test_prefilter_loses_no_match(tokenizer: str) -> None:
     assert found >= 15
 
 
-@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
-def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
+def real_benchmark_corpus(docs: int) -> tuple[list[tuple[str, int, dict]], list[str]]:
     """Real eval items (several benchmarks) planted whole, cut and edited into natural prose."""
     from decon.synth.benchmarks import load_benchmark
     from decon.synth.text import build_filler_pool, natural_paragraphs
@@ -243,11 +242,9 @@ def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
         got = load_benchmark(key)
         items += rng.sample(got, min(30, len(got)))
     recs = [("ref.jsonl", i, it.record(i)) for i, it in enumerate(items)]
-    on = build_index(recs, DetectOptions(tokenizer=tokenizer))
-    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False))
     pool = build_filler_pool()
-    found = rejected = 0
-    for i in range(300):
+    texts = []
+    for i in range(docs):
         parts = natural_paragraphs(pool, rng, 600)
         it = items[i % len(items)]
         if i % 3 == 0:
@@ -256,7 +253,17 @@ def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
             words = it.question.split()
             start = rng.randrange(max(1, len(words) - 8))
             parts.insert(1, " ".join(words[start : start + rng.randint(6, 30)]))
-        text = "\n\n".join(parts)
+        texts.append("\n\n".join(parts))
+    return recs, texts
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
+def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
+    recs, texts = real_benchmark_corpus(300)
+    on = build_index(recs, DetectOptions(tokenizer=tokenizer))
+    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False))
+    found = rejected = 0
+    for text in texts:
         a, scanned = detect_text(text, on)
         b, _ = detect_text(text, off)
         assert [(m.item.item_id, m.question_start_idx, m.contamination_score) for m in a] == [
@@ -266,3 +273,25 @@ def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
         rejected += not scanned
     assert found >= 60
     assert rejected >= 30  # the prefilter does reject natural text
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
+def test_chunk_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str) -> None:
+    """The pipeline's chunk-wide prefilter reports exactly what full tokenization reports."""
+    import json
+
+    from decon.detect.detector import SimpleDetector
+    from decon.detect.pipeline import detect_chunk
+
+    recs, texts = real_benchmark_corpus(300)
+    lines = [json.dumps({"id": i, "text": t}).encode() + b"\n" for i, t in enumerate(texts)]
+    lines.insert(5, b"not json\n")
+    on = SimpleDetector(build_index(recs, DetectOptions(tokenizer=tokenizer)))
+    off = SimpleDetector(build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False)))
+    a = detect_chunk(on, "f.jsonl", 0, lines)
+    b = detect_chunk(off, "f.jsonl", 0, lines)
+    assert a.reports == b.reports
+    assert a.malformed == b.malformed == 1
+    assert sum(len(r) for _, r in b.reports) >= 60
+    assert a.scanned <= len(texts) - 30  # it does reject
+    assert b.scanned >= len(texts) - 5

@@ -6,6 +6,7 @@ exposes a `DocumentDetector`; the file pipeline, `decon detect` and `decon run` 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +31,18 @@ class DocumentDetector(Protocol):
         ...
 
 
+class ChunkPrefiltering(Protocol):
+    """Optional: a detector that can rule documents out a whole chunk at a time."""
+
+    def select(self, texts: list[str]) -> list[bool]:
+        """Per text: False only when it cannot match (lossless)."""
+        ...
+
+    def detect_selected(self, text: str) -> tuple[list[MatchFields], bool]:
+        """`detect` for a text `select` kept (skips the per-document prefilter)."""
+        ...
+
+
 class SimpleDetector:
     """Decon's simple mode over a `ReferenceIndex`."""
 
@@ -37,9 +50,20 @@ class SimpleDetector:
         self.index = index
         self.options = index.options
         self.stats = index.stats
+        unfiltered = dataclasses.replace(index.options, prefilter=False)
+        self._selected_index = dataclasses.replace(index, options=unfiltered)
 
     def detect(self, text: str) -> tuple[list[MatchFields], bool]:
         matches, scanned = detect_text(text, self.index)
+        return [simple_fields(m) for m in matches], scanned
+
+    def select(self, texts: list[str]) -> list[bool]:
+        if not self.options.prefilter:
+            return [True] * len(texts)
+        return self.index.prefilter.select(texts, self.options.punctuation_chars)
+
+    def detect_selected(self, text: str) -> tuple[list[MatchFields], bool]:
+        matches, scanned = detect_text(text, self._selected_index)
         return [simple_fields(m) for m in matches], scanned
 
 

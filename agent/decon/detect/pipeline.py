@@ -105,9 +105,16 @@ class ChunkResult:
 def detect_chunk(
     detector: DocumentDetector, rel_name: str, first_line: int, lines: list[bytes]
 ) -> ChunkResult:
-    """Detect every line of a chunk (pure apart from CPU)."""
+    """Detect every line of a chunk (pure apart from CPU).
+
+    A detector with a chunk prefilter (`ChunkPrefiltering`) first rules out, in one
+    vectorised pass over all the chunk's texts, the documents that cannot match.
+    """
     content_key = detector.options.content_key
     result = ChunkResult(reports=[])
+    offsets: list[int] = []
+    texts: list[str] = []
+    doc_ids: list[Any] = []
     for offset, raw in enumerate(lines):
         got = extract_text(raw, content_key)
         if got.text is None:
@@ -118,12 +125,25 @@ def detect_chunk(
             elif got.problem == "undecodable":
                 result.undecodable += 1
             continue
-        matches, scanned = detector.detect(got.text)
+        offsets.append(offset)
+        texts.append(got.text)
+        doc_ids.append(got.doc_id)
+    select = getattr(detector, "select", None)
+    if select is not None:
+        detect = detector.detect_selected  # type: ignore[attr-defined]
+        keep = select(texts)
+    else:
+        detect = detector.detect
+        keep = [True] * len(texts)
+    for offset, text, doc_id, kept in zip(offsets, texts, doc_ids, keep, strict=True):
+        if not kept:
+            continue
+        matches, scanned = detect(text)
         result.scanned += scanned
         if matches:
             line_no = first_line + offset
             result.reports.append(
-                (offset, [report_line(m, rel_name, line_no, got.doc_id) for m in matches])
+                (offset, [report_line(m, rel_name, line_no, doc_id) for m in matches])
             )
     return result
 

@@ -44,6 +44,10 @@ class Prefilter:
     def may_match(self, words: list[str]) -> bool:
         """False only when no indexed, non-hot question n-gram can occur in `words`."""
         joined = None
+        if self.chunk is not None and self.chunk.surrogates_pass:
+            joined = " " + " ".join(words)
+            if not joined.isascii() and _has_surrogate(joined):
+                return True
         for k, table in self.runs:
             keys = self.key_sets[k]
             # One C-level pass over the document's k-word runs.
@@ -128,8 +132,16 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer) -> Prefilter:
         ),
         key_sets={k: frozenset(table) for k, table in runs.items()},
         fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
-        chunk=ChunkFilter.build(seed_bytes),
+        chunk=ChunkFilter.build(seed_bytes, bpe=not isinstance(tok, WordTokenizer)),
     )
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 # -- chunk form (numpy) ------------------------------------------------------------------------
@@ -143,6 +155,8 @@ _RUN = _U(0x100000001B3)
 _BITMAP_SHIFT = _U(44)  # a 2**20-entry table of which hashed keys exist
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 _PREFIX, _SUFFIX = -1, -2  # variants keyed on a word's first / last bytes instead of a run
+# Edge variants compare 1, 2, 4 or 8 bytes (a longer piece is cut: fewer variants to compute).
+_EDGE_BYTES = (0, 1, 2, 2, 4, 4, 4, 4, 8)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -163,25 +177,30 @@ class _Words:
     fp: np.ndarray  # per-word fingerprint: equal words have equal fingerprints
 
     @classmethod
-    def of(cls, buf: bytes) -> _Words:
-        a = np.frombuffer(buf, dtype=np.uint8)
-        is_word = a != 0x20
+    def of(cls, buf: np.ndarray) -> _Words:
+        """`buf`: uint8, normalised bytes (words separated by spaces) with _PAD spaces around."""
+        is_word = buf != 0x20
         edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1
         starts, ends = edges[0::2], edges[1::2]
-        v8 = np.ndarray(shape=(len(a) - 7,), dtype="<u8", buffer=buf, strides=(1,))
+        v8 = np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
         lens = ends - starts
-        short = np.minimum(lens, 8)
-        first = v8[starts] & _MASKS[short]
-        last = v8[ends - 8] >> ((8 - short) * 8).astype(np.uint64)
-        fp = _mix(first) + _mix(last ^ _K3) + lens.astype(np.uint64) * _K3
-        return cls(v8, starts, ends, _mix(fp))
+        first = v8[starts] & _MASKS[np.minimum(lens, 8)]
+        # The last 8 bytes only say more than the first 8 for longer words.
+        last = np.where(lens > 8, v8[ends - 8], _U(0))
+        fp = _mix(first + last * _K2 + lens.astype(np.uint64) * _K3)
+        return cls(v8, starts, ends, fp)
 
-    def keys(self, k: int) -> np.ndarray:
-        """Key per start position: a hash of the run of `k` words starting there."""
+    def runs(self, ks: Iterable[int]) -> dict[int, np.ndarray]:
+        """Per k: a key per start position, hashing the run of k words starting there."""
+        wanted = set(ks)
+        out: dict[int, np.ndarray] = {}
         run = self.fp
-        for j in range(1, k):
-            run = run[:-1] * _RUN + self.fp[j:]
-        return _mix(run)
+        for k in range(1, max(wanted, default=0) + 1):
+            if k > 1:
+                run = run[:-1] * _RUN + self.fp[k - 1 :]
+            if k in wanted:
+                out[k] = _mix(run)
+        return out
 
 
 def _edge_keys(words: _Words, side: int, nbytes: int) -> np.ndarray:
@@ -192,27 +211,41 @@ def _edge_keys(words: _Words, side: int, nbytes: int) -> np.ndarray:
     return _mix(raw ^ _U(nbytes * 0x1000 + (-side)))
 
 
-def _pack_prefix(b: bytes) -> int:
-    return int.from_bytes(b[:8], "little")
+def _tail(piece: bytes) -> bytes:
+    return piece[len(piece) - _EDGE_BYTES[min(len(piece), 8)] :]
 
 
-def _pack_suffix(b: bytes) -> int:
-    return int.from_bytes(b[-8:], "little")
+def _head(piece: bytes) -> bytes:
+    return piece[: _EDGE_BYTES[min(len(piece), 8)]]
+
+
+def _full_keys(
+    keys: np.ndarray, words: _Words, pos: np.ndarray, k: int, left: int, right: int
+) -> np.ndarray:
+    """`keys` (of the runs at `pos`) extended by the last `left` bytes of the word before the
+    run and the first `right` bytes of the word after it (0: not extended)."""
+    if not left and not right:
+        return keys
+    out = keys.copy()
+    if left:
+        tail = words.v8[words.ends[pos - 1] - 8] >> _U(8 * (8 - left))
+        out ^= _mix(tail + _U(left))
+    if right:
+        after = np.minimum(pos + k, len(words.starts) - 1)
+        head = words.v8[words.starts[after]] & _MASKS[right]
+        out ^= _mix(head + _U(right << 8)) * _K3
+    return out
 
 
 @dataclass
 class _Table:
-    """Anchors of one variant, sorted by key, with the partial words they must be next to."""
+    """Anchors of one variant: their keys, and per (left, right) size the keys extended by
+    the partial words next to the run (see `_full_keys`)."""
 
-    keys: np.ndarray
-    bitmap: np.ndarray
-    left_val: np.ndarray  # last bytes of the word before the run (0 bytes: no condition)
-    left_shift: np.ndarray
-    left_on: np.ndarray
-    right_val: np.ndarray  # first bytes of the word after the run
-    right_mask: np.ndarray
-    right_on: np.ndarray
-    checks: bool  # any anchor with a left or right condition
+    keys: np.ndarray  # sorted, unique
+    bitmap: np.ndarray  # which `keys >> _BITMAP_SHIFT` occur: a cheap first test
+    groups: np.ndarray  # per key, bit g: an anchor with this key is in `extended[g]`
+    extended: list[tuple[int, int, np.ndarray]]  # (left, right, sorted unique keys)
 
 
 @dataclass
@@ -222,10 +255,15 @@ class ChunkFilter:
     tables: dict[tuple[int, int], _Table]  # (kind, size): kind k >= 1 runs, or _PREFIX/_SUFFIX
     inside: tuple[bytes, ...]  # seeds within one word: found by substring search
     always: bool = False  # some seed has nothing to anchor on: every document passes
+    # tiktoken encodes a lone surrogate as U+FFFD: such documents are passed unexamined.
+    surrogates_pass: bool = False
 
     @classmethod
-    def build(cls, seeds: Iterable[bytes]) -> ChunkFilter:
-        """Anchors for seeds given as the bytes their tokens decode to (see build_prefilter)."""
+    def build(cls, seeds: Iterable[bytes], bpe: bool = False) -> ChunkFilter:
+        """Anchors for seeds given as the bytes their tokens decode to (see build_prefilter).
+
+        `bpe`: the seeds are tiktoken's, which sees a lone surrogate as U+FFFD.
+        """
         rows: dict[tuple[int, int], list[tuple[bytes, bytes, bytes]]] = {}
         inside: set[bytes] = set()
         always = False
@@ -253,124 +291,163 @@ class ChunkFilter:
                 run = b" ".join(inner[at : at + k])
                 left = left if at == 0 else b""
                 right = right if at + k == len(inner) else b""
-                rows.setdefault((k, 0), []).append((run, left, right))
+                rows.setdefault((k, 0), []).append((run, _tail(left), _head(right)))
             elif right:
-                rows.setdefault((_PREFIX, min(len(right), 8)), []).append((right, left, b""))
+                size = _EDGE_BYTES[min(len(right), 8)]
+                rows.setdefault((_PREFIX, size), []).append((right[:size], _tail(left), b""))
             elif left:
-                rows.setdefault((_SUFFIX, min(len(left), 8)), []).append((left, b"", b""))
+                size = _EDGE_BYTES[min(len(left), 8)]
+                rows.setdefault((_SUFFIX, size), []).append((left[-size:], b"", b""))
             else:
                 always = True
         tables = {v: _make_table(v, r) for v, r in sorted(rows.items())}
-        return cls(tables, tuple(sorted(inside)), always)
+        return cls(tables, tuple(sorted(inside)), always, surrogates_pass=bpe)
 
     def select(self, texts: list[str], punctuation_chars: str) -> list[bool]:
         """Per raw text: False only when no seed can occur in its normalised tokens."""
         if self.always or not texts:
             return [True] * len(texts)
-        parts = [lowered_utf8(t) for t in texts]
-        offsets = np.zeros(len(parts), dtype=np.int64)
-        np.cumsum([len(p) + 1 for p in parts[:-1]], out=offsets[1:])
-        offsets += _PAD
-        pad = b" " * _PAD
-        buf = (pad + b" ".join(parts) + pad).translate(ascii_table(punctuation_chars, True))
-        if not buf.isascii():
-            for seq in non_ascii_utf8(punctuation_chars + WHITESPACE_CHARS):
-                if seq in buf:
-                    buf = buf.replace(seq, b" " * len(seq))
+        buf, starts = normalized_buffer(texts, punctuation_chars)
         words = _Words.of(buf)
         nwords = len(words.starts)
-        hit_words: list[np.ndarray] = []
-        hit_bytes: list[int] = []
-        if nwords:
-            for (kind, size), table in self.tables.items():
-                if kind >= 1:
-                    if nwords < kind:
-                        continue
-                    keys = words.keys(kind)
-                else:
-                    keys = _edge_keys(words, kind, size)
-                pos = np.flatnonzero(table.bitmap[keys >> _BITMAP_SHIFT])
-                if not len(pos):
+        hits: list[np.ndarray] = []
+        runs = words.runs(k for k, _ in self.tables if k >= 1 and k <= nwords)
+        for (kind, size), table in self.tables.items():
+            if kind >= 1:
+                if kind not in runs:
                     continue
-                pos = _confirm(table, words, pos, keys[pos], max(kind, 0))
-                if len(pos):
-                    hit_words.append(pos)
-        for frag in self.inside:
-            i = buf.find(frag)
-            while i != -1:
-                hit_bytes.append(i)
-                doc = int(np.searchsorted(offsets, i, side="right"))
-                if doc >= len(offsets):
-                    break
-                i = buf.find(frag, int(offsets[doc]))
+                keys = runs[kind]
+            else:
+                keys = _edge_keys(words, kind, size)
+            pos = np.flatnonzero(table.bitmap[keys >> _BITMAP_SHIFT])
+            if not len(pos):
+                continue
+            keys = keys[pos]
+            at = np.searchsorted(table.keys, keys)
+            at[at == len(table.keys)] = 0
+            found = table.keys[at] == keys
+            pos, keys, groups = pos[found], keys[found], table.groups[at[found]]
+            for g, (left, right, extended) in enumerate(table.extended):
+                sel = np.flatnonzero(groups & np.uint32(1 << g))
+                if len(sel):
+                    full = _full_keys(keys[sel], words, pos[sel], max(kind, 0), left, right)
+                    hits.append(words.starts[pos[sel][_member(extended, full)]])
+        if self.inside:
+            data = buf.tobytes()
+            for frag in self.inside:
+                i = data.find(frag)
+                while i != -1:
+                    hits.append(np.array([i]))
+                    doc = int(np.searchsorted(starts, i, side="right"))
+                    if doc >= len(starts):
+                        break
+                    i = data.find(frag, int(starts[doc]))
+        if self.surrogates_pass:
+            lead = np.flatnonzero(buf == 0xED)  # UTF-8 of U+D800..U+DFFF: ED A0..BF xx
+            hits.append(lead[buf[lead + 1] >= 0xA0])
         selected = np.zeros(len(texts), dtype=bool)
-        if hit_words:
-            first_word = np.searchsorted(words.starts, offsets)
-            at = np.concatenate(hit_words)
-            selected[np.searchsorted(first_word, at, side="right") - 1] = True
-        if hit_bytes:
-            selected[np.searchsorted(offsets, np.array(hit_bytes), side="right") - 1] = True
+        if hits:
+            selected[np.searchsorted(starts, np.concatenate(hits), side="right") - 1] = True
         return selected.tolist()
+
+
+_SEPARATOR = "\x00"
+
+
+_SEQ_MASKS = np.array([0] * 0xC0 + [0xFFFF] * 0x20 + [0xFFFFFF] * 0x10 + [0xFFFFFFFF] * 0x10,
+                      dtype=np.uint32)
+
+
+def _has_cased_non_ascii(buf: np.ndarray, lead: np.ndarray) -> bool:
+    """Whether a non-ASCII character of the UTF-8 `buf` changes under str.lower()."""
+    if not len(lead):
+        return False
+    v4 = np.ndarray(shape=(len(buf) - 3,), dtype="<u4", buffer=buf, strides=(1,))
+    codes = np.unique(v4[lead] & _SEQ_MASKS[buf[lead]])
+    for code in codes.tolist():
+        ch = int(code).to_bytes(4, "little").rstrip(b"\x00").decode("utf-8", "surrogatepass")
+        if ch.lower() != ch:
+            return True
+    return False
+
+
+def normalized_buffer(texts: list[str], punctuation_chars: str) -> tuple[np.ndarray, np.ndarray]:
+    """The texts lowercased, UTF-8, punctuation and whitespace as spaces, joined by a space.
+
+    Returns the bytes (with _PAD spaces around) and each text's start offset. Its words, the
+    runs of non-space bytes, are the UTF-8 of each text's `normalized_words`: lowering the
+    joined text lowers each text alike (a NUL between them is neither cased nor case-ignorable,
+    so no context crosses it) and every mapping is byte-length preserving.
+    """
+    pad = " " * _PAD
+    joined = _SEPARATOR.join([pad, *texts, pad])
+    data = joined.encode("utf-8", "surrogatepass")
+    lead = None
+    if joined.isascii():
+        data = data.lower()
+    else:
+        # bytes.lower() lowers ASCII letters only: enough when no other character has a
+        # lowercase form (typical: curly quotes, dashes, accented lowercase letters).
+        buf = np.frombuffer(data, dtype=np.uint8)
+        lead = np.flatnonzero(buf >= 0xC2)  # first bytes of multi-byte characters
+        if _has_cased_non_ascii(buf, lead):
+            data = joined.lower().encode("utf-8", "surrogatepass")
+            lead = None
+        else:
+            data = data.lower()
+    buf = np.frombuffer(data, dtype=np.uint8)
+    seps = np.flatnonzero(buf == 0)
+    if len(seps) == len(texts) + 1:
+        starts = seps[:-1] + 1
+        table = ascii_table(punctuation_chars + _SEPARATOR, True)
+    else:  # some text holds a NUL itself
+        parts = [lowered_utf8(t) for t in texts]
+        starts = np.cumsum([_PAD + 1] + [len(p) + 1 for p in parts[:-1]])
+        data = b" " * (_PAD + 1) + b" ".join(parts) + b" " * (_PAD + 1)
+        table = ascii_table(punctuation_chars, True)
+        lead = None
+    data = data.translate(table)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if not data.isascii():
+        buf = buf.copy()
+        if lead is None:
+            lead = np.flatnonzero(buf >= 0xC2)
+        for seq in non_ascii_utf8(punctuation_chars + WHITESPACE_CHARS):
+            at = lead[buf[lead] == seq[0]]
+            for j in range(1, len(seq)):
+                at = at[buf[at + j] == seq[j]]
+            for j in range(len(seq)):
+                buf[at + j] = 0x20
+    return buf, np.asarray(starts, dtype=np.int64)
 
 
 def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes]]) -> _Table:
     kind, size = variant
+    # Hash each row's anchor exactly as a chunk's words are hashed: from a buffer holding
+    # the rows as "left run right", each piece a word.
     pad = b" " * _PAD
-    words = _Words.of(pad + b" ".join(r[0] for r in rows) + pad)
-    if kind >= 1:
-        # Each row's run is `kind` words; hash them exactly as a chunk's runs are hashed.
-        run_keys = words.keys(kind)
-        ends = np.cumsum([len(r[0].split(b" ")) for r in rows]) - kind
-        keys = run_keys[ends]
-    else:
-        keys = _edge_keys(words, kind, size)
-    lefts = [r[1][-8:] for r in rows]
-    rights = [r[2][:8] for r in rows]
-    left_on = np.array([len(b) > 0 for b in lefts])
-    right_on = np.array([len(b) > 0 for b in rights])
-    left_val = np.array([_pack_suffix(b) for b in lefts], dtype=np.uint64)
-    left_shift = np.array([8 * (8 - len(b)) if b else 0 for b in lefts], dtype=np.uint64)
-    right_val = np.array([_pack_prefix(b) for b in rights], dtype=np.uint64)
-    right_mask = _MASKS[[len(b) for b in rights]]
-    order = np.argsort(keys, kind="stable")
+    line = [b" ".join(p for p in (left, anchor, right) if p) for anchor, left, right in rows]
+    words = _Words.of(np.frombuffer(pad + b" ".join(line) + pad, dtype=np.uint8))
+    counts = np.array([a.count(b" ") + 1 + bool(lf) + bool(rt) for a, lf, rt in rows])
+    has_left = np.array([bool(r[1]) for r in rows])
+    at = np.cumsum(counts) - counts + has_left  # first word of each row's anchor
+    keys = words.runs([kind])[kind][at] if kind >= 1 else _edge_keys(words, kind, size)[at]
+    unique = np.unique(keys)
+    groups = np.zeros(len(unique), dtype=np.uint32)
+    extended = []
+    sizes = np.array([(len(r[1]), len(r[2])) for r in rows]).reshape(-1, 2)
+    for g, (left, right) in enumerate(sorted({(int(x), int(y)) for x, y in sizes})):
+        sel = np.flatnonzero((sizes[:, 0] == left) & (sizes[:, 1] == right))
+        full = _full_keys(keys[sel], words, at[sel], max(kind, 0), left, right)
+        extended.append((left, right, np.unique(full)))
+        groups[np.searchsorted(unique, keys[sel])] |= np.uint32(1 << g)
     bitmap = np.zeros(1 << 20, dtype=bool)
     bitmap[keys >> _BITMAP_SHIFT] = True
-    return _Table(
-        keys=keys[order],
-        bitmap=bitmap,
-        left_val=left_val[order],
-        left_shift=left_shift[order],
-        left_on=left_on[order],
-        right_val=right_val[order],
-        right_mask=right_mask[order],
-        right_on=right_on[order],
-        checks=bool(left_on.any() or right_on.any()),
-    )
+    return _Table(keys=unique, bitmap=bitmap, groups=groups, extended=extended)
 
 
-def _confirm(table: _Table, words: _Words, pos: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
-    """Start positions whose key is an anchor's and whose neighbouring words fit it."""
-    lo = np.searchsorted(table.keys, keys, side="left")
-    hi = np.searchsorted(table.keys, keys, side="right")
-    found = hi > lo
-    pos, lo, hi = pos[found], lo[found], hi[found]
-    if not table.checks or not len(pos):
-        return pos
-    # One row per (position, anchor with that key).
-    counts = hi - lo
-    total = int(counts.sum())
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    anchor = np.arange(total) - first + np.repeat(lo, counts)
-    at = np.repeat(pos, counts)
-    last_word = len(words.starts) - 1
-    before = np.clip(at - 1, 0, last_word)
-    after = np.clip(at + k, 0, last_word)
-    left_ok = ~table.left_on[anchor] | (
-        (words.v8[words.ends[before] - 8] >> table.left_shift[anchor]) == table.left_val[anchor]
-    )
-    right_ok = ~table.right_on[anchor] | (
-        (words.v8[words.starts[after]] & table.right_mask[anchor]) == table.right_val[anchor]
-    )
-    # Before the chunk's first word there is no word: a left condition cannot hold there.
-    left_ok &= ~table.left_on[anchor] | (at > 0)
-    return at[left_ok & right_ok]
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which `keys` occur in `sorted_keys`."""
+    at = np.searchsorted(sorted_keys, keys)
+    at[at == len(sorted_keys)] = 0
+    return sorted_keys[at] == keys
