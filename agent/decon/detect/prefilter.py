@@ -10,6 +10,7 @@ Two forms share one contract (a rejected document contains no seed, so has no ma
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -154,9 +155,14 @@ _K1, _K2, _K3 = _U(0x9E3779B97F4A7C15), _U(0xC2B2AE3D27D4EB4F), _U(0x165667B19E3
 _RUN = _U(0x100000001B3)
 _BITMAP_SHIFT = _U(44)  # a 2**20-entry table of which hashed keys exist
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+_LEFT_RUN_WORDS = MAX_RUN_WORDS
 _PREFIX, _SUFFIX = -1, -2  # variants keyed on a word's first / last bytes instead of a run
 # Edge variants compare 1, 2, 4 or 8 bytes (a longer piece is cut: fewer variants to compute).
 _EDGE_BYTES = (0, 1, 2, 2, 4, 4, 4, 4, 8)
+
+
+def _bucket(keys: np.ndarray) -> np.ndarray:
+    return (keys * _K1) >> _BITMAP_SHIFT
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -174,6 +180,8 @@ class _Words:
     v8: np.ndarray  # the 8 bytes starting at every offset, as little-endian uint64
     starts: np.ndarray
     ends: np.ndarray
+    head8: np.ndarray  # the 8 bytes from each word's start (the word and what follows)
+    tail8: np.ndarray  # the 8 bytes up to each word's end (what precedes and the word)
     fp: np.ndarray  # per-word fingerprint: equal words have equal fingerprints
 
     @classmethod
@@ -184,11 +192,12 @@ class _Words:
         starts, ends = edges[0::2], edges[1::2]
         v8 = np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
         lens = ends - starts
-        first = v8[starts] & _MASKS[np.minimum(lens, 8)]
+        head8, tail8 = v8[starts], v8[ends - 8]
+        first = head8 & _MASKS[np.minimum(lens, 8)]
         # The last 8 bytes only say more than the first 8 for longer words.
-        last = np.where(lens > 8, v8[ends - 8], _U(0))
+        last = np.where(lens > 8, tail8, _U(0))
         fp = _mix(first + last * _K2 + lens.astype(np.uint64) * _K3)
-        return cls(v8, starts, ends, fp)
+        return cls(v8, starts, ends, head8, tail8, fp)
 
     def runs(self, ks: Iterable[int]) -> dict[int, np.ndarray]:
         """Per k: a key per start position, hashing the run of k words starting there."""
@@ -199,16 +208,14 @@ class _Words:
             if k > 1:
                 run = run[:-1] * _RUN + self.fp[k - 1 :]
             if k in wanted:
-                out[k] = _mix(run)
+                out[k] = run
         return out
 
 
 def _edge_keys(words: _Words, side: int, nbytes: int) -> np.ndarray:
     if side == _PREFIX:
-        raw = words.v8[words.starts] & _MASKS[nbytes]
-    else:
-        raw = words.v8[words.ends - 8] >> _U(8 * (8 - nbytes))
-    return _mix(raw ^ _U(nbytes * 0x1000 + (-side)))
+        return words.head8 & _MASKS[nbytes]
+    return words.tail8 >> _U(8 * (8 - nbytes))
 
 
 def _tail(piece: bytes) -> bytes:
@@ -219,21 +226,22 @@ def _head(piece: bytes) -> bytes:
     return piece[: _EDGE_BYTES[min(len(piece), 8)]]
 
 
+def _neighbours(words: _Words, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tail8 of the word before and the head8 of the word after each run of k at `pos`."""
+    after = np.minimum(pos + k, len(words.starts) - 1)
+    return words.tail8[pos - 1], words.head8[after]
+
+
 def _full_keys(
-    keys: np.ndarray, words: _Words, pos: np.ndarray, k: int, left: int, right: int
+    keys: np.ndarray, tails: np.ndarray, heads: np.ndarray, left: int, right: int
 ) -> np.ndarray:
-    """`keys` (of the runs at `pos`) extended by the last `left` bytes of the word before the
-    run and the first `right` bytes of the word after it (0: not extended)."""
-    if not left and not right:
-        return keys
-    out = keys.copy()
+    """`keys` of runs extended by the last `left` bytes of the word before each run and the
+    first `right` bytes of the word after it (0: not extended); see `_neighbours`."""
+    out = keys
     if left:
-        tail = words.v8[words.ends[pos - 1] - 8] >> _U(8 * (8 - left))
-        out ^= _mix(tail + _U(left))
+        out = out ^ (((tails >> _U(8 * (8 - left))) + _U(left)) * _K2)
     if right:
-        after = np.minimum(pos + k, len(words.starts) - 1)
-        head = words.v8[words.starts[after]] & _MASKS[right]
-        out ^= _mix(head + _U(right << 8)) * _K3
+        out = out ^ (((heads & _MASKS[right]) + _U(right << 8)) * _K3)
     return out
 
 
@@ -243,7 +251,7 @@ class _Table:
     the partial words next to the run (see `_full_keys`)."""
 
     keys: np.ndarray  # sorted, unique
-    bitmap: np.ndarray  # which `keys >> _BITMAP_SHIFT` occur: a cheap first test
+    bitmap: np.ndarray  # which `_bucket(keys)` occur: a cheap first test
     groups: np.ndarray  # per key, bit g: an anchor with this key is in `extended[g]`
     extended: list[tuple[int, int, np.ndarray]]  # (left, right, sorted unique keys)
 
@@ -289,7 +297,9 @@ class ChunkFilter:
                     range(len(inner) - k + 1), key=lambda i: (sum(map(len, inner[i : i + k])), -i)
                 )
                 run = b" ".join(inner[at : at + k])
-                left = left if at == 0 else b""
+                # The partial word after the run is what makes runs of common words
+                # selective; the one before only matters for a single word (fewer groups).
+                left = left if at == 0 and k <= _LEFT_RUN_WORDS else b""
                 right = right if at + k == len(inner) else b""
                 rows.setdefault((k, 0), []).append((run, _tail(left), _head(right)))
             elif right:
@@ -319,7 +329,7 @@ class ChunkFilter:
                 keys = runs[kind]
             else:
                 keys = _edge_keys(words, kind, size)
-            pos = np.flatnonzero(table.bitmap[keys >> _BITMAP_SHIFT])
+            pos = np.flatnonzero(table.bitmap[_bucket(keys)])
             if not len(pos):
                 continue
             keys = keys[pos]
@@ -327,21 +337,14 @@ class ChunkFilter:
             at[at == len(table.keys)] = 0
             found = table.keys[at] == keys
             pos, keys, groups = pos[found], keys[found], table.groups[at[found]]
+            tails, heads = _neighbours(words, pos, max(kind, 0))
             for g, (left, right, extended) in enumerate(table.extended):
                 sel = np.flatnonzero(groups & np.uint32(1 << g))
                 if len(sel):
-                    full = _full_keys(keys[sel], words, pos[sel], max(kind, 0), left, right)
+                    full = _full_keys(keys[sel], tails[sel], heads[sel], left, right)
                     hits.append(words.starts[pos[sel][_member(extended, full)]])
         if self.inside:
-            data = buf.tobytes()
-            for frag in self.inside:
-                i = data.find(frag)
-                while i != -1:
-                    hits.append(np.array([i]))
-                    doc = int(np.searchsorted(starts, i, side="right"))
-                    if doc >= len(starts):
-                        break
-                    i = data.find(frag, int(starts[doc]))
+            hits.append(self._inside_hits(buf, words, starts))
         if self.surrogates_pass:
             lead = np.flatnonzero(buf == 0xED)  # UTF-8 of U+D800..U+DFFF: ED A0..BF xx
             hits.append(lead[buf[lead + 1] >= 0xA0])
@@ -349,6 +352,30 @@ class ChunkFilter:
         if hits:
             selected[np.searchsorted(starts, np.concatenate(hits), side="right") - 1] = True
         return selected.tolist()
+
+
+    def _inside_hits(self, buf: np.ndarray, words: _Words, starts: np.ndarray) -> np.ndarray:
+        """Byte offsets of seeds that lie within one word, searched in the long words only."""
+        lens = words.ends - words.starts
+        long = np.flatnonzero(lens >= min(map(len, self.inside)))
+        if not len(long):
+            return long
+        # Each long enough word with the space before it, in one buffer; `at` maps back.
+        sizes = lens[long] + 1
+        at = np.repeat(words.starts[long] - 1 - (np.cumsum(sizes) - sizes), sizes)
+        at += np.arange(len(at))
+        data = buf[at].tobytes()
+        doc_starts = np.searchsorted(at, starts).tolist()
+        found = []
+        for frag in self.inside:
+            i = data.find(frag)
+            while i != -1:
+                found.append(i)
+                doc = bisect.bisect_right(doc_starts, i)  # the next document
+                if doc >= len(doc_starts):
+                    break
+                i = data.find(frag, doc_starts[doc])
+        return at[np.array(found, dtype=np.int64)]
 
 
 _SEPARATOR = "\x00"
@@ -438,11 +465,12 @@ def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes]]
     sizes = np.array([(len(r[1]), len(r[2])) for r in rows]).reshape(-1, 2)
     for g, (left, right) in enumerate(sorted({(int(x), int(y)) for x, y in sizes})):
         sel = np.flatnonzero((sizes[:, 0] == left) & (sizes[:, 1] == right))
-        full = _full_keys(keys[sel], words, at[sel], max(kind, 0), left, right)
+        tails, heads = _neighbours(words, at[sel], max(kind, 0))
+        full = _full_keys(keys[sel], tails, heads, left, right)
         extended.append((left, right, np.unique(full)))
         groups[np.searchsorted(unique, keys[sel])] |= np.uint32(1 << g)
     bitmap = np.zeros(1 << 20, dtype=bool)
-    bitmap[keys >> _BITMAP_SHIFT] = True
+    bitmap[_bucket(keys)] = True
     return _Table(keys=unique, bitmap=bitmap, groups=groups, extended=extended)
 
 

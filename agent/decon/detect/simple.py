@@ -156,8 +156,8 @@ class Scanner:
 
     # -- cluster discovery ---------------------------------------------------------------
     def ngram_ids(self, tokens: list[int], n: int, table: dict) -> list[int | None]:
-        get = table.get
-        return [get(tuple(tokens[i : i + n])) for i in range(len(tokens) - n + 1)]
+        # zip yields the n-token windows as tuples at C speed (len(tokens) - n + 1 of them).
+        return list(map(table.get, zip(*(tokens[j:] for j in range(n)), strict=False)))
 
     def find_clusters(self, ids: list[int | None]) -> list[Cluster]:
         """Sample, expand, and (the defect fix) re-check positions inside each cluster."""
