@@ -71,6 +71,9 @@ def test_no_document_containing_a_seed_is_rejected(tokenizer: str) -> None:
     seeds = {s for s in seeds if tok.decode(list(s)).strip()}
     pf = build_prefilter(seeds, tok)
     selected = pf.select(docs, DEFAULT_PUNCTUATION_CHARS)
+    kept_words = pf.select_words(docs, DEFAULT_PUNCTUATION_CHARS)
+    for doc, words in zip(docs, kept_words, strict=True):
+        assert words is None or words == normalized_words(doc)
     must = rejected = 0
     for doc, tokens, sel in zip(docs, token_lists, selected, strict=True):
         if any(occurs(s, tokens) for s in seeds):

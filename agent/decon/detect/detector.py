@@ -10,10 +10,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Protocol
 
+from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.reference import ReferenceIndex, ReferenceStats, load_index
 from decon.detect.report import simple_fields
-from decon.detect.simple import detect_text
+from decon.detect.simple import detect_text, detect_words
 from decon.errors import UserError
 
 # Report fields of one match, without the training location (see `report.report_line`).
@@ -34,12 +35,12 @@ class DocumentDetector(Protocol):
 class ChunkPrefiltering(Protocol):
     """Optional: a detector that can rule documents out a whole chunk at a time."""
 
-    def select(self, texts: list[str]) -> list[bool]:
-        """Per text: False only when it cannot match (lossless)."""
+    def select(self, texts: list[str]) -> list[list[str] | None]:
+        """Per text: its normalised words, or None when it cannot match (lossless)."""
         ...
 
-    def detect_selected(self, text: str) -> tuple[list[MatchFields], bool]:
-        """`detect` for a text `select` kept (skips the per-document prefilter)."""
+    def detect_selected(self, words: list[str]) -> tuple[list[MatchFields], bool]:
+        """`detect` for the words of a text `select` kept (no per-document prefilter)."""
         ...
 
 
@@ -57,13 +58,14 @@ class SimpleDetector:
         matches, scanned = detect_text(text, self.index)
         return [simple_fields(m) for m in matches], scanned
 
-    def select(self, texts: list[str]) -> list[bool]:
+    def select(self, texts: list[str]) -> list[list[str] | None]:
+        punctuation = self.options.punctuation_chars
         if not self.options.prefilter:
-            return [True] * len(texts)
-        return self.index.prefilter.select(texts, self.options.punctuation_chars)
+            return [normalized_words(t, punctuation) for t in texts]
+        return self.index.prefilter.select_words(texts, punctuation)
 
-    def detect_selected(self, text: str) -> tuple[list[MatchFields], bool]:
-        matches, scanned = detect_text(text, self._selected_index)
+    def detect_selected(self, words: list[str]) -> tuple[list[MatchFields], bool]:
+        matches, scanned = detect_words(words, self._selected_index)
         return [simple_fields(m) for m in matches], scanned
 
 

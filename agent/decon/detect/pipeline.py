@@ -131,14 +131,14 @@ def detect_chunk(
     select = getattr(detector, "select", None)
     if select is not None:
         detect = detector.detect_selected  # type: ignore[attr-defined]
-        keep = select(texts)
+        docs = select(texts)
     else:
         detect = detector.detect
-        keep = [True] * len(texts)
-    for offset, text, doc_id, kept in zip(offsets, texts, doc_ids, keep, strict=True):
-        if not kept:
+        docs = texts
+    for offset, doc, doc_id in zip(offsets, docs, doc_ids, strict=True):
+        if doc is None:
             continue
-        matches, scanned = detect(text)
+        matches, scanned = detect(doc)
         result.scanned += scanned
         if matches:
             line_no = first_line + offset

@@ -40,6 +40,10 @@ class Prefilter:
 
     def select(self, texts: list[str], punctuation_chars: str) -> list[bool]:
         """Per raw text: False only when no seed can occur in its normalised form."""
+        return [w is not None for w in self.chunk.select(texts, punctuation_chars)]
+
+    def select_words(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
+        """Per raw text: its `normalized_words`, or None when no seed can occur in them."""
         return self.chunk.select(texts, punctuation_chars)
 
     def may_match(self, words: list[str]) -> bool:
@@ -313,11 +317,13 @@ class ChunkFilter:
         tables = {v: _make_table(v, r) for v, r in sorted(rows.items())}
         return cls(tables, tuple(sorted(inside)), always, surrogates_pass=bpe)
 
-    def select(self, texts: list[str], punctuation_chars: str) -> list[bool]:
-        """Per raw text: False only when no seed can occur in its normalised tokens."""
-        if self.always or not texts:
-            return [True] * len(texts)
+    def select(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
+        """Per raw text: its `normalized_words`, or None when no seed can occur in them."""
+        if not texts:
+            return []
         buf, starts = normalized_buffer(texts, punctuation_chars)
+        if self.always:
+            return _words_of(buf, starts, np.ones(len(texts), dtype=bool))
         words = _Words.of(buf)
         nwords = len(words.starts)
         hits: list[np.ndarray] = []
@@ -351,7 +357,7 @@ class ChunkFilter:
         selected = np.zeros(len(texts), dtype=bool)
         if hits:
             selected[np.searchsorted(starts, np.concatenate(hits), side="right") - 1] = True
-        return selected.tolist()
+        return _words_of(buf, starts, selected)
 
 
     def _inside_hits(self, buf: np.ndarray, words: _Words, starts: np.ndarray) -> np.ndarray:
@@ -378,6 +384,15 @@ class ChunkFilter:
         return at[np.array(found, dtype=np.int64)]
 
 
+def _words_of(buf: np.ndarray, starts: np.ndarray, selected: np.ndarray) -> list[list[str] | None]:
+    """The words of each selected text in the buffer (None for the others)."""
+    ends = [*starts[1:].tolist(), len(buf)]
+    out: list[list[str] | None] = [None] * len(starts)
+    for i in np.flatnonzero(selected).tolist():
+        out[i] = buf[starts[i] : ends[i]].tobytes().decode("utf-8", "surrogatepass").split()
+    return out
+
+
 _SEPARATOR = "\x00"
 
 
@@ -385,30 +400,34 @@ _SEQ_MASKS = np.array([0] * 0xC0 + [0xFFFF] * 0x20 + [0xFFFFFF] * 0x10 + [0xFFFF
                       dtype=np.uint32)
 
 
-def _has_cased_non_ascii(buf: np.ndarray, lead: np.ndarray) -> bool:
-    """Whether a non-ASCII character of the UTF-8 `buf` changes under str.lower()."""
+def _cased_non_ascii(buf: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """Offsets of the non-ASCII characters of the UTF-8 `buf` that str.lower() changes."""
     if not len(lead):
-        return False
+        return lead
     v4 = np.ndarray(shape=(len(buf) - 3,), dtype="<u4", buffer=buf, strides=(1,))
-    codes = np.unique(v4[lead] & _SEQ_MASKS[buf[lead]])
-    for code in codes.tolist():
+    codes = v4[lead] & _SEQ_MASKS[buf[lead]]
+    cased = []
+    for code in np.unique(codes).tolist():
         ch = int(code).to_bytes(4, "little").rstrip(b"\x00").decode("utf-8", "surrogatepass")
         if ch.lower() != ch:
-            return True
-    return False
+            cased.append(code)
+    return lead[np.isin(codes, cased)] if cased else lead[:0]
 
 
 def normalized_buffer(texts: list[str], punctuation_chars: str) -> tuple[np.ndarray, np.ndarray]:
     """The texts lowercased, UTF-8, punctuation and whitespace as spaces, joined by a space.
 
     Returns the bytes (with _PAD spaces around) and each text's start offset. Its words, the
-    runs of non-space bytes, are the UTF-8 of each text's `normalized_words`: lowering the
-    joined text lowers each text alike (a NUL between them is neither cased nor case-ignorable,
-    so no context crosses it) and every mapping is byte-length preserving.
+    runs of non-space bytes, are the UTF-8 of each text's `normalized_words`: a text whose
+    non-ASCII characters all lack a lowercase form is lowered by bytes.lower() (ASCII letters),
+    any other by str.lower(); every later mapping keeps byte lengths.
     """
     pad = " " * _PAD
     joined = _SEPARATOR.join([pad, *texts, pad])
     data = joined.encode("utf-8", "surrogatepass")
+    if data.count(b"\x00") != len(texts) + 1:  # some text holds a NUL itself
+        return _joined_buffer([lowered_utf8(t) for t in texts], punctuation_chars)
+    seps = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
     lead = None
     if joined.isascii():
         data = data.lower()
@@ -417,23 +436,35 @@ def normalized_buffer(texts: list[str], punctuation_chars: str) -> tuple[np.ndar
         # lowercase form (typical: curly quotes, dashes, accented lowercase letters).
         buf = np.frombuffer(data, dtype=np.uint8)
         lead = np.flatnonzero(buf >= 0xC2)  # first bytes of multi-byte characters
-        if _has_cased_non_ascii(buf, lead):
-            data = joined.lower().encode("utf-8", "surrogatepass")
-            lead = None
-        else:
-            data = data.lower()
-    buf = np.frombuffer(data, dtype=np.uint8)
-    seps = np.flatnonzero(buf == 0)
-    if len(seps) == len(texts) + 1:
-        starts = seps[:-1] + 1
-        table = ascii_table(punctuation_chars + _SEPARATOR, True)
-    else:  # some text holds a NUL itself
-        parts = [lowered_utf8(t) for t in texts]
-        starts = np.cumsum([_PAD + 1] + [len(p) + 1 for p in parts[:-1]])
-        data = b" " * (_PAD + 1) + b" ".join(parts) + b" " * (_PAD + 1)
-        table = ascii_table(punctuation_chars, True)
-        lead = None
-    data = data.translate(table)
+        cased = _cased_non_ascii(buf, lead)
+        if len(cased):
+            # Only the texts holding such a character need str.lower() (slower).
+            slow = set((np.searchsorted(seps, cased, side="right") - 1).tolist())
+            return _joined_buffer(
+                [
+                    lowered_utf8(t) if i in slow else t.encode("utf-8", "surrogatepass").lower()
+                    for i, t in enumerate(texts)
+                ],
+                punctuation_chars,
+            )
+        data = data.lower()
+    starts = seps[:-1] + 1
+    table = ascii_table(punctuation_chars + _SEPARATOR, True)
+    return _mapped(data.translate(table), starts, punctuation_chars, lead)
+
+
+def _joined_buffer(parts: list[bytes], punctuation_chars: str) -> tuple[np.ndarray, np.ndarray]:
+    """`normalized_buffer` from each text lowered and encoded, joined by a space."""
+    starts = np.cumsum([_PAD + 1] + [len(p) + 1 for p in parts[:-1]])
+    data = b" " * (_PAD + 1) + b" ".join(parts) + b" " * (_PAD + 1)
+    table = ascii_table(punctuation_chars, True)
+    return _mapped(data.translate(table), starts, punctuation_chars, None)
+
+
+def _mapped(
+    data: bytes, starts: np.ndarray, punctuation_chars: str, lead: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-ASCII punctuation and whitespace to spaces (ASCII is mapped already)."""
     buf = np.frombuffer(data, dtype=np.uint8)
     if not data.isascii():
         buf = buf.copy()

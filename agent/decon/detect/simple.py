@@ -452,8 +452,12 @@ def overlap_text(m: Match, length: int, render: Callable[[int, int], str]) -> st
 
 def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
     """Matches in one document and whether it was fully scanned (passed the prefilter)."""
+    return detect_words(normalized_words(text, index.options.punctuation_chars), index)
+
+
+def detect_words(words: list[str], index: ReferenceIndex) -> tuple[list[Match], bool]:
+    """`detect_text` of a document given as its normalised words."""
     o = index.options
-    words = normalized_words(text, o.punctuation_chars)
     if len(words) < o.ngram_size:
         return [], False
     if o.prefilter and not index.prefilter.may_match(words):
