@@ -161,7 +161,8 @@ _BITMAP_SHIFT = _U(44)  # a 2**20-entry table of which hashed keys exist
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 _LEFT_RUN_WORDS = MAX_RUN_WORDS
 _PREFIX, _SUFFIX = -1, -2  # variants keyed on a word's first / last bytes instead of a run
-# Edge variants compare 1, 2, 4 or 8 bytes (a longer piece is cut: fewer variants to compute).
+# Partial words are compared on 1, 2, 4 or 8 bytes (a longer piece is cut): at most 5 x 5
+# (left, right) size groups per table, which fit the uint32 group bit masks.
 _EDGE_BYTES = (0, 1, 2, 2, 4, 4, 4, 4, 8)
 
 
