@@ -360,7 +360,6 @@ class ChunkFilter:
             selected[np.searchsorted(starts, np.concatenate(hits), side="right") - 1] = True
         return _words_of(buf, starts, selected)
 
-
     def _inside_hits(self, buf: np.ndarray, words: _Words, starts: np.ndarray) -> np.ndarray:
         """Byte offsets of seeds that lie within one word, searched in the long words only."""
         lens = words.ends - words.starts
@@ -397,8 +396,9 @@ def _words_of(buf: np.ndarray, starts: np.ndarray, selected: np.ndarray) -> list
 _SEPARATOR = "\x00"
 
 
-_SEQ_MASKS = np.array([0] * 0xC0 + [0xFFFF] * 0x20 + [0xFFFFFF] * 0x10 + [0xFFFFFFFF] * 0x10,
-                      dtype=np.uint32)
+_SEQ_MASKS = np.array(
+    [0] * 0xC0 + [0xFFFF] * 0x20 + [0xFFFFFF] * 0x10 + [0xFFFFFFFF] * 0x10, dtype=np.uint32
+)
 
 
 def _cased_non_ascii(buf: np.ndarray, lead: np.ndarray) -> np.ndarray:
