@@ -159,7 +159,6 @@ _K1, _K2, _K3 = _U(0x9E3779B97F4A7C15), _U(0xC2B2AE3D27D4EB4F), _U(0x165667B19E3
 _RUN = _U(0x100000001B3)
 _BITMAP_SHIFT = _U(44)  # a 2**20-entry table of which hashed keys exist
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
-_LEFT_RUN_WORDS = MAX_RUN_WORDS
 _PREFIX, _SUFFIX = -1, -2  # variants keyed on a word's first / last bytes instead of a run
 # Partial words are compared on 1, 2, 4 or 8 bytes (a longer piece is cut): at most 5 x 5
 # (left, right) size groups per table, which fit the uint32 group bit masks.
@@ -302,9 +301,9 @@ class ChunkFilter:
                     range(len(inner) - k + 1), key=lambda i: (sum(map(len, inner[i : i + k])), -i)
                 )
                 run = b" ".join(inner[at : at + k])
-                # The partial word after the run is what makes runs of common words
-                # selective; the one before only matters for a single word (fewer groups).
-                left = left if at == 0 and k <= _LEFT_RUN_WORDS else b""
+                # The partial words around a run of common words are what make it selective
+                # (only those adjacent to the chosen window can be checked).
+                left = left if at == 0 else b""
                 right = right if at + k == len(inner) else b""
                 rows.setdefault((k, 0), []).append((run, _tail(left), _head(right)))
             elif right:
