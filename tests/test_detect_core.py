@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -232,9 +233,7 @@ def test_prefilter_loses_no_match(tokenizer: str, compat: str) -> None:
     assert found >= 15
 
 
-@pytest.mark.parametrize("compat", ["decon", "none"])
-@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
-def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compat: str) -> None:
+def real_benchmark_corpus(docs: int) -> tuple[list[tuple[str, int, dict]], list[str]]:
     """Real eval items (several benchmarks) planted whole, cut and edited into natural prose."""
     from decon.synth.benchmarks import load_benchmark
     from decon.synth.edits import light_edit
@@ -246,11 +245,9 @@ def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compat: str
         got = load_benchmark(key)
         items += rng.sample(got, min(30, len(got)))
     recs = [("ref.jsonl", i, it.record(i)) for i, it in enumerate(items)]
-    on = build_index(recs, DetectOptions(tokenizer=tokenizer, compat=compat))
-    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False, compat=compat))
     pool = build_filler_pool()
-    found = rejected = 0
-    for i in range(300):
+    texts = []
+    for i in range(docs):
         parts = natural_paragraphs(pool, rng, 600)
         it = items[i % len(items)]
         if i % 3 == 0:
@@ -261,7 +258,18 @@ def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compat: str
             parts.insert(1, " ".join(words[start : start + rng.randint(6, 30)]))
         elif i % 6 == 2:  # short items, edits and answers before the question: compat none
             parts.insert(1, (it.answer or "") + "\n" + light_edit(it.question, rng)[0])
-        text = "\n\n".join(parts)
+        texts.append("\n\n".join(parts))
+    return recs, texts
+
+
+@pytest.mark.parametrize("compat", ["decon", "none"])
+@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
+def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compat: str) -> None:
+    recs, texts = real_benchmark_corpus(300)
+    on = build_index(recs, DetectOptions(tokenizer=tokenizer, compat=compat))
+    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False, compat=compat))
+    found = rejected = 0
+    for text in texts:
         a, scanned = detect_text(text, on)
         b, _ = detect_text(text, off)
         key = [(m.item.item_id, m.question_start_idx, m.contamination_score, m.rule) for m in a]
@@ -375,3 +383,27 @@ def test_bpe_alignment_positions_are_token_indices(tokenizer: str) -> None:
     (m,) = detect_text(text, idx)[0]
     assert m.rule == "short_sentence"
     assert "【 which describes a property of all elements】" in m.training_overlap_text
+
+
+@pytest.mark.parametrize("compat", ["decon", "none"])
+@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
+def test_chunk_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compat: str) -> None:
+    """The pipeline's chunk-wide prefilter reports exactly what full tokenization reports."""
+    import json
+
+    from decon.detect.detector import SimpleDetector
+    from decon.detect.pipeline import detect_chunk
+
+    recs, texts = real_benchmark_corpus(300)
+    lines = [json.dumps({"id": i, "text": t}).encode() + b"\n" for i, t in enumerate(texts)]
+    lines.insert(5, b"not json\n")
+    opts = DetectOptions(tokenizer=tokenizer, compat=compat)
+    on = SimpleDetector(build_index(recs, opts))
+    off = SimpleDetector(build_index(recs, dataclasses.replace(opts, prefilter=False)))
+    a = detect_chunk(on, "f.jsonl", 0, lines)
+    b = detect_chunk(off, "f.jsonl", 0, lines)
+    assert a.reports == b.reports
+    assert a.malformed == b.malformed == 1
+    assert sum(len(r) for _, r in b.reports) >= 40
+    assert a.scanned <= len(texts) - 30  # it does reject
+    assert b.scanned >= len(texts) - 5

@@ -6,13 +6,15 @@ exposes a `DocumentDetector`; the file pipeline, `decon detect` and `decon run` 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Protocol
 
+from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.reference import ReferenceIndex, ReferenceStats, load_index
 from decon.detect.report import simple_fields
-from decon.detect.simple import detect_text
+from decon.detect.simple import detect_text, detect_words
 from decon.errors import UserError
 
 # Report fields of one match, without the training location (see `report.report_line`).
@@ -30,6 +32,18 @@ class DocumentDetector(Protocol):
         ...
 
 
+class ChunkPrefiltering(Protocol):
+    """Optional: a detector that can rule documents out a whole chunk at a time."""
+
+    def select(self, texts: list[str]) -> list[list[str] | None]:
+        """Per text: its normalised words, or None when it cannot match (lossless)."""
+        ...
+
+    def detect_selected(self, text: str, words: list[str]) -> tuple[list[MatchFields], bool]:
+        """`detect` for a text `select` kept, with its words (no per-document prefilter)."""
+        ...
+
+
 class SimpleDetector:
     """Decon's simple mode over a `ReferenceIndex`."""
 
@@ -37,9 +51,21 @@ class SimpleDetector:
         self.index = index
         self.options = index.options
         self.stats = index.stats
+        unfiltered = dataclasses.replace(index.options, prefilter=False)
+        self._selected_index = dataclasses.replace(index, options=unfiltered)
 
     def detect(self, text: str) -> tuple[list[MatchFields], bool]:
         matches, scanned = detect_text(text, self.index)
+        return [simple_fields(m) for m in matches], scanned
+
+    def select(self, texts: list[str]) -> list[list[str] | None]:
+        punctuation = self.options.punctuation_chars
+        if not self.options.prefilter:
+            return [normalized_words(t, punctuation) for t in texts]
+        return self.index.prefilter.select_words(texts, punctuation)
+
+    def detect_selected(self, text: str, words: list[str]) -> tuple[list[MatchFields], bool]:
+        matches, scanned = detect_words(text, words, self._selected_index)
         return [simple_fields(m) for m in matches], scanned
 
 

@@ -105,9 +105,16 @@ class ChunkResult:
 def detect_chunk(
     detector: DocumentDetector, rel_name: str, first_line: int, lines: list[bytes]
 ) -> ChunkResult:
-    """Detect every line of a chunk (pure apart from CPU)."""
+    """Detect every line of a chunk (pure apart from CPU).
+
+    A detector with a chunk prefilter (`ChunkPrefiltering`) first rules out, in one
+    vectorised pass over all the chunk's texts, the documents that cannot match.
+    """
     content_key = detector.options.content_key
     result = ChunkResult(reports=[])
+    offsets: list[int] = []
+    texts: list[str] = []
+    doc_ids: list[Any] = []
     for offset, raw in enumerate(lines):
         got = extract_text(raw, content_key)
         if got.text is None:
@@ -118,12 +125,31 @@ def detect_chunk(
             elif got.problem == "undecodable":
                 result.undecodable += 1
             continue
-        matches, scanned = detector.detect(got.text)
+        offsets.append(offset)
+        texts.append(got.text)
+        doc_ids.append(got.doc_id)
+    select = getattr(detector, "select", None)
+    if select is not None:
+        kept = select(texts)
+
+        def detect(i: int) -> tuple[list[dict[str, Any]], bool]:
+            words = kept[i]
+            if words is None:
+                return [], False
+            return detector.detect_selected(texts[i], words)  # type: ignore[attr-defined]
+
+    else:
+
+        def detect(i: int) -> tuple[list[dict[str, Any]], bool]:
+            return detector.detect(texts[i])
+
+    for i, (offset, doc_id) in enumerate(zip(offsets, doc_ids, strict=True)):
+        matches, scanned = detect(i)
         result.scanned += scanned
         if matches:
             line_no = first_line + offset
             result.reports.append(
-                (offset, [report_line(m, rel_name, line_no, got.doc_id) for m in matches])
+                (offset, [report_line(m, rel_name, line_no, doc_id) for m in matches])
             )
     return result
 

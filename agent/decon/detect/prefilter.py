@@ -1,10 +1,22 @@
-"""Prefilter: word-level anchors a document must contain to be worth tokenizing (lossless)."""
+"""Prefilter: word-level anchors a document must contain to be worth tokenizing (lossless).
+
+Two forms share one contract (a rejected document contains no seed, so has no match):
+- `Prefilter.may_match(words)`: one document's normalised words (Python sets and substrings).
+- `Prefilter.select(texts, punctuation_chars)`: a whole chunk of raw texts at once with numpy
+  (`ChunkFilter`), never splitting rejected documents into word objects: word fingerprints,
+  hashes of runs of consecutive words, a table look-up per run, and a vectorised check of the
+  partial words a BPE seed begins and ends with.
+"""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from decon.detect.normalize import WHITESPACE_CHARS, ascii_table, lowered_utf8, non_ascii_utf8
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
 NgramKey = tuple[int, ...]
@@ -24,10 +36,23 @@ class Prefilter:
     runs: tuple[tuple[int, dict[Run, tuple[str, ...]]], ...]
     fragments: tuple[str, ...]
     key_sets: dict[int, frozenset[Run]]  # the runs of each table, for set intersection
+    chunk: ChunkFilter = field(default=None, compare=False)  # type: ignore[assignment]
+
+    def select(self, texts: list[str], punctuation_chars: str) -> list[bool]:
+        """Per raw text: False only when no seed can occur in its normalised form."""
+        return [w is not None for w in self.chunk.select(texts, punctuation_chars)]
+
+    def select_words(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
+        """Per raw text: its `normalized_words`, or None when no seed can occur in them."""
+        return self.chunk.select(texts, punctuation_chars)
 
     def may_match(self, words: list[str]) -> bool:
         """False only when no indexed, non-hot question n-gram can occur in `words`."""
         joined = None
+        if self.chunk is not None and self.chunk.surrogates_pass:
+            joined = " " + " ".join(words)
+            if not joined.isascii() and _has_surrogate(joined):
+                return True
         for k, table in self.runs:
             keys = self.key_sets[k]
             # One C-level pass over the document's k-word runs.
@@ -74,14 +99,18 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer) -> Prefilter:
     """
     runs: dict[int, dict[Run, set[str]]] = {}
     fragments: set[str] = set()
+    seed_bytes: list[bytes] = []
     if isinstance(tok, WordTokenizer):
         vocab = tok.words
         for key in seeds:
-            runs.setdefault(len(key), {})[tuple(vocab[t] for t in key)] = set()
+            words = tuple(vocab[t] for t in key)
+            runs.setdefault(len(key), {})[words] = set()
+            seed_bytes.append((" " + " ".join(words) + " ").encode("utf-8", "surrogatepass"))
     else:
         assert isinstance(tok, BpeTokenizer)
         for key in seeds:
             raw = b"".join(tok.decode_token(t) for t in key)
+            seed_bytes.append(raw)
             # Partial characters can only sit at the ends of a substring of valid UTF-8.
             text = raw.decode("utf-8", errors="ignore")
             pieces = raw.split(b" ")
@@ -108,4 +137,376 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer) -> Prefilter:
         ),
         key_sets={k: frozenset(table) for k, table in runs.items()},
         fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
+        chunk=ChunkFilter.build(seed_bytes, bpe=not isinstance(tok, WordTokenizer)),
     )
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+# -- chunk form (numpy) ------------------------------------------------------------------------
+
+# Longest run of whole words hashed per anchor; a longer run is cut to its longest window.
+MAX_RUN_WORDS = 5
+_PAD = 8  # spaces around a chunk's buffer, so 8-byte reads at any word never leave it
+_U = np.uint64
+_K1, _K2, _K3 = _U(0x9E3779B97F4A7C15), _U(0xC2B2AE3D27D4EB4F), _U(0x165667B19E3779F9)
+_RUN = _U(0x100000001B3)
+_BITMAP_SHIFT = _U(44)  # a 2**20-entry table of which hashed keys exist
+_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+_PREFIX, _SUFFIX = -1, -2  # variants keyed on a word's first / last bytes instead of a run
+# Partial words are compared on 1, 2, 4 or 8 bytes (a longer piece is cut): at most 5 x 5
+# (left, right) size groups per table, which fit the uint32 group bit masks.
+_EDGE_BYTES = (0, 1, 2, 2, 4, 4, 4, 4, 8)
+
+
+def _bucket(keys: np.ndarray) -> np.ndarray:
+    return (keys * _K1) >> _BITMAP_SHIFT
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    x = x * _K1
+    x ^= x >> _U(29)
+    x *= _K2
+    x ^= x >> _U(32)
+    return x
+
+
+@dataclass
+class _Words:
+    """The words of a space-padded byte buffer: offsets, 8-byte views, fingerprints."""
+
+    v8: np.ndarray  # the 8 bytes starting at every offset, as little-endian uint64
+    starts: np.ndarray
+    ends: np.ndarray
+    head8: np.ndarray  # the 8 bytes from each word's start (the word and what follows)
+    tail8: np.ndarray  # the 8 bytes up to each word's end (what precedes and the word)
+    fp: np.ndarray  # per-word fingerprint: equal words have equal fingerprints
+
+    @classmethod
+    def of(cls, buf: np.ndarray) -> _Words:
+        """`buf`: uint8, normalised bytes (words separated by spaces) with _PAD spaces around."""
+        is_word = buf != 0x20
+        edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1
+        starts, ends = edges[0::2], edges[1::2]
+        v8 = np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
+        lens = ends - starts
+        head8, tail8 = v8[starts], v8[ends - 8]
+        first = head8 & _MASKS[np.minimum(lens, 8)]
+        # The last 8 bytes only say more than the first 8 for longer words.
+        last = np.where(lens > 8, tail8, _U(0))
+        fp = _mix(first + last * _K2 + lens.astype(np.uint64) * _K3)
+        return cls(v8, starts, ends, head8, tail8, fp)
+
+    def runs(self, ks: Iterable[int]) -> dict[int, np.ndarray]:
+        """Per k: a key per start position, hashing the run of k words starting there."""
+        wanted = set(ks)
+        out: dict[int, np.ndarray] = {}
+        run = self.fp
+        for k in range(1, max(wanted, default=0) + 1):
+            if k > 1:
+                run = run[:-1] * _RUN + self.fp[k - 1 :]
+            if k in wanted:
+                out[k] = run
+        return out
+
+
+def _edge_keys(words: _Words, side: int, nbytes: int) -> np.ndarray:
+    if side == _PREFIX:
+        return words.head8 & _MASKS[nbytes]
+    return words.tail8 >> _U(8 * (8 - nbytes))
+
+
+def _tail(piece: bytes) -> bytes:
+    return piece[len(piece) - _EDGE_BYTES[min(len(piece), 8)] :]
+
+
+def _head(piece: bytes) -> bytes:
+    return piece[: _EDGE_BYTES[min(len(piece), 8)]]
+
+
+def _neighbours(words: _Words, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tail8 of the word before and the head8 of the word after each run of k at `pos`."""
+    after = np.minimum(pos + k, len(words.starts) - 1)
+    return words.tail8[pos - 1], words.head8[after]
+
+
+def _full_keys(
+    keys: np.ndarray, tails: np.ndarray, heads: np.ndarray, left: int, right: int
+) -> np.ndarray:
+    """`keys` of runs extended by the last `left` bytes of the word before each run and the
+    first `right` bytes of the word after it (0: not extended); see `_neighbours`."""
+    out = keys
+    if left:
+        out = out ^ (((tails >> _U(8 * (8 - left))) + _U(left)) * _K2)
+    if right:
+        out = out ^ (((heads & _MASKS[right]) + _U(right << 8)) * _K3)
+    return out
+
+
+@dataclass
+class _Table:
+    """Anchors of one variant: their keys, and per (left, right) size the keys extended by
+    the partial words next to the run (see `_full_keys`)."""
+
+    keys: np.ndarray  # sorted, unique
+    bitmap: np.ndarray  # which `_bucket(keys)` occur: a cheap first test
+    groups: np.ndarray  # per key, bit g: an anchor with this key is in `extended[g]`
+    extended: list[tuple[int, int, np.ndarray]]  # (left, right, sorted unique keys)
+
+
+@dataclass
+class ChunkFilter:
+    """Vectorised `Prefilter` over a chunk of documents (see `build_prefilter`)."""
+
+    tables: dict[tuple[int, int], _Table]  # (kind, size): kind k >= 1 runs, or _PREFIX/_SUFFIX
+    inside: tuple[bytes, ...]  # seeds within one word: found by substring search
+    always: bool = False  # some seed has nothing to anchor on: every document passes
+    # tiktoken encodes a lone surrogate as U+FFFD: such documents are passed unexamined.
+    surrogates_pass: bool = False
+
+    @classmethod
+    def build(cls, seeds: Iterable[bytes], bpe: bool = False) -> ChunkFilter:
+        """Anchors for seeds given as the bytes their tokens decode to (see build_prefilter).
+
+        `bpe`: the seeds are tiktoken's, which sees a lone surrogate as U+FFFD.
+        """
+        rows: dict[tuple[int, int], list[tuple[bytes, bytes, bytes]]] = {}
+        inside: set[bytes] = set()
+        always = False
+        for raw in seeds:
+            pieces = raw.split(b" ")
+            if len(pieces) == 1:
+                if raw:
+                    inside.add(raw)
+                else:
+                    always = True
+                continue
+            left, inner, right = pieces[0], pieces[1:-1], pieces[-1]
+            if any(not w for w in inner):
+                continue  # two spaces in a row never occur in normalised text
+            try:
+                for w in inner:
+                    w.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                continue  # a token sequence that no text encodes to
+            if inner:
+                k = min(len(inner), MAX_RUN_WORDS)
+                at = max(
+                    range(len(inner) - k + 1), key=lambda i: (sum(map(len, inner[i : i + k])), -i)
+                )
+                run = b" ".join(inner[at : at + k])
+                # The partial words around a run of common words are what make it selective
+                # (only those adjacent to the chosen window can be checked).
+                left = left if at == 0 else b""
+                right = right if at + k == len(inner) else b""
+                rows.setdefault((k, 0), []).append((run, _tail(left), _head(right)))
+            elif right:
+                size = _EDGE_BYTES[min(len(right), 8)]
+                rows.setdefault((_PREFIX, size), []).append((right[:size], _tail(left), b""))
+            elif left:
+                size = _EDGE_BYTES[min(len(left), 8)]
+                rows.setdefault((_SUFFIX, size), []).append((left[-size:], b"", b""))
+            else:
+                always = True
+        tables = {v: _make_table(v, r) for v, r in sorted(rows.items())}
+        return cls(tables, tuple(sorted(inside)), always, surrogates_pass=bpe)
+
+    def select(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
+        """Per raw text: its `normalized_words`, or None when no seed can occur in them."""
+        if not texts:
+            return []
+        buf, starts = normalized_buffer(texts, punctuation_chars)
+        if self.always:
+            return _words_of(buf, starts, np.ones(len(texts), dtype=bool))
+        words = _Words.of(buf)
+        nwords = len(words.starts)
+        hits: list[np.ndarray] = []
+        runs = words.runs(k for k, _ in self.tables if k >= 1 and k <= nwords)
+        for (kind, size), table in self.tables.items():
+            if kind >= 1:
+                if kind not in runs:
+                    continue
+                keys = runs[kind]
+            else:
+                keys = _edge_keys(words, kind, size)
+            pos = np.flatnonzero(table.bitmap[_bucket(keys)])
+            if not len(pos):
+                continue
+            keys = keys[pos]
+            at = np.searchsorted(table.keys, keys)
+            at[at == len(table.keys)] = 0
+            found = table.keys[at] == keys
+            pos, keys, groups = pos[found], keys[found], table.groups[at[found]]
+            tails, heads = _neighbours(words, pos, max(kind, 0))
+            for g, (left, right, extended) in enumerate(table.extended):
+                sel = np.flatnonzero(groups & np.uint32(1 << g))
+                if len(sel):
+                    full = _full_keys(keys[sel], tails[sel], heads[sel], left, right)
+                    hits.append(words.starts[pos[sel][_member(extended, full)]])
+        if self.inside:
+            hits.append(self._inside_hits(buf, words, starts))
+        if self.surrogates_pass:
+            lead = np.flatnonzero(buf == 0xED)  # UTF-8 of U+D800..U+DFFF: ED A0..BF xx
+            hits.append(lead[buf[lead + 1] >= 0xA0])
+        selected = np.zeros(len(texts), dtype=bool)
+        if hits:
+            selected[np.searchsorted(starts, np.concatenate(hits), side="right") - 1] = True
+        return _words_of(buf, starts, selected)
+
+    def _inside_hits(self, buf: np.ndarray, words: _Words, starts: np.ndarray) -> np.ndarray:
+        """Byte offsets of seeds that lie within one word, searched in the long words only."""
+        lens = words.ends - words.starts
+        long = np.flatnonzero(lens >= min(map(len, self.inside)))
+        if not len(long):
+            return long
+        # Each long enough word with the space before it, in one buffer; `at` maps back.
+        sizes = lens[long] + 1
+        at = np.repeat(words.starts[long] - 1 - (np.cumsum(sizes) - sizes), sizes)
+        at += np.arange(len(at))
+        data = buf[at].tobytes()
+        doc_starts = np.searchsorted(at, starts).tolist()
+        found = []
+        for frag in self.inside:
+            i = data.find(frag)
+            while i != -1:
+                found.append(i)
+                doc = bisect.bisect_right(doc_starts, i)  # the next document
+                if doc >= len(doc_starts):
+                    break
+                i = data.find(frag, doc_starts[doc])
+        return at[np.array(found, dtype=np.int64)]
+
+
+def _words_of(buf: np.ndarray, starts: np.ndarray, selected: np.ndarray) -> list[list[str] | None]:
+    """The words of each selected text in the buffer (None for the others)."""
+    ends = [*starts[1:].tolist(), len(buf)]
+    out: list[list[str] | None] = [None] * len(starts)
+    for i in np.flatnonzero(selected).tolist():
+        out[i] = buf[starts[i] : ends[i]].tobytes().decode("utf-8", "surrogatepass").split()
+    return out
+
+
+_SEPARATOR = "\x00"
+
+
+_SEQ_MASKS = np.array(
+    [0] * 0xC0 + [0xFFFF] * 0x20 + [0xFFFFFF] * 0x10 + [0xFFFFFFFF] * 0x10, dtype=np.uint32
+)
+
+
+def _cased_non_ascii(buf: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """Offsets of the non-ASCII characters of the UTF-8 `buf` that str.lower() changes."""
+    if not len(lead):
+        return lead
+    v4 = np.ndarray(shape=(len(buf) - 3,), dtype="<u4", buffer=buf, strides=(1,))
+    codes = v4[lead] & _SEQ_MASKS[buf[lead]]
+    cased = []
+    for code in np.unique(codes).tolist():
+        ch = int(code).to_bytes(4, "little").rstrip(b"\x00").decode("utf-8", "surrogatepass")
+        if ch.lower() != ch:
+            cased.append(code)
+    return lead[np.isin(codes, cased)] if cased else lead[:0]
+
+
+def normalized_buffer(texts: list[str], punctuation_chars: str) -> tuple[np.ndarray, np.ndarray]:
+    """The texts lowercased, UTF-8, punctuation and whitespace as spaces, joined by a space.
+
+    Returns the bytes (with _PAD spaces around) and each text's start offset. Its words, the
+    runs of non-space bytes, are the UTF-8 of each text's `normalized_words`: a text whose
+    non-ASCII characters all lack a lowercase form is lowered by bytes.lower() (ASCII letters),
+    any other by str.lower(); every later mapping keeps byte lengths.
+    """
+    pad = " " * _PAD
+    joined = _SEPARATOR.join([pad, *texts, pad])
+    data = joined.encode("utf-8", "surrogatepass")
+    if data.count(b"\x00") != len(texts) + 1:  # some text holds a NUL itself
+        return _joined_buffer([lowered_utf8(t) for t in texts], punctuation_chars)
+    seps = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
+    lead = None
+    if joined.isascii():
+        data = data.lower()
+    else:
+        # bytes.lower() lowers ASCII letters only: enough when no other character has a
+        # lowercase form (typical: curly quotes, dashes, accented lowercase letters).
+        buf = np.frombuffer(data, dtype=np.uint8)
+        lead = np.flatnonzero(buf >= 0xC2)  # first bytes of multi-byte characters
+        cased = _cased_non_ascii(buf, lead)
+        if len(cased):
+            # Only the texts holding such a character need str.lower() (slower).
+            slow = set((np.searchsorted(seps, cased, side="right") - 1).tolist())
+            return _joined_buffer(
+                [
+                    lowered_utf8(t) if i in slow else t.encode("utf-8", "surrogatepass").lower()
+                    for i, t in enumerate(texts)
+                ],
+                punctuation_chars,
+            )
+        data = data.lower()
+    starts = seps[:-1] + 1
+    table = ascii_table(punctuation_chars + _SEPARATOR, True)
+    return _mapped(data.translate(table), starts, punctuation_chars, lead)
+
+
+def _joined_buffer(parts: list[bytes], punctuation_chars: str) -> tuple[np.ndarray, np.ndarray]:
+    """`normalized_buffer` from each text lowered and encoded, joined by a space."""
+    starts = np.cumsum([_PAD + 1] + [len(p) + 1 for p in parts[:-1]])
+    data = b" " * (_PAD + 1) + b" ".join(parts) + b" " * (_PAD + 1)
+    table = ascii_table(punctuation_chars, True)
+    return _mapped(data.translate(table), starts, punctuation_chars, None)
+
+
+def _mapped(
+    data: bytes, starts: np.ndarray, punctuation_chars: str, lead: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-ASCII punctuation and whitespace to spaces (ASCII is mapped already)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if not data.isascii():
+        buf = buf.copy()
+        if lead is None:
+            lead = np.flatnonzero(buf >= 0xC2)
+        for seq in non_ascii_utf8(punctuation_chars + WHITESPACE_CHARS):
+            at = lead[buf[lead] == seq[0]]
+            for j in range(1, len(seq)):
+                at = at[buf[at + j] == seq[j]]
+            for j in range(len(seq)):
+                buf[at + j] = 0x20
+    return buf, np.asarray(starts, dtype=np.int64)
+
+
+def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes]]) -> _Table:
+    kind, size = variant
+    # Hash each row's anchor exactly as a chunk's words are hashed: from a buffer holding
+    # the rows as "left run right", each piece a word.
+    pad = b" " * _PAD
+    line = [b" ".join(p for p in (left, anchor, right) if p) for anchor, left, right in rows]
+    words = _Words.of(np.frombuffer(pad + b" ".join(line) + pad, dtype=np.uint8))
+    counts = np.array([a.count(b" ") + 1 + bool(lf) + bool(rt) for a, lf, rt in rows])
+    has_left = np.array([bool(r[1]) for r in rows])
+    at = np.cumsum(counts) - counts + has_left  # first word of each row's anchor
+    keys = words.runs([kind])[kind][at] if kind >= 1 else _edge_keys(words, kind, size)[at]
+    unique = np.unique(keys)
+    groups = np.zeros(len(unique), dtype=np.uint32)
+    extended = []
+    sizes = np.array([(len(r[1]), len(r[2])) for r in rows]).reshape(-1, 2)
+    for g, (left, right) in enumerate(sorted({(int(x), int(y)) for x, y in sizes})):
+        sel = np.flatnonzero((sizes[:, 0] == left) & (sizes[:, 1] == right))
+        tails, heads = _neighbours(words, at[sel], max(kind, 0))
+        full = _full_keys(keys[sel], tails, heads, left, right)
+        extended.append((left, right, np.unique(full)))
+        groups[np.searchsorted(unique, keys[sel])] |= np.uint32(1 << g)
+    bitmap = np.zeros(1 << 20, dtype=bool)
+    bitmap[_bucket(keys)] = True
+    return _Table(keys=unique, bitmap=bitmap, groups=groups, extended=extended)
+
+
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which `keys` occur in `sorted_keys`."""
+    at = np.searchsorted(sorted_keys, keys)
+    at[at == len(sorted_keys)] = 0
+    return sorted_keys[at] == keys

@@ -169,8 +169,8 @@ class Scanner:
 
     # -- cluster discovery ---------------------------------------------------------------
     def ngram_ids(self, tokens: list[int], n: int, table: dict) -> list[int | None]:
-        get = table.get
-        return [get(tuple(tokens[i : i + n])) for i in range(len(tokens) - n + 1)]
+        # zip yields the n-token windows as tuples at C speed (len(tokens) - n + 1 of them).
+        return list(map(table.get, zip(*(tokens[j:] for j in range(n)), strict=False)))
 
     def find_clusters(self, ids: list[int | None]) -> list[Cluster]:
         """Sample, expand, and (the defect fix) re-check positions inside each cluster."""
@@ -732,8 +732,13 @@ def _word_to_token_bpe(
 
 def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
     """Matches in one document and whether it was fully scanned (passed the prefilter)."""
+    return detect_words(text, normalized_words(text, index.options.punctuation_chars), index)
+
+
+def detect_words(text: str, words: list[str], index: ReferenceIndex) -> tuple[list[Match], bool]:
+    """`detect_text` of a document whose normalised words are already known (`words`); the
+    text itself is only read for sentence boundaries (short-item rule)."""
     o = index.options
-    words = normalized_words(text, o.punctuation_chars)
     if len(words) < o.ngram_size:
         return [], False
     if o.prefilter and not index.prefilter.may_match(words):

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from importlib import resources
+from itertools import repeat
 from pathlib import Path
 from typing import Protocol
 
@@ -59,8 +60,7 @@ class WordTokenizer:
         return [get(w, UNKNOWN_WORD) for w in text.split()]
 
     def encode_words(self, words: list[str]) -> list[int]:
-        get = self.vocab.get
-        return [get(w, UNKNOWN_WORD) for w in words]
+        return list(map(self.vocab.get, words, repeat(UNKNOWN_WORD)))
 
     def decode(self, tokens: list[int]) -> str:
         return " ".join(self.words[t] for t in tokens)
