@@ -125,7 +125,7 @@ class Node:
             "poll_interval_seconds": 0.05,
             "checkpoint_deadline_seconds": 10,
             "deadline_margin_seconds": 15,
-            "request_timeout_seconds": 0.5,
+            "request_timeout_seconds": 5.0,  # a loaded CI box can be slow; hang tests set 0.2
             "token_ttl_seconds": 300,
         }
         spot_cfg.update(spot)
