@@ -24,6 +24,8 @@ import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import compress, count, repeat
+from operator import is_not
 
 from decon.detect.normalize import normalized_words
 from decon.detect.reference import FUNCTION_WORDS, EvalItem, ReferenceIndex
@@ -174,11 +176,19 @@ class Scanner:
 
     def find_clusters(self, ids: list[int | None]) -> list[Cluster]:
         """Sample, expand, and (the defect fix) re-check positions inside each cluster."""
-        hot, docs_of = self.index.hot, self.index.ngram_docs
-        # compat none probes every position, so no question is skipped by the stride.
-        step = 1 if self.o.extended else self.o.sample_every_m_tokens
-        total = len(ids)
+        hot = self.index.hot
         clusters: list[Cluster] = []
+        if self.o.extended:
+            # compat none probes every position, so no question is skipped by the stride:
+            # the probes that hit are exactly the non-empty ids, found at C speed.
+            i = 0
+            for p in compress(count(), map(is_not, ids, repeat(None))):
+                if p < i or ids[p] in hot:
+                    continue
+                i = max(p, self._cluster_at(p, ids, clusters) + 1)
+            return clusters
+        step = self.o.sample_every_m_tokens
+        total = len(ids)
         i = 0
         while i < total:
             nid = ids[i]
@@ -188,23 +198,28 @@ class Scanner:
             if nid in hot:
                 i += 1
                 continue
-            cluster = self.expand(i, set(docs_of[nid]), ids)
-            clusters.append(cluster)
-            tracked = set(cluster.matches)
-            end = cluster.end_idx
-            j = i + 1
-            while j <= end:
-                jid = ids[j]
-                if jid is not None and jid not in hot:
-                    new = docs_of[jid] - tracked
-                    if new:
-                        sub = self.expand(j, set(new), ids)
-                        clusters.append(sub)
-                        tracked |= new
-                        end = max(end, sub.end_idx)
-                j += 1
-            i = max(i, end + 1)
+            i = max(i, self._cluster_at(i, ids, clusters) + 1)
         return clusters
+
+    def _cluster_at(self, i: int, ids: list[int | None], clusters: list[Cluster]) -> int:
+        """Expand the hit at `i` and re-check the positions inside; the last position covered."""
+        hot, docs_of = self.index.hot, self.index.ngram_docs
+        cluster = self.expand(i, set(docs_of[ids[i]]), ids)  # type: ignore[index]
+        clusters.append(cluster)
+        tracked = set(cluster.matches)
+        end = cluster.end_idx
+        j = i + 1
+        while j <= end:
+            jid = ids[j]
+            if jid is not None and jid not in hot:
+                new = docs_of[jid] - tracked
+                if new:
+                    sub = self.expand(j, set(new), ids)
+                    clusters.append(sub)
+                    tracked |= new
+                    end = max(end, sub.end_idx)
+            j += 1
+        return end
 
     def expand(self, hit: int, initial: set[int], ids: list[int | None]) -> Cluster:
         docs_of = self.index.ngram_docs
@@ -597,6 +612,38 @@ def find_answer(
     return (a, b), "before" if b <= start else "after"
 
 
+def anchor_candidates(
+    words: list[str], by_length: dict[int, dict[tuple[str, ...], list[tuple[int, int]]]]
+) -> dict[int, set[int]]:
+    """Per item, the word positions where its question would start by one of its anchors.
+
+    Which anchors occur is one C-level set intersection per run length; only those that do
+    are then located, by `list.index` on their longest word (rare, so few false starts).
+    """
+    candidates: dict[int, set[int]] = {}
+    for k, table in by_length.items():
+        hits = table.keys() & zip(*(words[j:] for j in range(k)), strict=False)
+        if not hits:
+            continue
+        n = len(words)
+        for run in hits:
+            key = max(range(k), key=lambda j: len(run[j]))
+            word = run[key]
+            i = key - 1
+            while True:
+                try:
+                    i = words.index(word, i + 1)
+                except ValueError:
+                    break
+                start = i - key
+                if start < 0 or start + k > n:
+                    continue
+                if k == 1 or tuple(words[start : start + k]) == run:
+                    for item_id, offset in table[run]:
+                        candidates.setdefault(item_id, set()).add(start - offset)
+    return candidates
+
+
 def find_alignments(
     words: list[str], index: ReferenceIndex, boundaries: Callable[[], frozenset[int]]
 ) -> list[Alignment]:
@@ -604,14 +651,7 @@ def find_alignments(
     the best alignment per item. `boundaries()` gives the sentence boundaries (lazily)."""
     o = index.options
     items = index.items
-    candidates: dict[int, set[int]] = {}
-    for k, table in index.anchors.by_length.items():
-        get = table.get
-        for i, run in enumerate(zip(*(words[j:] for j in range(k)), strict=False)):
-            hits = get(run)
-            if hits:
-                for item_id, offset in hits:
-                    candidates.setdefault(item_id, set()).add(i - offset)
+    candidates = anchor_candidates(words, index.anchors.by_length)
     found: list[Alignment] = []
     n = len(words)
     for item_id in sorted(candidates):
