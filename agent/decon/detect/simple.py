@@ -533,9 +533,29 @@ def align_question(
     question: tuple[str, ...], words: list[str], lo: int, hi: int, max_edits: int
 ) -> tuple[int, int, int] | None:
     """Best (start, end, edits) of `question` in words[lo:hi] with at most `max_edits` word
-    edits (semi-global Levenshtein: the whole question, any stretch of the document)."""
+    edits (semi-global Levenshtein: the whole question, any stretch of the document).
+
+    Two exact shortcuts before the dynamic programme: a verbatim occurrence is the best
+    alignment (the first one: the programme prefers the smallest end), and an alignment with
+    at most `max_edits` edits matches all but `max_edits` question words to equal words of
+    the stretch, so fewer question words present in it means none."""
     seg = words[lo:hi]
     m = len(seg)
+    length = len(question)
+    first = question[0] if question else None
+    s = -1
+    while True:
+        try:
+            s = seg.index(first, s + 1)
+        except ValueError:
+            break
+        if s + length > m:
+            break
+        if tuple(seg[s : s + length]) == question:
+            return lo + s, lo + s + length, 0
+    present = set(seg)
+    if sum(1 for w in question if w in present) < length - max_edits:
+        return None
     prev = [0] * (m + 1)
     prev_start = list(range(m + 1))
     for i, w in enumerate(question, 1):
