@@ -180,13 +180,15 @@ class Scanner:
         clusters: list[Cluster] = []
         if self.o.extended:
             # compat none probes every position, so no question is skipped by the stride:
-            # the probes that hit are exactly the non-empty ids, found at C speed.
+            # the probes that hit are exactly the non-empty ids.
+            present = list(compress(count(), map(is_not, ids, repeat(None))))
             i = 0
-            for p in compress(count(), map(is_not, ids, repeat(None))):
+            for p in present:
                 if p < i or ids[p] in hot:
                     continue
-                i = max(p, self._cluster_at(p, ids, clusters) + 1)
+                i = max(p, self._cluster_at(p, ids, clusters, present) + 1)
             return clusters
+        present = None  # computed at the first hit
         step = self.o.sample_every_m_tokens
         total = len(ids)
         i = 0
@@ -198,13 +200,17 @@ class Scanner:
             if nid in hot:
                 i += 1
                 continue
-            i = max(i, self._cluster_at(i, ids, clusters) + 1)
+            if present is None:
+                present = list(compress(count(), map(is_not, ids, repeat(None))))
+            i = max(i, self._cluster_at(i, ids, clusters, present) + 1)
         return clusters
 
-    def _cluster_at(self, i: int, ids: list[int | None], clusters: list[Cluster]) -> int:
+    def _cluster_at(
+        self, i: int, ids: list[int | None], clusters: list[Cluster], present: list[int]
+    ) -> int:
         """Expand the hit at `i` and re-check the positions inside; the last position covered."""
         hot, docs_of = self.index.hot, self.index.ngram_docs
-        cluster = self.expand(i, set(docs_of[ids[i]]), ids)  # type: ignore[index]
+        cluster = self.expand(i, set(docs_of[ids[i]]), ids, present)  # type: ignore[index]
         clusters.append(cluster)
         tracked = set(cluster.matches)
         end = cluster.end_idx
@@ -214,21 +220,27 @@ class Scanner:
             if jid is not None and jid not in hot:
                 new = docs_of[jid] - tracked
                 if new:
-                    sub = self.expand(j, set(new), ids)
+                    sub = self.expand(j, set(new), ids, present)
                     clusters.append(sub)
                     tracked |= new
                     end = max(end, sub.end_idx)
             j += 1
         return end
 
-    def expand(self, hit: int, initial: set[int], ids: list[int | None]) -> Cluster:
+    def expand(
+        self, hit: int, initial: set[int], ids: list[int | None], present: list[int] | None = None
+    ) -> Cluster:
+        """Grow a cluster from `hit` per item; `present` lists the positions whose id is not
+        None (computed when not given): a run of misses is taken in one step."""
         docs_of = self.index.ngram_docs
         max_misses = self.o.question_max_consecutive_misses
         seed = ids[hit]
         matches = {d: {seed} for d in initial}
         bounds = {d: [hit, hit] for d in initial}
         total = len(ids)
-        empty: frozenset[int] = frozenset()
+        if present is None:
+            present = list(compress(count(), map(is_not, ids, repeat(None))))
+        n_present = len(present)
 
         def walk(direction: int) -> int:
             active = set(initial)
@@ -236,12 +248,31 @@ class Scanner:
             cur = hit
             side = 0 if direction < 0 else 1
             while active:
-                if (direction < 0 and cur == 0) or (direction > 0 and cur + 1 >= total):
-                    break
+                if direction > 0:
+                    if cur + 1 >= total:
+                        break
+                    k = bisect.bisect_right(present, cur)
+                    gap = (present[k] if k < n_present else total) - cur - 1
+                else:
+                    if cur == 0:
+                        break
+                    k = bisect.bisect_left(present, cur) - 1
+                    gap = cur - (present[k] if k >= 0 else -1) - 1
+                if gap:
+                    # `gap` positions without an n-gram: every active item misses at each.
+                    last_drop = max_misses - min(misses[d] for d in active)
+                    if last_drop <= gap:
+                        return cur + direction * last_drop
+                    cur += direction * gap
+                    for d in list(active):
+                        misses[d] += gap
+                        if misses[d] >= max_misses:
+                            active.discard(d)
+                    continue
                 cur += direction
                 nid = ids[cur]
-                here = docs_of[nid] if nid is not None else empty
-                inter = active & here if here else empty
+                here = docs_of[nid]  # type: ignore[index]
+                inter = active & here
                 if inter:
                     for d in inter:
                         got = matches[d]
