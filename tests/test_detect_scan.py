@@ -7,14 +7,17 @@ real eval items must be identical with the plain versions patched in.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 
 import pytest
 
 from decon.detect import simple
+from decon.detect.detector import SimpleDetector
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
+from decon.detect.pipeline import detect_chunk
 from decon.detect.reference import ReferenceIndex, build_index
 from decon.detect.report import simple_fields
 from decon.detect.simple import Cluster, Scanner, align_question, anchor_candidates
@@ -179,6 +182,14 @@ def test_findings_equal_the_plain_scan(
     monkeypatch.setattr(Scanner, "find_clusters", plain_find_clusters)
     plain = findings(index, texts)
     assert fast == plain
+    # The chunk path (numpy prefilter, anchor marks) finds the same.
+    lines = [json.dumps({"text": t}).encode() for t in texts]
+    chunk = detect_chunk(SimpleDetector(index), "in.jsonl", 0, lines)
+    by_line = dict(chunk.reports)
+    for i, want in enumerate(plain):
+        got = by_line.get(i, [])
+        assert len(got) == len(want)
+        assert [{k: r[k] for k in w} for r, w in zip(got, want, strict=True)] == want
     assert sum(map(len, plain)) >= (60 if compat == "none" else 20)
 
 
@@ -246,3 +257,17 @@ def test_align_question_equals_the_full_programme(seed: int) -> None:
         hits += want is not None
         misses += want is None
     assert hits >= 50 and misses >= 50
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "p50k"])
+def test_unanchored_mark_means_no_anchor_occurs(tokenizer: str) -> None:
+    recs, texts = corpus(80)
+    index = build_index(recs, DetectOptions(tokenizer=tokenizer))
+    texts += ["", "x", *(" ".join(run) for run in index.anchors.by_length[4])]
+    kept, anchored = index.prefilter.select_anchored(texts, PUNCTUATION)
+    assert len(kept) == len(anchored) == len(texts)
+    for text, mark in zip(texts, anchored, strict=True):
+        if not mark:
+            words = normalized_words(text, PUNCTUATION)
+            assert anchor_candidates(words, index.anchors.by_length) == {}
+    assert anchored.count(False) >= 10 and anchored.count(True) >= 50

@@ -826,9 +826,12 @@ def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
     return detect_words(text, normalized_words(text, index.options.punctuation_chars), index)
 
 
-def detect_words(text: str, words: list[str], index: ReferenceIndex) -> tuple[list[Match], bool]:
+def detect_words(
+    text: str, words: list[str], index: ReferenceIndex, anchored: bool = True
+) -> tuple[list[Match], bool]:
     """`detect_text` of a document whose normalised words are already known (`words`); the
-    text itself is only read for sentence boundaries (short-item rule)."""
+    text itself is only read for sentence boundaries (short-item rule). `anchored=False`
+    says no word anchor occurs in `words` (`Prefilter.select_anchored`): no alignment step."""
     o = index.options
     if len(words) < o.ngram_size:
         return [], False
@@ -849,7 +852,7 @@ def detect_words(text: str, words: list[str], index: ReferenceIndex) -> tuple[li
             return tok.decode(tokens[a:b])
 
     matches = detect_tokens(tokens, index, render)
-    if not o.extended or not index.anchors.by_length:
+    if not o.extended or not anchored or not index.anchors.by_length:
         return matches, True
     seen = {m.item.item_id for m in matches}
     boundaries: list[frozenset[int]] = []
