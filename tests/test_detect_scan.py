@@ -180,6 +180,7 @@ def test_findings_equal_the_plain_scan(
     monkeypatch.setattr(simple, "align_question", plain_align_question)
     monkeypatch.setattr(simple, "anchor_candidates", plain_anchor_candidates)
     monkeypatch.setattr(Scanner, "find_clusters", plain_find_clusters)
+    monkeypatch.setattr(Scanner, "may_score", lambda self, ids: True)
     plain = findings(index, texts)
     assert fast == plain
     # The chunk path (numpy prefilter, anchor marks) finds the same.
@@ -198,14 +199,18 @@ def test_clusters_equal_the_plain_scan(compat: str) -> None:
     recs, texts = corpus(60)
     index = build_index(recs, DetectOptions(compat=compat, prefilter=False))
     scanner = Scanner(index)
-    expanded = 0
+    expanded = pruned = 0
     for text in texts:
         tokens = index.tokenizer.encode_words(normalized_words(text, PUNCTUATION))
         ids = scanner.ngram_ids(tokens, index.options.ngram_size, index.question_ngrams)
         got = scanner.find_clusters(ids)
         assert got == plain_find_clusters(scanner, ids)
         expanded += len(got)
+        if not scanner.may_score(ids):  # the document-level bound: no cluster scores
+            pruned += 1
+            assert all(scanner.score(c, d, tokens) is None for c in got for d in c.matches)
     assert expanded >= 60
+    assert pruned >= 5
 
 
 def test_anchor_candidates_equal_the_plain_lookup() -> None:

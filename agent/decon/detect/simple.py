@@ -294,6 +294,30 @@ class Scanner:
         return Cluster(matches=matches, bounds=bounds, end_idx=end)
 
     # -- scoring ---------------------------------------------------------------------------
+    def may_score(self, ids: list[int | None]) -> bool:
+        """False only when no cluster of the document can reach the question IDF threshold:
+        a cluster's n-grams are among the document's, so their IDF summed per item bounds
+        every cluster's (the margin covers the summation order), and most documents that
+        pass the prefilter share one stray n-gram with an item of many."""
+        min_q = self.o.minimum_question_idf_threshold
+        if min_q <= 0:
+            return True
+        idf, docs_of = self.index.ngram_idf, self.index.ngram_docs
+        reach: dict[int, float] = {}
+        for nid in set(ids):
+            if nid is not None:
+                weight = idf[nid]
+                if weight < 0:  # (IDF is ln(N/df) with df <= N: never, but the bound needs it)
+                    return True
+                for d in docs_of[nid]:
+                    reach[d] = reach.get(d, 0.0) + weight
+        items = self.index.items
+        for d, total in reach.items():
+            need = items[d].question_idf_sum * min_q
+            if need > 0 and total >= need * (1 - 1e-9):
+                return True
+        return False
+
     def score(self, cluster: Cluster, item_id: int, tokens: list[int]) -> Match | None:
         o, index = self.o, self.index
         item = index.items[item_id]
@@ -485,6 +509,8 @@ def detect_tokens(
         return []
     scanner = Scanner(index)
     ids = scanner.ngram_ids(tokens, n, index.question_ngrams)
+    if not scanner.may_score(ids):
+        return []
     best: dict[int, Match] = {}
     for cluster in scanner.find_clusters(ids):
         for item_id in sorted(cluster.matches):
