@@ -351,17 +351,21 @@ class ChunkFilter:
         if self.always and marker is None:
             return _words_of(buf, starts, np.ones(len(texts), dtype=bool)), marked
         words = _Words.of(buf)
+        nwords = len(words.starts)
+        tables = [*self.tables, *(marker.tables if marker is not None else ())]
+        runs = words.runs(k for k, _ in tables if k >= 1 and k <= nwords)  # one pass for both
         if marker is not None and not marker.always:
-            marked = marker._selected(buf, words, starts).tolist()
+            marked = marker._selected(buf, words, starts, runs).tolist()
         if self.always:
             return _words_of(buf, starts, np.ones(len(texts), dtype=bool)), marked
-        return _words_of(buf, starts, self._selected(buf, words, starts)), marked
+        return _words_of(buf, starts, self._selected(buf, words, starts, runs)), marked
 
-    def _selected(self, buf: np.ndarray, words: _Words, starts: np.ndarray) -> np.ndarray:
-        """Per text of the buffer: whether a seed of this filter can occur in it."""
-        nwords = len(words.starts)
+    def _selected(
+        self, buf: np.ndarray, words: _Words, starts: np.ndarray, runs: dict[int, np.ndarray]
+    ) -> np.ndarray:
+        """Per text of the buffer: whether a seed of this filter can occur in it (`runs`:
+        `words.runs` for at least this filter's run lengths)."""
         hits: list[np.ndarray] = []
-        runs = words.runs(k for k, _ in self.tables if k >= 1 and k <= nwords)
         for (kind, size), table in self.tables.items():
             if kind >= 1:
                 if kind not in runs:
