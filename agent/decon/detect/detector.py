@@ -7,6 +7,7 @@ exposes a `DocumentDetector`; the file pipeline, `decon detect` and `decon run` 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,13 +36,24 @@ class DocumentDetector(Protocol):
 class ChunkPrefiltering(Protocol):
     """Optional: a detector that can rule documents out a whole chunk at a time."""
 
-    def select(self, texts: list[str]) -> list[list[str] | None]:
-        """Per text: its normalised words, or None when it cannot match (lossless)."""
+    def select(self, texts: list[str]) -> list[Any | None]:
+        """Per text: what `detect_selected` needs of it (for simple mode its normalised words
+        and whether a word anchor occurs), or None when it cannot match (lossless)."""
         ...
 
-    def detect_selected(self, text: str, words: list[str]) -> tuple[list[MatchFields], bool]:
-        """`detect` for a text `select` kept, with its words (no per-document prefilter)."""
+    def detect_selected(self, text: str, selected: Any) -> tuple[list[MatchFields], bool]:
+        """`detect` for a text `select` kept, with what `select` gave for it (no
+        per-document prefilter)."""
         ...
+
+
+@dataclass(frozen=True)
+class SelectedText:
+    """A text the chunk prefilter kept: its normalised words, and False when no word anchor
+    of the alignment rules occurs in them."""
+
+    words: list[str]
+    anchored: bool = True
 
 
 class SimpleDetector:
@@ -58,14 +70,20 @@ class SimpleDetector:
         matches, scanned = detect_text(text, self.index)
         return [simple_fields(m) for m in matches], scanned
 
-    def select(self, texts: list[str]) -> list[list[str] | None]:
+    def select(self, texts: list[str]) -> list[SelectedText | None]:
         punctuation = self.options.punctuation_chars
         if not self.options.prefilter:
-            return [normalized_words(t, punctuation) for t in texts]
-        return self.index.prefilter.select_words(texts, punctuation)
+            return [SelectedText(normalized_words(t, punctuation)) for t in texts]
+        kept, anchored = self.index.prefilter.select_anchored(texts, punctuation)
+        return [
+            None if words is None else SelectedText(words, marked)
+            for words, marked in zip(kept, anchored, strict=True)
+        ]
 
-    def detect_selected(self, text: str, words: list[str]) -> tuple[list[MatchFields], bool]:
-        matches, scanned = detect_words(text, words, self._selected_index)
+    def detect_selected(self, text: str, selected: SelectedText) -> tuple[list[MatchFields], bool]:
+        matches, scanned = detect_words(
+            text, selected.words, self._selected_index, selected.anchored
+        )
         return [simple_fields(m) for m in matches], scanned
 
 

@@ -133,10 +133,10 @@ def detect_chunk(
         kept = select(texts)
 
         def detect(i: int) -> tuple[list[dict[str, Any]], bool]:
-            words = kept[i]
-            if words is None:
+            selected = kept[i]
+            if selected is None:
                 return [], False
-            return detector.detect_selected(texts[i], words)  # type: ignore[attr-defined]
+            return detector.detect_selected(texts[i], selected)  # type: ignore[attr-defined]
 
     else:
 

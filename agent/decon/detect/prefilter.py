@@ -37,6 +37,8 @@ class Prefilter:
     fragments: tuple[str, ...]
     key_sets: dict[int, frozenset[Run]]  # the runs of each table, for set intersection
     chunk: ChunkFilter = field(default=None, compare=False)  # type: ignore[assignment]
+    # compat none: the word anchors of the alignment rules alone (see `select_anchored`).
+    anchors: ChunkFilter | None = field(default=None, compare=False)
 
     def select(self, texts: list[str], punctuation_chars: str) -> list[bool]:
         """Per raw text: False only when no seed can occur in its normalised form."""
@@ -45,6 +47,13 @@ class Prefilter:
     def select_words(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
         """Per raw text: its `normalized_words`, or None when no seed can occur in them."""
         return self.chunk.select(texts, punctuation_chars)
+
+    def select_anchored(
+        self, texts: list[str], punctuation_chars: str
+    ) -> tuple[list[list[str] | None], list[bool]]:
+        """`select_words`, and per text whether a word anchor can occur in it (False only
+        when none can, so its alignment step can be skipped; all True without anchors)."""
+        return self.chunk.select_marked(texts, punctuation_chars, self.anchors)
 
     def may_match(self, words: list[str]) -> bool:
         """False only when no indexed, non-hot question n-gram can occur in `words`."""
@@ -80,8 +89,13 @@ class Prefilter:
 MAX_BPE_ANCHOR_WORDS = 3
 
 
-def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer) -> Prefilter:
+def build_prefilter(
+    seeds: Iterable[NgramKey], tok: Tokenizer, word_anchors: Iterable[tuple[str, ...]] = ()
+) -> Prefilter:
     """Anchors for the token sequences (`seeds`, any length >= 1) at which a scan can start.
+
+    `word_anchors` (runs of normalised words) also get a chunk filter of their own, which says
+    which documents can contain one (`Prefilter.select_anchored`).
 
     Why nothing is lost: a document is scanned as the tokens of its normalised words, and the
     caller passes every token sequence that can start a match (for simple mode: the non-hot
@@ -99,6 +113,9 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer) -> Prefilter:
     """
     runs: dict[int, dict[Run, set[str]]] = {}
     fragments: set[str] = set()
+    anchor_bytes = [
+        (" " + " ".join(run) + " ").encode("utf-8", "surrogatepass") for run in word_anchors
+    ]
     seed_bytes: list[bytes] = []
     if isinstance(tok, WordTokenizer):
         vocab = tok.words
@@ -138,6 +155,7 @@ def build_prefilter(seeds: Iterable[NgramKey], tok: Tokenizer) -> Prefilter:
         key_sets={k: frozenset(table) for k, table in runs.items()},
         fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
         chunk=ChunkFilter.build(seed_bytes, bpe=not isinstance(tok, WordTokenizer)),
+        anchors=ChunkFilter.build(anchor_bytes) if anchor_bytes else None,
     )
 
 
@@ -319,15 +337,35 @@ class ChunkFilter:
 
     def select(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
         """Per raw text: its `normalized_words`, or None when no seed can occur in them."""
+        return self.select_marked(texts, punctuation_chars, None)[0]
+
+    def select_marked(
+        self, texts: list[str], punctuation_chars: str, marker: ChunkFilter | None
+    ) -> tuple[list[list[str] | None], list[bool]]:
+        """`select`, and per text whether a seed of `marker` (another filter's) can occur in
+        it: False only when none can (all True without a marker)."""
         if not texts:
-            return []
+            return [], []
         buf, starts = normalized_buffer(texts, punctuation_chars)
-        if self.always:
-            return _words_of(buf, starts, np.ones(len(texts), dtype=bool))
+        marked = [True] * len(texts)
+        if self.always and marker is None:
+            return _words_of(buf, starts, np.ones(len(texts), dtype=bool)), marked
         words = _Words.of(buf)
         nwords = len(words.starts)
+        tables = [*self.tables, *(marker.tables if marker is not None else ())]
+        runs = words.runs(k for k, _ in tables if k >= 1 and k <= nwords)  # one pass for both
+        if marker is not None and not marker.always:
+            marked = marker._selected(buf, words, starts, runs).tolist()
+        if self.always:
+            return _words_of(buf, starts, np.ones(len(texts), dtype=bool)), marked
+        return _words_of(buf, starts, self._selected(buf, words, starts, runs)), marked
+
+    def _selected(
+        self, buf: np.ndarray, words: _Words, starts: np.ndarray, runs: dict[int, np.ndarray]
+    ) -> np.ndarray:
+        """Per text of the buffer: whether a seed of this filter can occur in it (`runs`:
+        `words.runs` for at least this filter's run lengths)."""
         hits: list[np.ndarray] = []
-        runs = words.runs(k for k, _ in self.tables if k >= 1 and k <= nwords)
         for (kind, size), table in self.tables.items():
             if kind >= 1:
                 if kind not in runs:
@@ -354,10 +392,10 @@ class ChunkFilter:
         if self.surrogates_pass:
             lead = np.flatnonzero(buf == 0xED)  # UTF-8 of U+D800..U+DFFF: ED A0..BF xx
             hits.append(lead[buf[lead + 1] >= 0xA0])
-        selected = np.zeros(len(texts), dtype=bool)
+        selected = np.zeros(len(starts), dtype=bool)
         if hits:
             selected[np.searchsorted(starts, np.concatenate(hits), side="right") - 1] = True
-        return _words_of(buf, starts, selected)
+        return selected
 
     def _inside_hits(self, buf: np.ndarray, words: _Words, starts: np.ndarray) -> np.ndarray:
         """Byte offsets of seeds that lie within one word, searched in the long words only."""

@@ -449,7 +449,8 @@ class _Builder:
         ]
         # compat none: an aligned question keeps one of its anchors intact.
         seeds.extend(sorted(self.anchor_seeds - set(seeds)))
-        prefilter = build_prefilter(seeds, self.tok)
+        word_anchors = sorted(run for table in self.anchors.by_length.values() for run in table)
+        prefilter = build_prefilter(seeds, self.tok, word_anchors)
         return ReferenceIndex(
             options=o,
             tokenizer=self.tok,

@@ -24,6 +24,8 @@ import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import compress, count, repeat
+from operator import is_not
 
 from decon.detect.normalize import normalized_words
 from decon.detect.reference import FUNCTION_WORDS, EvalItem, ReferenceIndex
@@ -174,11 +176,21 @@ class Scanner:
 
     def find_clusters(self, ids: list[int | None]) -> list[Cluster]:
         """Sample, expand, and (the defect fix) re-check positions inside each cluster."""
-        hot, docs_of = self.index.hot, self.index.ngram_docs
-        # compat none probes every position, so no question is skipped by the stride.
-        step = 1 if self.o.extended else self.o.sample_every_m_tokens
-        total = len(ids)
+        hot = self.index.hot
         clusters: list[Cluster] = []
+        if self.o.extended:
+            # compat none probes every position, so no question is skipped by the stride:
+            # the probes that hit are exactly the non-empty ids.
+            present = list(compress(count(), map(is_not, ids, repeat(None))))
+            i = 0
+            for p in present:
+                if p < i or ids[p] in hot:
+                    continue
+                i = max(p, self._cluster_at(p, ids, clusters, present) + 1)
+            return clusters
+        present = None  # computed at the first hit
+        step = self.o.sample_every_m_tokens
+        total = len(ids)
         i = 0
         while i < total:
             nid = ids[i]
@@ -188,32 +200,47 @@ class Scanner:
             if nid in hot:
                 i += 1
                 continue
-            cluster = self.expand(i, set(docs_of[nid]), ids)
-            clusters.append(cluster)
-            tracked = set(cluster.matches)
-            end = cluster.end_idx
-            j = i + 1
-            while j <= end:
-                jid = ids[j]
-                if jid is not None and jid not in hot:
-                    new = docs_of[jid] - tracked
-                    if new:
-                        sub = self.expand(j, set(new), ids)
-                        clusters.append(sub)
-                        tracked |= new
-                        end = max(end, sub.end_idx)
-                j += 1
-            i = max(i, end + 1)
+            if present is None:
+                present = list(compress(count(), map(is_not, ids, repeat(None))))
+            i = max(i, self._cluster_at(i, ids, clusters, present) + 1)
         return clusters
 
-    def expand(self, hit: int, initial: set[int], ids: list[int | None]) -> Cluster:
+    def _cluster_at(
+        self, i: int, ids: list[int | None], clusters: list[Cluster], present: list[int]
+    ) -> int:
+        """Expand the hit at `i` and re-check the positions inside; the last position covered."""
+        hot, docs_of = self.index.hot, self.index.ngram_docs
+        cluster = self.expand(i, set(docs_of[ids[i]]), ids, present)  # type: ignore[index]
+        clusters.append(cluster)
+        tracked = set(cluster.matches)
+        end = cluster.end_idx
+        j = i + 1
+        while j <= end:
+            jid = ids[j]
+            if jid is not None and jid not in hot:
+                new = docs_of[jid] - tracked
+                if new:
+                    sub = self.expand(j, set(new), ids, present)
+                    clusters.append(sub)
+                    tracked |= new
+                    end = max(end, sub.end_idx)
+            j += 1
+        return end
+
+    def expand(
+        self, hit: int, initial: set[int], ids: list[int | None], present: list[int] | None = None
+    ) -> Cluster:
+        """Grow a cluster from `hit` per item; `present` lists the positions whose id is not
+        None (computed when not given): a run of misses is taken in one step."""
         docs_of = self.index.ngram_docs
         max_misses = self.o.question_max_consecutive_misses
         seed = ids[hit]
         matches = {d: {seed} for d in initial}
         bounds = {d: [hit, hit] for d in initial}
         total = len(ids)
-        empty: frozenset[int] = frozenset()
+        if present is None:
+            present = list(compress(count(), map(is_not, ids, repeat(None))))
+        n_present = len(present)
 
         def walk(direction: int) -> int:
             active = set(initial)
@@ -221,12 +248,31 @@ class Scanner:
             cur = hit
             side = 0 if direction < 0 else 1
             while active:
-                if (direction < 0 and cur == 0) or (direction > 0 and cur + 1 >= total):
-                    break
+                if direction > 0:
+                    if cur + 1 >= total:
+                        break
+                    k = bisect.bisect_right(present, cur)
+                    gap = (present[k] if k < n_present else total) - cur - 1
+                else:
+                    if cur == 0:
+                        break
+                    k = bisect.bisect_left(present, cur) - 1
+                    gap = cur - (present[k] if k >= 0 else -1) - 1
+                if gap:
+                    # `gap` positions without an n-gram: every active item misses at each.
+                    last_drop = max_misses - min(misses[d] for d in active)
+                    if last_drop <= gap:
+                        return cur + direction * last_drop
+                    cur += direction * gap
+                    for d in list(active):
+                        misses[d] += gap
+                        if misses[d] >= max_misses:
+                            active.discard(d)
+                    continue
                 cur += direction
                 nid = ids[cur]
-                here = docs_of[nid] if nid is not None else empty
-                inter = active & here if here else empty
+                here = docs_of[nid]  # type: ignore[index]
+                inter = active & here
                 if inter:
                     for d in inter:
                         got = matches[d]
@@ -248,6 +294,30 @@ class Scanner:
         return Cluster(matches=matches, bounds=bounds, end_idx=end)
 
     # -- scoring ---------------------------------------------------------------------------
+    def may_score(self, ids: list[int | None]) -> bool:
+        """False only when no cluster of the document can reach the question IDF threshold:
+        a cluster's n-grams are among the document's, so their IDF summed per item bounds
+        every cluster's (the margin covers the summation order), and most documents that
+        pass the prefilter share one stray n-gram with an item of many."""
+        min_q = self.o.minimum_question_idf_threshold
+        if min_q <= 0:
+            return True
+        idf, docs_of = self.index.ngram_idf, self.index.ngram_docs
+        reach: dict[int, float] = {}
+        for nid in set(ids):
+            if nid is not None:
+                weight = idf[nid]
+                if weight < 0:  # (IDF is ln(N/df) with df <= N: never, but the bound needs it)
+                    return True
+                for d in docs_of[nid]:
+                    reach[d] = reach.get(d, 0.0) + weight
+        items = self.index.items
+        for d, total in reach.items():
+            need = items[d].question_idf_sum * min_q
+            if need > 0 and total >= need * (1 - 1e-9):
+                return True
+        return False
+
     def score(self, cluster: Cluster, item_id: int, tokens: list[int]) -> Match | None:
         o, index = self.o, self.index
         item = index.items[item_id]
@@ -439,6 +509,8 @@ def detect_tokens(
         return []
     scanner = Scanner(index)
     ids = scanner.ngram_ids(tokens, n, index.question_ngrams)
+    if not scanner.may_score(ids):
+        return []
     best: dict[int, Match] = {}
     for cluster in scanner.find_clusters(ids):
         for item_id in sorted(cluster.matches):
@@ -518,9 +590,29 @@ def align_question(
     question: tuple[str, ...], words: list[str], lo: int, hi: int, max_edits: int
 ) -> tuple[int, int, int] | None:
     """Best (start, end, edits) of `question` in words[lo:hi] with at most `max_edits` word
-    edits (semi-global Levenshtein: the whole question, any stretch of the document)."""
+    edits (semi-global Levenshtein: the whole question, any stretch of the document).
+
+    Two exact shortcuts before the dynamic programme: a verbatim occurrence is the best
+    alignment (the first one: the programme prefers the smallest end), and an alignment with
+    at most `max_edits` edits matches all but `max_edits` question words to equal words of
+    the stretch, so fewer question words present in it means none."""
     seg = words[lo:hi]
     m = len(seg)
+    length = len(question)
+    first = question[0] if question else None
+    s = -1
+    while True:
+        try:
+            s = seg.index(first, s + 1)
+        except ValueError:
+            break
+        if s + length > m:
+            break
+        if tuple(seg[s : s + length]) == question:
+            return lo + s, lo + s + length, 0
+    present = set(seg)
+    if sum(1 for w in question if w in present) < length - max_edits:
+        return None
     prev = [0] * (m + 1)
     prev_start = list(range(m + 1))
     for i, w in enumerate(question, 1):
@@ -597,6 +689,38 @@ def find_answer(
     return (a, b), "before" if b <= start else "after"
 
 
+def anchor_candidates(
+    words: list[str], by_length: dict[int, dict[tuple[str, ...], list[tuple[int, int]]]]
+) -> dict[int, set[int]]:
+    """Per item, the word positions where its question would start by one of its anchors.
+
+    Which anchors occur is one C-level set intersection per run length; only those that do
+    are then located, by `list.index` on their longest word (rare, so few false starts).
+    """
+    candidates: dict[int, set[int]] = {}
+    for k, table in by_length.items():
+        hits = table.keys() & zip(*(words[j:] for j in range(k)), strict=False)
+        if not hits:
+            continue
+        n = len(words)
+        for run in hits:
+            key = max(range(k), key=lambda j: len(run[j]))
+            word = run[key]
+            i = key - 1
+            while True:
+                try:
+                    i = words.index(word, i + 1)
+                except ValueError:
+                    break
+                start = i - key
+                if start < 0 or start + k > n:
+                    continue
+                if k == 1 or tuple(words[start : start + k]) == run:
+                    for item_id, offset in table[run]:
+                        candidates.setdefault(item_id, set()).add(start - offset)
+    return candidates
+
+
 def find_alignments(
     words: list[str], index: ReferenceIndex, boundaries: Callable[[], frozenset[int]]
 ) -> list[Alignment]:
@@ -604,14 +728,7 @@ def find_alignments(
     the best alignment per item. `boundaries()` gives the sentence boundaries (lazily)."""
     o = index.options
     items = index.items
-    candidates: dict[int, set[int]] = {}
-    for k, table in index.anchors.by_length.items():
-        get = table.get
-        for i, run in enumerate(zip(*(words[j:] for j in range(k)), strict=False)):
-            hits = get(run)
-            if hits:
-                for item_id, offset in hits:
-                    candidates.setdefault(item_id, set()).add(i - offset)
+    candidates = anchor_candidates(words, index.anchors.by_length)
     found: list[Alignment] = []
     n = len(words)
     for item_id in sorted(candidates):
@@ -735,9 +852,12 @@ def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
     return detect_words(text, normalized_words(text, index.options.punctuation_chars), index)
 
 
-def detect_words(text: str, words: list[str], index: ReferenceIndex) -> tuple[list[Match], bool]:
+def detect_words(
+    text: str, words: list[str], index: ReferenceIndex, anchored: bool = True
+) -> tuple[list[Match], bool]:
     """`detect_text` of a document whose normalised words are already known (`words`); the
-    text itself is only read for sentence boundaries (short-item rule)."""
+    text itself is only read for sentence boundaries (short-item rule). `anchored=False`
+    says no word anchor occurs in `words` (`Prefilter.select_anchored`): no alignment step."""
     o = index.options
     if len(words) < o.ngram_size:
         return [], False
@@ -758,7 +878,7 @@ def detect_words(text: str, words: list[str], index: ReferenceIndex) -> tuple[li
             return tok.decode(tokens[a:b])
 
     matches = detect_tokens(tokens, index, render)
-    if not o.extended or not index.anchors.by_length:
+    if not o.extended or not anchored or not index.anchors.by_length:
         return matches, True
     seen = {m.item.item_id for m in matches}
     boundaries: list[frozenset[int]] = []

@@ -1,0 +1,278 @@
+"""The fast paths of the simple-mode scan give exactly what the straightforward code gives.
+
+Kept here: the plain versions (every position probed one by one, every anchor run looked up
+at every position, the full edit-distance programme). The detector's findings on a corpus of
+real eval items must be identical with the plain versions patched in.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+
+import pytest
+
+from decon.detect import simple
+from decon.detect.detector import SimpleDetector
+from decon.detect.normalize import normalized_words
+from decon.detect.options import DetectOptions
+from decon.detect.pipeline import detect_chunk
+from decon.detect.reference import ReferenceIndex, build_index
+from decon.detect.report import simple_fields
+from decon.detect.simple import Cluster, Scanner, align_question, anchor_candidates
+
+
+def plain_align_question(
+    question: tuple[str, ...], words: list[str], lo: int, hi: int, max_edits: int
+) -> tuple[int, int, int] | None:
+    seg = words[lo:hi]
+    m = len(seg)
+    prev = [0] * (m + 1)
+    prev_start = list(range(m + 1))
+    for i, w in enumerate(question, 1):
+        cur = [i] * (m + 1)
+        cur_start = [0] * (m + 1)
+        best = i
+        for j in range(1, m + 1):
+            sub = prev[j - 1] + (seg[j - 1] != w)
+            dele = prev[j] + 1
+            ins = cur[j - 1] + 1
+            if sub <= dele and sub <= ins:
+                c, st = sub, prev_start[j - 1]
+            elif dele <= ins:
+                c, st = dele, prev_start[j]
+            else:
+                c, st = ins, cur_start[j - 1]
+            cur[j] = c
+            cur_start[j] = st
+            best = min(best, c)
+        if best > max_edits:
+            return None
+        prev, prev_start = cur, cur_start
+    end = min(range(m + 1), key=lambda j: (prev[j], j))
+    if prev[end] > max_edits:
+        return None
+    return lo + prev_start[end], lo + end, prev[end]
+
+
+def plain_anchor_candidates(
+    words: list[str], by_length: dict[int, dict[tuple[str, ...], list[tuple[int, int]]]]
+) -> dict[int, set[int]]:
+    candidates: dict[int, set[int]] = {}
+    for k, table in by_length.items():
+        for i in range(len(words) - k + 1):
+            for item_id, offset in table.get(tuple(words[i : i + k]), ()):
+                candidates.setdefault(item_id, set()).add(i - offset)
+    return candidates
+
+
+def plain_find_clusters(self: Scanner, ids: list[int | None]) -> list[Cluster]:
+    hot, docs_of = self.index.hot, self.index.ngram_docs
+    step = 1 if self.o.extended else self.o.sample_every_m_tokens
+    clusters: list[Cluster] = []
+    i = 0
+    while i < len(ids):
+        nid = ids[i]
+        if nid is None:
+            i += step
+            continue
+        if nid in hot:
+            i += 1
+            continue
+        cluster = plain_expand(self, i, set(docs_of[nid]), ids)
+        clusters.append(cluster)
+        tracked = set(cluster.matches)
+        end = cluster.end_idx
+        j = i + 1
+        while j <= end:
+            jid = ids[j]
+            if jid is not None and jid not in hot:
+                new = docs_of[jid] - tracked
+                if new:
+                    sub = plain_expand(self, j, set(new), ids)
+                    clusters.append(sub)
+                    tracked |= new
+                    end = max(end, sub.end_idx)
+            j += 1
+        i = max(i, end + 1)
+    return clusters
+
+
+def plain_expand(self: Scanner, hit: int, initial: set[int], ids: list[int | None]) -> Cluster:
+    docs_of = self.index.ngram_docs
+    max_misses = self.o.question_max_consecutive_misses
+    matches = {d: {ids[hit]} for d in initial}
+    bounds = {d: [hit, hit] for d in initial}
+
+    def walk(direction: int) -> int:
+        active = set(initial)
+        misses = dict.fromkeys(initial, 0)
+        cur = hit
+        while active:
+            if (direction < 0 and cur == 0) or (direction > 0 and cur + 1 >= len(ids)):
+                break
+            cur += direction
+            nid = ids[cur]
+            here = docs_of[nid] if nid is not None else frozenset()
+            for d in list(active):
+                if d in here:
+                    if nid not in matches[d]:
+                        matches[d].add(nid)
+                        misses[d] = 0
+                    bounds[d][0 if direction < 0 else 1] = cur
+                else:
+                    misses[d] += 1
+                    if misses[d] >= max_misses:
+                        active.discard(d)
+        return cur
+
+    walk(-1)
+    return Cluster(matches=matches, bounds=bounds, end_idx=walk(+1))
+
+
+PUNCTUATION = DetectOptions().punctuation_chars
+
+
+def corpus(docs: int) -> tuple[list[tuple[str, int, dict]], list[str]]:
+    """Real eval items planted whole, cut, edited, repeated and interleaved into prose."""
+    from decon.synth.benchmarks import load_benchmark
+    from decon.synth.edits import light_edit
+    from decon.synth.text import build_filler_pool, natural_paragraphs
+
+    rng = random.Random(31)
+    items = []
+    for key in ("humaneval", "gsm8k", "mmlu", "csqa"):
+        got = load_benchmark(key)
+        items += rng.sample(got, min(25, len(got)))
+    recs = [("ref.jsonl", i, it.record(i)) for i, it in enumerate(items)]
+    pool = build_filler_pool()
+    texts = []
+    for i in range(docs):
+        parts = natural_paragraphs(pool, rng, 500)
+        a, b = items[i % len(items)], rng.choice(items)
+        words = a.question.split()
+        cut = rng.randrange(max(1, len(words) - 6))
+        plants = [
+            a.question + " " + (a.answer or ""),
+            " ".join(words[cut : cut + rng.randint(5, 25)]),
+            (a.answer or "") + "\n" + light_edit(a.question, rng)[0],
+            a.question + " " + b.question + " " + a.question,
+        ]
+        for _ in range(rng.randint(0, 2)):
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(plants))
+        texts.append("\n\n".join(parts))
+    return recs, texts
+
+
+def findings(index: ReferenceIndex, texts: list[str]) -> list[list[dict]]:
+    return [[simple_fields(m) for m in simple.detect_text(t, index)[0]] for t in texts]
+
+
+@pytest.mark.parametrize("compat", ["none", "decon"])
+@pytest.mark.parametrize("tokenizer", ["word", "p50k"])
+def test_findings_equal_the_plain_scan(
+    tokenizer: str, compat: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recs, texts = corpus(120)
+    index = build_index(recs, DetectOptions(tokenizer=tokenizer, compat=compat))
+    fast = findings(index, texts)
+    monkeypatch.setattr(simple, "align_question", plain_align_question)
+    monkeypatch.setattr(simple, "anchor_candidates", plain_anchor_candidates)
+    monkeypatch.setattr(Scanner, "find_clusters", plain_find_clusters)
+    monkeypatch.setattr(Scanner, "may_score", lambda self, ids: True)
+    plain = findings(index, texts)
+    assert fast == plain
+    # The chunk path (numpy prefilter, anchor marks) finds the same.
+    lines = [json.dumps({"text": t}).encode() for t in texts]
+    chunk = detect_chunk(SimpleDetector(index), "in.jsonl", 0, lines)
+    by_line = dict(chunk.reports)
+    for i, want in enumerate(plain):
+        got = by_line.get(i, [])
+        assert len(got) == len(want)
+        assert [{k: r[k] for k in w} for r, w in zip(got, want, strict=True)] == want
+    assert sum(map(len, plain)) >= (60 if compat == "none" else 20)
+
+
+@pytest.mark.parametrize("compat", ["none", "decon"])
+def test_clusters_equal_the_plain_scan(compat: str) -> None:
+    recs, texts = corpus(60)
+    index = build_index(recs, DetectOptions(compat=compat, prefilter=False))
+    scanner = Scanner(index)
+    expanded = pruned = 0
+    for text in texts:
+        tokens = index.tokenizer.encode_words(normalized_words(text, PUNCTUATION))
+        ids = scanner.ngram_ids(tokens, index.options.ngram_size, index.question_ngrams)
+        got = scanner.find_clusters(ids)
+        assert got == plain_find_clusters(scanner, ids)
+        expanded += len(got)
+        if not scanner.may_score(ids):  # the document-level bound: no cluster scores
+            pruned += 1
+            assert all(scanner.score(c, d, tokens) is None for c in got for d in c.matches)
+    assert expanded >= 60
+    assert pruned >= 5
+
+
+def test_anchor_candidates_equal_the_plain_lookup() -> None:
+    recs, texts = corpus(60)
+    index = build_index(recs, DetectOptions())
+    found = 0
+    for text in texts:
+        words = normalized_words(text, PUNCTUATION)
+        got = anchor_candidates(words, index.anchors.by_length)
+        assert got == plain_anchor_candidates(words, index.anchors.by_length)
+        found += len(got)
+    assert found >= 30
+
+
+def edited(rng: random.Random, words: list[str], vocab: list[str], edits: int) -> list[str]:
+    out = list(words)
+    for _ in range(edits):
+        op = rng.randrange(3) if out else 1
+        at = rng.randrange(len(out) + (op == 1))
+        if op == 0:
+            out[at] = rng.choice(vocab)
+        elif op == 1:
+            out.insert(at, rng.choice(vocab))
+        else:
+            del out[at]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_align_question_equals_the_full_programme(seed: int) -> None:
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(6)]  # few words: repeats, periodic questions, near misses
+    check: Callable[..., tuple[int, int, int] | None] = align_question
+    hits = misses = 0
+    for _ in range(400):
+        question = tuple(rng.choice(vocab) for _ in range(rng.randint(1, 9)))
+        if rng.random() < 0.2:
+            question = (question[:2] or question) * 4
+        body = edited(rng, list(question), vocab, rng.randint(0, 4))
+        if rng.random() < 0.3:
+            body += body
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 5))] + body
+        words += [rng.choice(vocab) for _ in range(rng.randint(0, 5))]
+        lo = rng.randint(0, 3)
+        hi = rng.randint(lo, len(words) + 2)
+        max_edits = rng.randint(0, 3)
+        want = plain_align_question(question, words, lo, hi, max_edits)
+        assert check(question, words, lo, hi, max_edits) == want, (question, words, lo, hi)
+        hits += want is not None
+        misses += want is None
+    assert hits >= 50 and misses >= 50
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "p50k"])
+def test_unanchored_mark_means_no_anchor_occurs(tokenizer: str) -> None:
+    recs, texts = corpus(80)
+    index = build_index(recs, DetectOptions(tokenizer=tokenizer))
+    texts += ["", "x", *(" ".join(run) for run in index.anchors.by_length[4])]
+    kept, anchored = index.prefilter.select_anchored(texts, PUNCTUATION)
+    assert len(kept) == len(anchored) == len(texts)
+    for text, mark in zip(texts, anchored, strict=True):
+        if not mark:
+            words = normalized_words(text, PUNCTUATION)
+            assert anchor_candidates(words, index.anchors.by_length) == {}
+    assert anchored.count(False) >= 10 and anchored.count(True) >= 50
