@@ -33,7 +33,7 @@ SLOW_FILE = "part-z/slow-000.jsonl.gz"  # sorts and downloads last: detected aft
 # Clean natural text, repeated: under TCG the guest needs minutes for it, so a spot notice sent
 # when it starts lands while it is in progress (the job cancels between chunks).
 SLOW_FILE_DOCS = 6000
-SLOW_FILE_REPEATS = 4
+SLOW_FILE_REPEATS = 10
 
 
 def put_job_inputs(
