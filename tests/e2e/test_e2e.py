@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from harness import ARTIFACTS, S3_URL_IN_GUEST, BootVm, check_user_data_schema
+from harness import ARTIFACTS, S3_URL_IN_GUEST, BootVm, Vm, check_user_data_schema
 from imds_standin import ImdsStandin
 from probe import DONE_FILE, PROBE_KEY_PREFIX, RELEASE_FILE, probe_user_data
 from scenario import (
@@ -293,7 +293,10 @@ def test_finalize_twice_second_is_noop(
 
     vm.wait_for_ssh(timeout=300)
     vm.wait_for_guest_file(POWEROFF_CALLS, timeout=GUEST_RUN_TIMEOUT)
-    status = vm.systemctl_status()
+    status = wait_for_final_status(vm)
+    # The wrapper's last STATUS= outlives it: how the run ended, not "finalizing ...".
+    assert "Active: inactive (dead)" in status, status
+    assert 'job normal (exit 0), finalized"' in status, status
     run_id, sentinel = only_success(client)
     assert sentinel["completion_status"] == "normal", sentinel
     success_key = f"out/{JOB_ID}/runs/{run_id}/_SUCCESS"
@@ -327,3 +330,15 @@ def index_of(items: list[str], prefix: str) -> int:
         if item.startswith(prefix):
             return index
     raise AssertionError(f"no {prefix!r} in {items}")
+
+
+def wait_for_final_status(vm: Vm, timeout: float = 300) -> str:
+    """`systemctl status decon` once the wrapper has exited and sent its final STATUS=."""
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = vm.systemctl_status()
+        if 'Status: "finished run_id=' in status:
+            return status
+        time.sleep(3)
+    raise AssertionError(f"no final status in {timeout:.0f}s:\n{status}")
