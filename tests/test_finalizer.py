@@ -425,38 +425,63 @@ def test_manual_rerun_after_failure_succeeds_and_removes_failed_upload(node_root
 
 def test_keep_policy_waits_with_the_lock_released_then_powers_off(node_root, s3, faulty_proxy):
     node = make_node(
-        node_root, s3, endpoint=faulty_proxy.endpoint, on_upload_failure="keep", keep_seconds=120
+        node_root, s3, endpoint=faulty_proxy.endpoint, on_upload_failure="keep", keep_seconds=25
     )
     faulty_proxy.fail("503", key_contains="/manifest.json", times=-1)
-    during_keep: dict[str, object] = {}
+    during_keep: list[bool] = []
 
     class KeepTime(FakeTime):
         def sleep(self, seconds: float) -> None:
             super().sleep(seconds)
-            if seconds != 120:
+            if len(self.waits) <= 6:  # the upload backoff
                 return
             fd = os.open(node.cfg.node.lock_file, os.O_RDWR)
             try:  # the lock is free while the node is kept
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.flock(fd, fcntl.LOCK_UN)
-                during_keep["lock_free"] = True
+                during_keep.append(not node.poweroffs())
             finally:
                 os.close(fd)
-            during_keep["poweroffs"] = node.poweroffs()
-            faulty_proxy.clear()  # the operator fixes the cause and reruns meanwhile
-            rerun, _ = finalize(node, FinalizeRequest(poweroff=False))
-            during_keep["rerun"] = rerun.status
 
     time = KeepTime()
     result, _ = finalize(node, time=time)
 
-    assert time.waits == [1, 2, 4, 8, 16, 32, 120]
-    assert during_keep == {"lock_free": True, "poweroffs": [], "rerun": "success"}
+    assert time.waits == [1, 2, 4, 8, 16, 32, 10, 10, 5]  # keep_seconds in checked slices
+    assert during_keep == [True, True, True]
     assert result.status == "failed_upload" and result.powered_off
     seen = states(node.log_text())
     assert seen.index("FINALIZE_FAILED") < seen.index("FINALIZE_KEEP") < seen.index("TERMINATING")
-    assert "poweroff_at=2026-11-23T14:03:03Z" in node.log_text()  # 63 s of waits + 120 s
-    assert node.poweroffs() == ["poweroff success=yes failed=no"]
+    assert "FINALIZE_KEEP_ENDED" not in seen
+    assert "poweroff_at=2026-11-23T14:01:28Z" in node.log_text()  # 63 s of waits + 25 s
+    assert node.poweroffs() == ["poweroff success=no failed=yes"]
+
+
+def test_keep_ends_early_when_an_operator_rerun_writes_success(node_root, s3, faulty_proxy):
+    node = make_node(
+        node_root, s3, endpoint=faulty_proxy.endpoint, on_upload_failure="keep", keep_seconds=120
+    )
+    faulty_proxy.fail("503", key_contains="/manifest.json", times=-1)
+    reruns: list[str] = []
+
+    class KeepTime(FakeTime):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if len(self.waits) == 7:  # the first keep slice: the operator fixes it and reruns
+                faulty_proxy.clear()
+                rerun, _ = finalize(node, FinalizeRequest(poweroff=False))
+                reruns.append(rerun.status)
+
+    time = KeepTime()
+    result, _ = finalize(node, time=time)
+
+    assert reruns == ["success"]
+    assert time.waits == [1, 2, 4, 8, 16, 32, 10]  # not the whole 120 s
+    seen = states(node.log_text())
+    assert seen.index("FINALIZE_KEEP") < seen.index("FINALIZE_SUCCESS")
+    assert seen.index("FINALIZE_SUCCESS") < seen.index("FINALIZE_KEEP_ENDED")
+    assert seen.index("FINALIZE_KEEP_ENDED") < seen.index("TERMINATING")
+    assert result.status == "failed_upload" and result.powered_off
+    assert "_FAILED_UPLOAD" not in node.keys(s3) and node.sentinel(s3)["status"] == "success"
 
 
 # --- outcome, dry run, errors ---------------------------------------------------------------

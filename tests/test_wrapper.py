@@ -21,9 +21,10 @@ import yaml
 from conftest import make_config
 from decon.config import config_to_dict
 from decon.node.imds import ImdsError
-from decon.node.state import NodeState, SpotNotice
+from decon.node.state import NodeState, Outcome, SpotNotice
 from decon.node.wrapper import (
     decide_run,
+    finished_status,
     imds_instance_id_lookup,
     progress_text,
     watchdog_interval,
@@ -314,6 +315,19 @@ def test_normal_exit_notify_sequence_progress_and_job_status(tmp_path, notify_so
     assert argv[argv.index("--reason") + 1] == "job exited 0"
     assert call["env"]["NOTIFY_SOCKET"] == path
     assert "FINALIZER_EXIT run_id=" in node.log() and "exit_code=1" in node.log()
+    # The last STATUS= is what `systemctl status` keeps showing after the unit ends.
+    statuses = [d for d in got if "STATUS=" in d]
+    assert statuses[-1].startswith("STATUS=finished run_id="), statuses
+    assert "job normal (exit 0), finalizer exited 1" in statuses[-1]
+    assert got.index(statuses[-1]) > final[0]
+
+
+def test_finished_status_says_how_job_and_finalizer_ended():
+    ok = finished_status("r1", Outcome.from_exit(0), 0)
+    assert ok == "finished run_id=r1: job normal (exit 0), finalized"
+    failed = finished_status("r1", Outcome.from_exit(143), 1)
+    assert failed.startswith("finished run_id=r1: job interrupted (exit 143), finalizer exited 1")
+    assert "decon-finalize" in failed
 
 
 def test_exit_code_captured_without_notify_socket(tmp_path):

@@ -108,12 +108,19 @@ def ensure_image(cache: Path | None = None) -> tuple[GuestImage, float]:
 
 
 def build_wheelhouse(dest: Path, repo: Path = REPO) -> list[Path]:
-    """`pip wheel` the checkout and all its dependencies into `dest` (runs on the host)."""
+    """`pip wheel` the checkout and all its dependencies into `dest` (runs on the host).
+
+    Serialized by a lock: pip builds in the checkout's tree (build/, *.egg-info), so two test
+    processes building at once break each other."""
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", str(repo), "-w", str(dest)],
-        check=True,
-    )
+    cache = cache_root()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", str(repo), "-w", str(dest)],
+            check=True,
+        )
     return sorted(dest.glob("*.whl"))
 
 

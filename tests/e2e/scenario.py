@@ -3,6 +3,7 @@ S3 at the harness's guest address and pip-installs from the wheelhouse, and ways
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import time
@@ -28,11 +29,31 @@ INPUT_PREFIX = "input/"
 REFERENCE_PREFIX = "reference/"
 
 
-def put_job_inputs(client: Any, workdir: Path, files: int = 3) -> list[str]:
-    """Plant a small corpus, upload its shards and reference to S3; return the input names."""
+SLOW_FILE = "part-z/slow-000.jsonl.gz"  # sorts and downloads last: detected after the others
+# Clean natural text, repeated: under TCG the guest needs minutes for it, so a spot notice sent
+# when it starts lands while it is in progress (the job cancels between chunks).
+SLOW_FILE_DOCS = 6000
+SLOW_FILE_REPEATS = 10
+
+
+def put_job_inputs(
+    client: Any, workdir: Path, files: int = 3, slow_file: bool = False
+) -> list[str]:
+    """Plant a corpus, upload its shards and reference to S3; return the input names.
+
+    Question+answer documents (long enough to be flagged, as in tests/test_jobrun_wrapper_e2e.py)
+    and clean ones. `slow_file` adds SLOW_FILE, a large clean file that takes minutes in the VM.
+    """
     corpus = make_corpus(
         workdir / "corpus",
-        CorpusSpec(items_per_benchmark=3, held_out_per_benchmark=1, docs_per_kind=2, files=files),
+        CorpusSpec(
+            benchmarks=("humaneval", "gsm8k"),
+            items_per_benchmark=3,
+            held_out_per_benchmark=1,
+            docs_per_kind=0,
+            kind_counts={"question_answer": 4, "clean_natural": 2},
+            files=files,
+        ),
     )
     client.create_bucket(Bucket=BUCKET)
     for rel in corpus.files:
@@ -41,11 +62,40 @@ def put_job_inputs(client: Any, workdir: Path, files: int = 3) -> list[str]:
         if path.is_file():
             rel = path.relative_to(corpus.reference_dir).as_posix()
             client.upload_file(str(path), BUCKET, REFERENCE_PREFIX + rel)
-    return list(corpus.files)
+    names = list(corpus.files)
+    if slow_file:
+        path = make_slow_file(workdir / "slow")
+        client.upload_file(str(path), BUCKET, INPUT_PREFIX + SLOW_FILE)
+        names.append(SLOW_FILE)
+    return names
 
 
-def job_config(**node: Any) -> Config:
-    """The job as an operator would write it for EC2, pointed at the harness's services."""
+def make_slow_file(workdir: Path) -> Path:
+    """A large gzip JSONL of clean natural documents (SLOW_FILE_DOCS x SLOW_FILE_REPEATS lines)."""
+    corpus = make_corpus(
+        workdir,
+        CorpusSpec(
+            benchmarks=("humaneval", "gsm8k"),
+            items_per_benchmark=1,
+            held_out_per_benchmark=0,
+            docs_per_kind=0,
+            kind_counts={"clean_natural": SLOW_FILE_DOCS},
+            files=1,
+            doc_chars=4000,
+        ),
+    )
+    with gzip.open(corpus.train_dir / corpus.files[0], "rb") as src:
+        lines = src.read()
+    path = workdir / "slow.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        for _ in range(SLOW_FILE_REPEATS):
+            out.write(lines)
+    return path
+
+
+def job_config(detect: dict[str, Any] | None = None, **node: Any) -> Config:
+    """The job as an operator would write it for EC2, pointed at the harness's services;
+    `detect` and `node` are extra keys for those config sections."""
     data: dict[str, Any] = {
         "job": {"id": JOB_ID},
         "input": {"uri": f"s3://{BUCKET}/{INPUT_PREFIX}"},
@@ -60,6 +110,8 @@ def job_config(**node: Any) -> Config:
     }
     if node:
         data["node"] = node
+    if detect:
+        data["detect"] = detect
     return config_from_dict(data)
 
 
@@ -140,3 +192,116 @@ def record_observation(name: str, seconds: float, seen: Observed) -> Path:
     parts.append(f"--- journalctl -u decon ---\n{seen.journal}")
     path.write_text("\n".join(parts) + "\n")
     return path
+
+
+# --- IAM (scenario 3): the node's role as EC2 would hand it out through IMDS ----------------------
+
+NODE_ROLE = "decon-e2e-node"
+NODE_POLICY = "decon-e2e-node-s3"
+ADMIN_USER = "decon-e2e-admin"
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def node_policy(runs_writable: bool) -> dict[str, Any]:
+    """The node role's S3 policy. Without `runs_writable` the run's artifacts (journal, log,
+    manifest, `_SUCCESS`) are denied; only the heartbeat and `_FAILED_UPLOAD` may be written."""
+    bucket = f"arn:aws:s3:::{BUCKET}"
+    out = f"{bucket}/out/{JOB_ID}"
+    writable = [f"{out}/reports/*", f"{out}/cleaned/*"]
+    if runs_writable:
+        writable.append(f"{out}/runs/*")
+    else:
+        writable += [f"{out}/runs/*/heartbeat.json", f"{out}/runs/*/_FAILED_UPLOAD"]
+    write_actions = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket}/*"},
+            {"Effect": "Allow", "Action": write_actions, "Resource": writable},
+        ],
+    }
+
+
+@dataclass
+class IamWorld:
+    """The node role's session credentials (for IMDS) and an admin client for the host."""
+
+    node_credentials: dict[str, str]
+    admin: dict[str, str]
+
+
+def make_node_role(s3: Any, runs_writable: bool) -> IamWorld:
+    """Create the node role (EC2 trust, `node_policy`) and an admin user; assume the role.
+
+    Call before `s3.enforce_iam()`. The role's session credentials (ASIA..., with a session
+    token) are what IMDS serves at iam/security-credentials/<role>, as on EC2."""
+    iam = s3.client("iam")
+    iam.create_role(RoleName=NODE_ROLE, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    set_node_policy(iam, runs_writable)
+    iam.create_user(UserName=ADMIN_USER)
+    allow_all = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    admin_policy = {"Version": "2012-10-17", "Statement": [allow_all]}
+    iam.put_user_policy(
+        UserName=ADMIN_USER, PolicyName="admin", PolicyDocument=json.dumps(admin_policy)
+    )
+    key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
+    role_arn = iam.get_role(RoleName=NODE_ROLE)["Role"]["Arn"]
+    session = s3.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="decon-e2e-node")
+    creds = session["Credentials"]
+    return IamWorld(
+        node_credentials={
+            "access_key_id": creds["AccessKeyId"],
+            "secret_access_key": creds["SecretAccessKey"],
+            "session_token": creds["SessionToken"],
+        },
+        admin={
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
+        },
+    )
+
+
+def set_node_policy(iam: Any, runs_writable: bool) -> None:
+    iam.put_role_policy(
+        RoleName=NODE_ROLE,
+        PolicyName=NODE_POLICY,
+        PolicyDocument=json.dumps(node_policy(runs_writable)),
+    )
+
+
+def guest_file_text(vm: Vm, path: str) -> str:
+    """A guest file's text over ssh ('' when it cannot be read)."""
+    try:
+        result = vm.ssh(f"cat {path}", check=False, timeout=30, attempts=1)
+    except subprocess.TimeoutExpired:
+        return ""
+    return result.stdout if result.returncode == 0 else ""
+
+
+def wait_for_guest_text(vm: Vm, path: str, needle: str, timeout: float, poll: float = 3) -> str:
+    """Poll a guest file over ssh until it contains `needle`; return its text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not vm.running():
+            break
+        text = guest_file_text(vm, path)
+        if needle in text:
+            vm.timings.mark(f"text:{needle}")
+            return text
+        time.sleep(poll)
+    raise HarnessError(f"{needle!r} not in guest {path} within {timeout:.0f}s\n{vm.console_tail()}")
+
+
+def event_lines(log: str, state: str) -> list[str]:
+    """The `STATE: <state> ...` lines of a decon log, in order."""
+    return [line for line in log.splitlines() if f"STATE: {state} " in line + " "]

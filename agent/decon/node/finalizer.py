@@ -57,6 +57,7 @@ JournalExport = Callable[[str, Path], str | None]
 LOG_NAME = "decon-run.log"
 JOURNAL_NAME = "journal.jsonl"
 MANIFEST_NAME = "manifest.json"
+KEEP_CHECK_SECONDS = 10.0  # during the keep period, how often to look for a rerun's `_SUCCESS`
 RESERVED_NAMES = frozenset({LOG_NAME, JOURNAL_NAME, MANIFEST_NAME, SUCCESS, FAILED_UPLOAD})
 
 
@@ -514,8 +515,8 @@ def record_failure(ctx: Context, error: str) -> FinalizeResult:
 
 def apply_failure_policy(ctx: Context) -> None:
     """`keep`: stay up for `keep_seconds` (never past the deadline) so an operator can ssh in
-    and rerun `decon-finalize` (the lock is released meanwhile), then power off; `poweroff`:
-    go on at once."""
+    and rerun `decon-finalize` (the lock is released meanwhile), then power off; the keep ends
+    early once a rerun has written `_SUCCESS`. `poweroff`: go on at once."""
     if ctx.cfg.node.on_upload_failure != "keep":
         return
     seconds = float(ctx.cfg.node.keep_seconds)
@@ -529,10 +530,27 @@ def apply_failure_policy(ctx: Context) -> None:
         poweroff_at=iso_utc(until),
         hint="fix the cause and run decon-finalize; stop this process to cancel the poweroff",
     )
-    ctx.sleep(seconds)
+    waited = 0.0
+    while waited < seconds:
+        step = min(KEEP_CHECK_SECONDS, seconds - waited)
+        ctx.sleep(step)
+        waited += step
+        if waited < seconds and success_written_meanwhile(ctx):
+            # The operator's rerun succeeded (and is powering off): keeping is pointless, and a
+            # keeping finalizer would hold up the shutdown until decon.service's stop timeout.
+            ctx.log.event("FINALIZE_KEEP_ENDED", run_id=ctx.run_id, why=f"{SUCCESS} written")
+            break
     # A rerun the operator started meanwhile finishes before this node goes down.
     with finalize_lock(Path(ctx.cfg.node.lock_file), ctx.log):
         pass
+
+
+def success_written_meanwhile(ctx: Context) -> bool:
+    """Whether `_SUCCESS` exists now; False when S3 cannot be asked (quietly: it is polled)."""
+    try:
+        return success_exists(ctx.storage, ctx.run_id)
+    except StorageError:
+        return False
 
 
 # --- the end -----------------------------------------------------------------------------------

@@ -147,6 +147,17 @@ def progress_text(progress: Mapping[str, Any]) -> str:
     return text
 
 
+def finished_status(run_id: str, outcome: Outcome, finalizer_code: int) -> str:
+    """The unit's last STATUS=: how the job ended and whether the finalizer succeeded."""
+    job = f"job {outcome.completion_status} (exit {outcome.exit_code})"
+    if finalizer_code == 0:
+        return f"finished run_id={run_id}: {job}, finalized"
+    return (
+        f"finished run_id={run_id}: {job}, finalizer exited {finalizer_code} "
+        "(upload failed? see /var/log/decon-run.log; rerun decon-finalize)"
+    )
+
+
 @contextlib.contextmanager
 def signal_pipe() -> Iterator[int]:
     """Route SIGTERM/SIGINT/SIGHUP to a pipe (one byte per signal); yields its read end.
@@ -396,6 +407,8 @@ class Wrapper:
         for signum in read_signals(sig_fd):
             self.log.event("SIGNAL_NOT_FORWARDED", signal=signal_name(signum), why="finalizing")
         self.log.event("FINALIZER_EXIT", run_id=run_id, exit_code=code)
+        # The last STATUS= stays in `systemctl status` after the unit ends: not "finalizing".
+        self.notifier.status(finished_status(run_id, outcome, code))
         return EXIT_OK
 
 
