@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,34 @@ def test_one_worker_pool_serves_a_cancelled_file_and_then_the_next(tmp_path, cor
     assert not done.cancelled and done.matches > 0
     # the chunks left in the pool by the cancelled file do not leak into the next file
     assert (shared / "r.report.jsonl").read_bytes() == (alone / "r.report.jsonl").read_bytes()
+
+
+class BlockedDetector:
+    """A detector whose workers never finish a document (until the pool is stopped)."""
+
+    def __init__(self, options: DetectOptions) -> None:
+        self.options = options
+        self.stats = None
+
+    def detect(self, text: str):  # type: ignore[no-untyped-def]
+        threading.Event().wait()
+        return [], True
+
+
+def test_cancel_is_noticed_while_chunks_are_still_running(tmp_path) -> None:
+    src = tmp_path / "shard.jsonl"
+    src.write_bytes(b"".join(b'{"text": "line %d"}\n' % i for i in range(50)))
+    opts = DetectOptions(workers=2, chunk_lines=10)
+    detector = BlockedDetector(opts)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    with WorkerPool(detector, 2) as pool:  # type: ignore[arg-type]
+        result = process_file(
+            src, "shard.jsonl", detector, opts, tmp_path / "r.report.jsonl", None,  # type: ignore[arg-type]
+            cancel=stop.is_set, pool=pool,
+        )  # fmt: skip
+    assert result.cancelled
+    assert not any(p.is_file() for p in tmp_path.iterdir() if p != src)
 
 
 def test_decon_detect_cli_same_names_in_folders_do_not_collide(tmp_path, corpus, capsys) -> None:

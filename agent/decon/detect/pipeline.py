@@ -31,6 +31,7 @@ from decon.detect.options import DetectOptions
 from decon.detect.report import report_line
 
 CHUNK_BYTES = 4 << 20
+CANCEL_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -321,10 +322,20 @@ def process_files(
     pending: deque = deque()
     writers_open: list[_FileWriter] = []
 
+    def result_of(fut: Any) -> ChunkResult:
+        # Checks `cancel` while a chunk is still running, so a stop does not wait for the
+        # chunks in flight (a spot notice leaves two minutes).
+        while True:
+            try:
+                return fut.get(timeout=CANCEL_POLL_SECONDS)
+            except multiprocessing.TimeoutError:
+                if cancel is not None and cancel():
+                    raise _Cancelled from None
+
     def drain(limit: int) -> Iterator[FileResult]:
         while len(pending) > limit:
             writer, last, first, lines, fut = pending.popleft()
-            writer.add(first, lines, fut.get())
+            writer.add(first, lines, result_of(fut))
             if last:
                 writers_open.remove(writer)
                 yield writer.finish()
@@ -361,7 +372,7 @@ class _Done:
     def __init__(self, value: ChunkResult) -> None:
         self.value = value
 
-    def get(self) -> ChunkResult:
+    def get(self, timeout: float | None = None) -> ChunkResult:
         return self.value
 
 
