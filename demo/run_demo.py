@@ -205,9 +205,9 @@ def score_reports(s3, truth_path: Path) -> None:  # type: ignore[no-untyped-def]
     )
     print(kind_table(result))
     print(
-        "(Decon-compatible simple mode scores question, answer and passage together: a document "
-        "holding only an item's question, or an edited one, stays below the 0.8 threshold when "
-        "the item has an answer, and items under 20 tokens are skipped.)"
+        "(The default finds verbatim, question+answer, embedded and lightly edited items; "
+        "paraphrases (heavy_edit) need `detect.mode: toxic`. With `detect.compat: decon` "
+        "question-only leaks and items under 20 tokens are not found.)"
     )
 
 
