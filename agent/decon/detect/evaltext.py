@@ -16,7 +16,7 @@ from typing import Any
 
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
-from decon.detect.reference import ReferenceStats, read_records
+from decon.detect.reference import ReferenceStats, read_records, record_source, record_text
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,6 @@ class EvalQuestion:
         return " ".join(self.words[:1000])
 
 
-def _text(record: dict, key: str) -> str:
-    value = record.get(key)
-    return value if isinstance(value, str) else ""
-
-
 def read_questions(
     reference: Path, options: DetectOptions
 ) -> tuple[list[EvalQuestion], ReferenceStats]:
@@ -51,12 +46,12 @@ def read_questions(
     out: list[EvalQuestion] = []
     punct = options.punctuation_chars
     for file_name, line_num, record in read_records(reference, stats):
-        question = normalized_words(_text(record, "question"), punct)
+        question = normalized_words(record_text(record, "question"), punct)
         combined = len(question)
         if options.index_answers:
-            combined += len(normalized_words(_text(record, "answer"), punct))
+            combined += len(normalized_words(record_text(record, "answer"), punct))
         if options.index_passages:
-            combined += len(normalized_words(_text(record, "passage"), punct))
+            combined += len(normalized_words(record_text(record, "passage"), punct))
         too_short = options.eval_min_token_length and combined < options.eval_min_token_length
         if too_short and not options.extended:
             stats.skipped_min_tokens += 1
@@ -65,10 +60,10 @@ def read_questions(
         if options.eval_min_unique_word_count and len(unique) < options.eval_min_unique_word_count:
             stats.skipped_min_unique_words += 1
             continue
-        eval_key = str(record.get("eval_key") or record.get("eval_name") or file_name.split(".")[0])
-        fingerprint = record.get("fingerprint")
+        source = record_source(file_name, line_num, record)
+        fingerprint = source["fingerprint"]
         if options.eval_dedup and fingerprint is not None:
-            key = (eval_key, str(fingerprint))
+            key = (source["eval_key"], fingerprint)
             if key in seen:
                 stats.skipped_duplicates += 1
                 continue
@@ -76,21 +71,9 @@ def read_questions(
         if not question:
             stats.skipped_no_question += 1
             continue
-        instance = record.get("eval_instance_index")
-        split = record.get("split")
-        out.append(
-            EvalQuestion(
-                item_id=len(out),
-                eval_key=eval_key,
-                eval_line=line_num,
-                eval_instance_index=instance if isinstance(instance, int) else line_num,
-                split=split if isinstance(split, str) else None,
-                fingerprint=str(fingerprint) if fingerprint is not None else None,
-                reference_file=file_name,
-                words=tuple(question),
-            )
-        )
+        out.append(EvalQuestion(item_id=len(out), **source, words=tuple(question)))
         stats.indexed += 1
+        eval_key = source["eval_key"]
         stats.per_eval[eval_key] = stats.per_eval.get(eval_key, 0) + 1
     return out, stats
 

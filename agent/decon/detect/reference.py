@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from decon.detect.io import is_data_file, iter_lines
 from decon.detect.normalize import normalize
@@ -222,9 +223,27 @@ def read_records(path: Path, stats: ReferenceStats) -> Iterable[tuple[str, int, 
             yield file.name, line_num, record
 
 
-def _text(record: dict, key: str) -> str:
+def record_text(record: dict, key: str) -> str:
+    """The string field `key` of an eval record ("" when missing or not a string)."""
     value = record.get(key)
     return value if isinstance(value, str) else ""
+
+
+def record_source(file_name: str, line_num: int, record: dict) -> dict[str, Any]:
+    """The fields naming an eval record in reports: eval_key (eval_name or the file's stem
+    when missing), eval_line, eval_instance_index (the line when missing), split,
+    fingerprint, reference_file."""
+    instance = record.get("eval_instance_index")
+    split = record.get("split")
+    fingerprint = record.get("fingerprint")
+    return {
+        "eval_key": str(record.get("eval_key") or record.get("eval_name") or _stem(file_name)),
+        "eval_line": line_num,
+        "eval_instance_index": instance if isinstance(instance, int) else line_num,
+        "split": split if isinstance(split, str) else None,
+        "fingerprint": str(fingerprint) if fingerprint is not None else None,
+        "reference_file": file_name,
+    }
 
 
 class _Builder:
@@ -258,10 +277,10 @@ class _Builder:
 
     def add(self, file_name: str, line_num: int, record: dict) -> None:
         o, st = self.o, self.stats
-        question = normalize(_text(record, "question"), o.punctuation_chars)
+        question = normalize(record_text(record, "question"), o.punctuation_chars)
         has_answer_field = "answer" in record
-        answer = normalize(_text(record, "answer"), o.punctuation_chars)
-        passage = normalize(_text(record, "passage"), o.punctuation_chars)
+        answer = normalize(record_text(record, "answer"), o.punctuation_chars)
+        passage = normalize(record_text(record, "passage"), o.punctuation_chars)
         parts = []
         if o.index_passages and passage:
             parts.append(passage)
@@ -281,10 +300,10 @@ class _Builder:
         ):
             st.skipped_min_unique_words += 1
             return
-        eval_key = str(record.get("eval_key") or record.get("eval_name") or _stem(file_name))
-        fingerprint = record.get("fingerprint")
+        source = record_source(file_name, line_num, record)
+        fingerprint = source["fingerprint"]
         if o.eval_dedup and fingerprint is not None:
-            key = (eval_key, str(fingerprint))
+            key = (source["eval_key"], fingerprint)
             if key in self.seen:
                 st.skipped_duplicates += 1
                 return
@@ -292,12 +311,19 @@ class _Builder:
         if not question:
             st.skipped_no_question += 1
             return
-        instance = record.get("eval_instance_index")
-        split = record.get("split")
         item_id = len(self.items)
         q_tokens = self.encode(question)
+        fields = {
+            "item_id": item_id,
+            **source,
+            "question_text": _snippet(question),
+            "answer_text": _snippet(answer) if has_answer_field else None,
+            "passage_text": _snippet(passage) if passage else None,
+            "question_token_length": len(q_tokens),
+        }
         if too_short:
-            self._add_aligned_only(item_id, file_name, line_num, record, eval_key, q_tokens)
+            item = EvalItem(**fields, unique_ngrams=0, ngram_indexed=False)
+            self._add_aligned_only(item, question, answer)
             return
         self._count_tokens_df(q_tokens)
         n = o.ngram_size
@@ -314,20 +340,7 @@ class _Builder:
             self.q_docs[nid].add(item_id)
             ids.add(nid)
         self.q_item_ngrams.append(ids)
-        item = EvalItem(
-            item_id=item_id,
-            eval_key=eval_key,
-            eval_line=line_num,
-            eval_instance_index=instance if isinstance(instance, int) else line_num,
-            split=split if isinstance(split, str) else None,
-            fingerprint=str(fingerprint) if fingerprint is not None else None,
-            reference_file=file_name,
-            question_text=_snippet(question),
-            answer_text=_snippet(answer) if has_answer_field else None,
-            passage_text=_snippet(passage) if passage else None,
-            question_token_length=len(q_tokens),
-            unique_ngrams=len(ids),
-        )
+        item = EvalItem(**fields, unique_ngrams=len(ids))
         if o.index_answers and has_answer_field and answer:
             a_tokens = self.encode(answer)
             item.answer_tokens = a_tokens
@@ -382,38 +395,10 @@ class _Builder:
         self.stats.indexed += 1
         self.stats.per_eval[item.eval_key] = self.stats.per_eval.get(item.eval_key, 0) + 1
 
-    def _add_aligned_only(
-        self,
-        item_id: int,
-        file_name: str,
-        line_num: int,
-        record: dict,
-        eval_key: str,
-        q_tokens: list[int],
-    ) -> None:
+    def _add_aligned_only(self, item: EvalItem, question: str, answer: str) -> None:
+        """A record under eval_min_token_length (compat none): seen by the alignment rules
+        only, so it takes no part in Decon's n-gram statistics."""
         o = self.o
-        question = normalize(_text(record, "question"), o.punctuation_chars)
-        has_answer = "answer" in record
-        answer = normalize(_text(record, "answer"), o.punctuation_chars)
-        passage = normalize(_text(record, "passage"), o.punctuation_chars)
-        instance = record.get("eval_instance_index")
-        split = record.get("split")
-        fingerprint = record.get("fingerprint")
-        item = EvalItem(
-            item_id=item_id,
-            eval_key=eval_key,
-            eval_line=line_num,
-            eval_instance_index=instance if isinstance(instance, int) else line_num,
-            split=split if isinstance(split, str) else None,
-            fingerprint=str(fingerprint) if fingerprint is not None else None,
-            reference_file=file_name,
-            question_text=_snippet(question),
-            answer_text=_snippet(answer) if has_answer else None,
-            passage_text=_snippet(passage) if passage else None,
-            question_token_length=len(q_tokens),
-            unique_ngrams=0,
-            ngram_indexed=False,
-        )
         self.q_item_ngrams.append(set())
         self.stats.aligned_only += 1
         self._append(item, question, answer if o.index_answers else "")
