@@ -9,6 +9,7 @@ letters (final sigma), NULs, lone surrogates, digits and long unbroken strings.
 from __future__ import annotations
 
 import random
+import zlib
 
 import pytest
 
@@ -54,7 +55,7 @@ def occurs(seq: tuple[int, ...], tokens: list[int]) -> bool:
 
 @pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
 def test_no_document_containing_a_seed_is_rejected(tokenizer: str) -> None:
-    rng = random.Random(hash(tokenizer) % 1000)
+    rng = random.Random(zlib.crc32(tokenizer.encode()))  # str hash() differs per process
     tok = get_tokenizer(tokenizer)
     docs = [noisy_text(rng, rng.randint(0, 60)) for _ in range(300)]
     docs += ["", "   ", "\x00", "ΣΑΣ σας", "word"]
