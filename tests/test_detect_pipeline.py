@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from decon.cli import main
-from decon.detect.io import iter_lines, open_binary_write
+from decon.detect.io import extract_text, iter_lines, open_binary_write
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import WorkerPool, load_reference, output_names, process_file
 
@@ -242,3 +243,28 @@ def test_decon_detect_cli_bad_input_is_one_line(tmp_path, corpus, capsys) -> Non
         ]
     )
     assert code != 0 and "ngram_size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("line", "text", "problem", "doc_id"),
+    [
+        (b'{"id": 7, "text": "caf\\u00e9"}\n', "café", "", 7),
+        (b'{"id": 1, "id": 2, "text": "last key wins"}', "last key wins", "", 2),
+        # orjson rejects these; the stdlib reads them, as before.
+        (b'{"id": "s", "text": "lone \\ud800 surrogate"}', "lone \ud800 surrogate", "", "s"),
+        (b'{"id": NaN, "text": "t"}', "t", "", None),  # NaN: compared below with math.isnan
+        (b'{"id": %d, "text": "t"}' % 10**29, "t", "", 10**29),  # beyond 64 bits
+        (b'{"text": "\xff"}', None, "undecodable", None),
+        (b'{"text": "a\tb"}', None, "malformed", None),  # a raw tab inside a string
+        (b"[1, 2]", None, "malformed", None),
+        (b'{"id": 3, "other": "x"}', None, "missing_key", 3),
+        (b"  \n", None, "blank", None),
+    ],
+)
+def test_extract_text_reads_what_the_json_module_reads(line, text, problem, doc_id) -> None:
+    got = extract_text(line, "text")
+    assert (got.text, got.problem) == (text, problem)
+    if isinstance(got.doc_id, float):
+        assert math.isnan(got.doc_id)
+    else:
+        assert got.doc_id == doc_id and type(got.doc_id) is type(doc_id)

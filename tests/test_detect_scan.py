@@ -269,10 +269,42 @@ def test_unanchored_mark_means_no_anchor_occurs(tokenizer: str) -> None:
     recs, texts = corpus(80)
     index = build_index(recs, DetectOptions(tokenizer=tokenizer))
     texts += ["", "x", *(" ".join(run) for run in index.anchors.by_length[4])]
-    kept, anchored = index.prefilter.select_anchored(texts, PUNCTUATION)
-    assert len(kept) == len(anchored) == len(texts)
+    chunk = index.prefilter.select_anchored(texts, PUNCTUATION)
+    anchored = chunk.marked
+    assert len(chunk.words) == len(anchored) == len(texts)
     for text, mark in zip(texts, anchored, strict=True):
         if not mark:
             words = normalized_words(text, PUNCTUATION)
             assert anchor_candidates(words, index.anchors.by_length) == {}
     assert anchored.count(False) >= 10 and anchored.count(True) >= 50
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
+def test_chunk_bound_rejects_only_texts_no_cluster_can_score(tokenizer: str) -> None:
+    """A text the chunk prefilter's IDF bound turns away fails `Scanner.may_score` too (so
+    the bound loses nothing), and the bound does turn away texts holding a seed."""
+    recs, texts = corpus(60)
+    rng = random.Random(4)
+    questions = [r["question"].split() for _, _, r in recs]
+    for _ in range(120):  # prose with stray runs of 5 to 9 question words
+        words = (texts[rng.randrange(60)]).split()[:200]
+        for _ in range(rng.randint(1, 3)):
+            q = rng.choice(questions)
+            at = rng.randrange(max(1, len(q) - 5))
+            words.insert(rng.randrange(len(words)), " ".join(q[at : at + rng.randint(5, 9)]))
+        texts.append(" ".join(words))
+    index = build_index(recs, DetectOptions(tokenizer=tokenizer))
+    pf, tok, n = index.prefilter, index.tokenizer, index.options.ngram_size
+    assert pf.bound is not None
+    bounded = pf.chunk.select_marked(texts, PUNCTUATION, bound=pf.bound).selected
+    unbounded = pf.chunk.select_marked(texts, PUNCTUATION).selected
+    scanner = Scanner(index)
+    turned_away = 0
+    for text, with_bound, without in zip(texts, bounded, unbounded, strict=True):
+        assert without or not with_bound
+        if not with_bound:
+            words = normalized_words(text, PUNCTUATION)
+            tokens = tok.encode_words(words) if tokenizer == "word" else tok.encode(" ".join(words))
+            assert not scanner.may_score(scanner.ngram_ids(tokens, n, index.question_ngrams))
+        turned_away += without and not with_bound
+    assert turned_away >= 40 and sum(bounded) >= 40

@@ -49,11 +49,13 @@ class ChunkPrefiltering(Protocol):
 
 @dataclass(frozen=True)
 class SelectedText:
-    """A text the chunk prefilter kept: its normalised words, and False when no word anchor
-    of the alignment rules occurs in them."""
+    """A text the chunk prefilter kept: its normalised words; False for `anchored` when no
+    word anchor of the alignment rules occurs in them, for `scan` when no n-gram cluster
+    can score."""
 
     words: list[str]
     anchored: bool = True
+    scan: bool = True
 
 
 class SimpleDetector:
@@ -74,15 +76,17 @@ class SimpleDetector:
         punctuation = self.options.punctuation_chars
         if not self.options.prefilter:
             return [SelectedText(normalized_words(t, punctuation)) for t in texts]
-        kept, anchored = self.index.prefilter.select_anchored(texts, punctuation)
+        chunk = self.index.prefilter.select_anchored(texts, punctuation)
         return [
-            None if words is None else SelectedText(words, marked)
-            for words, marked in zip(kept, anchored, strict=True)
+            None if words is None else SelectedText(words, marked, selected)
+            for words, marked, selected in zip(
+                chunk.words, chunk.marked, chunk.selected, strict=True
+            )
         ]
 
     def detect_selected(self, text: str, selected: SelectedText) -> tuple[list[MatchFields], bool]:
         matches, scanned = detect_words(
-            text, selected.words, self._selected_index, selected.anchored
+            text, selected.words, self._selected_index, selected.anchored, selected.scan
         )
         return [simple_fields(m) for m in matches], scanned
 

@@ -39,21 +39,23 @@ class Prefilter:
     chunk: ChunkFilter = field(default=None, compare=False)  # type: ignore[assignment]
     # compat none: the word anchors of the alignment rules alone (see `select_anchored`).
     anchors: ChunkFilter | None = field(default=None, compare=False)
+    # Over the chunk filter's seeds: a text no seed of which can reach it is not selected.
+    bound: SeedBound | None = field(default=None, compare=False)
 
     def select(self, texts: list[str], punctuation_chars: str) -> list[bool]:
-        """Per raw text: False only when no seed can occur in its normalised form."""
-        return [w is not None for w in self.chunk.select(texts, punctuation_chars)]
+        """Per raw text: False only when no seed can occur in its normalised form (or, with
+        a bound, the seeds that can occur cannot reach it)."""
+        return self.chunk.select_marked(texts, punctuation_chars, bound=self.bound).selected
 
     def select_words(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
-        """Per raw text: its `normalized_words`, or None when no seed can occur in them."""
-        return self.chunk.select(texts, punctuation_chars)
+        """Per raw text: its `normalized_words`, or None when not selected (see `select`)."""
+        return self.chunk.select_marked(texts, punctuation_chars, bound=self.bound).words
 
-    def select_anchored(
-        self, texts: list[str], punctuation_chars: str
-    ) -> tuple[list[list[str] | None], list[bool]]:
-        """`select_words`, and per text whether a word anchor can occur in it (False only
-        when none can, so its alignment step can be skipped; all True without anchors)."""
-        return self.chunk.select_marked(texts, punctuation_chars, self.anchors)
+    def select_anchored(self, texts: list[str], punctuation_chars: str) -> ChunkSelection:
+        """`select`, and per text whether a word anchor can occur in it (False only when
+        none can, so its alignment step can be skipped; all True without anchors); words
+        are given for the texts for which either holds."""
+        return self.chunk.select_marked(texts, punctuation_chars, self.anchors, self.bound)
 
     def may_match(self, words: list[str]) -> bool:
         """False only when no indexed, non-hot question n-gram can occur in `words`."""
@@ -89,13 +91,29 @@ class Prefilter:
 MAX_BPE_ANCHOR_WORDS = 3
 
 
+@dataclass(frozen=True)
+class WeightedSeeds:
+    """Seeds that bound a score (see `SeedBound`): per seed its groups and weight, and per
+    group the total it needs."""
+
+    keys: list[NgramKey]
+    groups: list[frozenset[int]]
+    weights: list[float]
+    needs: list[float]
+
+
 def build_prefilter(
-    seeds: Iterable[NgramKey], tok: Tokenizer, word_anchors: Iterable[tuple[str, ...]] = ()
+    seeds: Iterable[NgramKey],
+    tok: Tokenizer,
+    word_anchors: Iterable[tuple[str, ...]] = (),
+    weighted: WeightedSeeds | None = None,
 ) -> Prefilter:
     """Anchors for the token sequences (`seeds`, any length >= 1) at which a scan can start.
 
     `word_anchors` (runs of normalised words) also get a chunk filter of their own, which says
-    which documents can contain one (`Prefilter.select_anchored`).
+    which documents can contain one (`Prefilter.select_anchored`). With `weighted`, the chunk
+    form also bounds the score of the seeds it finds in a text (`SeedBound`), and selects a
+    text only when the bound is reached.
 
     Why nothing is lost: a document is scanned as the tokens of its normalised words, and the
     caller passes every token sequence that can start a match (for simple mode: the non-hot
@@ -110,43 +128,53 @@ def build_prefilter(
       by the n-gram's text, which " " + the joined words must then contain (partial characters
       can only be at its ends and are dropped); with no whole word, the text alone.
       An n-gram whose inner piece is empty or not UTF-8 can never occur and needs no anchor.
+    The chunk form finds a superset of the seeds that occur, so a bound over them is at least
+    the bound over the seeds that really occur.
     """
     runs: dict[int, dict[Run, set[str]]] = {}
     fragments: set[str] = set()
     anchor_bytes = [
         (" " + " ".join(run) + " ").encode("utf-8", "surrogatepass") for run in word_anchors
     ]
-    seed_bytes: list[bytes] = []
-    if isinstance(tok, WordTokenizer):
-        vocab = tok.words
-        for key in seeds:
-            words = tuple(vocab[t] for t in key)
-            runs.setdefault(len(key), {})[words] = set()
-            seed_bytes.append((" " + " ".join(words) + " ").encode("utf-8", "surrogatepass"))
-    else:
-        assert isinstance(tok, BpeTokenizer)
-        for key in seeds:
-            raw = b"".join(tok.decode_token(t) for t in key)
-            seed_bytes.append(raw)
-            # Partial characters can only sit at the ends of a substring of valid UTF-8.
-            text = raw.decode("utf-8", errors="ignore")
-            pieces = raw.split(b" ")
-            inner = pieces[1:-1]
-            try:
-                whole = [p.decode("utf-8") for p in inner]
-            except UnicodeDecodeError:
-                continue
-            if any(not w for w in whole):
-                continue
-            if not whole:
-                fragments.add(text)  # "" (nothing to anchor on) passes every document
-                continue
-            k = min(len(whole), MAX_BPE_ANCHOR_WORDS)
-            run = max(
-                (tuple(whole[i : i + k]) for i in range(len(whole) - k + 1)),
-                key=lambda r: (sum(map(len, r)), r),
-            )
-            runs.setdefault(k, {}).setdefault(run, set()).add(text)
+    # The chunk form's seeds: `seeds` (selecting), then the weighted ones not among them.
+    chunk_seeds = dict.fromkeys(seeds, True)
+    if weighted is not None:
+        for key in weighted.keys:
+            chunk_seeds.setdefault(key, False)
+    seed_bytes = [_seed_bytes(key, tok) for key in chunk_seeds]
+    for key, raw in zip(chunk_seeds, seed_bytes, strict=True):
+        if not chunk_seeds[key]:
+            continue
+        if isinstance(tok, WordTokenizer):
+            runs.setdefault(len(key), {})[tuple(tok.words[t] for t in key)] = set()
+            continue
+        # Partial characters can only sit at the ends of a substring of valid UTF-8.
+        text = raw.decode("utf-8", errors="ignore")
+        pieces = raw.split(b" ")
+        inner = pieces[1:-1]
+        try:
+            whole = [p.decode("utf-8") for p in inner]
+        except UnicodeDecodeError:
+            continue
+        if any(not w for w in whole):
+            continue
+        if not whole:
+            fragments.add(text)  # "" (nothing to anchor on) passes every document
+            continue
+        k = min(len(whole), MAX_BPE_ANCHOR_WORDS)
+        run = max(
+            (tuple(whole[i : i + k]) for i in range(len(whole) - k + 1)),
+            key=lambda r: (sum(map(len, r)), r),
+        )
+        runs.setdefault(k, {}).setdefault(run, set()).add(text)
+    bound = None
+    if weighted is not None:
+        index = {key: i for i, key in enumerate(chunk_seeds)}
+        groups: list[Iterable[int]] = [()] * len(chunk_seeds)
+        weights = [0.0] * len(chunk_seeds)
+        for key, g, w in zip(weighted.keys, weighted.groups, weighted.weights, strict=True):
+            groups[index[key]], weights[index[key]] = g, w
+        bound = SeedBound.build(groups, weights, weighted.needs)
     return Prefilter(
         runs=tuple(
             (k, {r: tuple(sorted(t)) for r, t in sorted(table.items())})
@@ -154,9 +182,21 @@ def build_prefilter(
         ),
         key_sets={k: frozenset(table) for k, table in runs.items()},
         fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
-        chunk=ChunkFilter.build(seed_bytes, bpe=not isinstance(tok, WordTokenizer)),
+        chunk=ChunkFilter.build(
+            seed_bytes, bpe=not isinstance(tok, WordTokenizer), selecting=chunk_seeds.values()
+        ),
         anchors=ChunkFilter.build(anchor_bytes) if anchor_bytes else None,
+        bound=bound,
     )
+
+
+def _seed_bytes(key: NgramKey, tok: Tokenizer) -> bytes:
+    """The bytes a seed's tokens stand for in " " + the joined words (a word seed's with
+    the spaces that delimit its words)."""
+    if isinstance(tok, WordTokenizer):
+        return (" " + " ".join(tok.words[t] for t in key) + " ").encode("utf-8", "surrogatepass")
+    assert isinstance(tok, BpeTokenizer)
+    return b"".join(tok.decode_token(t) for t in key)
 
 
 def _has_surrogate(text: str) -> bool:
@@ -268,6 +308,18 @@ def _full_keys(
 
 
 @dataclass
+class _Extended:
+    """The anchors of one (left, right) size group: their full keys (see `_full_keys`),
+    sorted and unique, and per key the seeds it stands for (CSR)."""
+
+    left: int
+    right: int
+    keys: np.ndarray
+    offsets: np.ndarray  # seeds of keys[i]: seeds[offsets[i] : offsets[i + 1]]
+    seeds: np.ndarray
+
+
+@dataclass
 class _Table:
     """Anchors of one variant: their keys, and per (left, right) size the keys extended by
     the partial words next to the run (see `_full_keys`)."""
@@ -275,7 +327,70 @@ class _Table:
     keys: np.ndarray  # sorted, unique
     bitmap: np.ndarray  # which `_bucket(keys)` occur: a cheap first test
     groups: np.ndarray  # per key, bit g: an anchor with this key is in `extended[g]`
-    extended: list[tuple[int, int, np.ndarray]]  # (left, right, sorted unique keys)
+    extended: list[_Extended]
+
+
+@dataclass(frozen=True)
+class SeedBound:
+    """A score bound over seeds (lossless when each seed's weight bounds what it adds).
+
+    A document can score only if, for some group, the weights of the distinct seeds that can
+    occur in it and belong to the group add up to the group's need (a need <= 0 is never
+    reached). For simple mode: seeds are question n-grams, groups eval items, weights IDF.
+    """
+
+    offsets: np.ndarray  # groups of seed s: groups[offsets[s] : offsets[s + 1]]
+    groups: np.ndarray
+    weights: np.ndarray  # per seed
+    needs: np.ndarray  # per group
+
+    @classmethod
+    def build(
+        cls, seed_groups: list[Iterable[int]], weights: list[float], needs: list[float]
+    ) -> SeedBound:
+        groups = [np.asarray(sorted(g), dtype=np.int64) for g in seed_groups]
+        offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(g) for g in groups])
+        flat = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
+        return cls(offsets, flat, np.asarray(weights, dtype=np.float64), np.asarray(needs))
+
+    def reached(self, texts: np.ndarray, seeds: np.ndarray, n_texts: int) -> np.ndarray:
+        """Per text: whether the seeds found in it (pairs `texts[i]`, `seeds[i]`, repeats
+        allowed) can reach some group's need."""
+        out = np.zeros(n_texts, dtype=bool)
+        n_seeds = len(self.offsets) - 1
+        pairs = np.unique(texts.astype(np.int64) * n_seeds + seeds)
+        texts, seeds = pairs // n_seeds, pairs % n_seeds
+        first, counts = self.offsets[seeds], np.diff(self.offsets)[seeds]
+        at = _ranges(first, counts)
+        groups = self.groups[at]
+        n_groups = len(self.needs)
+        key = np.repeat(texts, counts) * n_groups + groups
+        unique, inverse = np.unique(key, return_inverse=True)
+        totals = np.bincount(inverse, weights=np.repeat(self.weights[seeds], counts))
+        needs = self.needs[unique % n_groups]
+        # The margin makes the bound weaker than any summation order's rounding.
+        ok = (needs > 0) & (totals >= needs * (1 - 1e-6))
+        out[unique[ok] // n_groups] = True
+        return out
+
+
+def _ranges(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The concatenated ranges first[i] .. first[i] + counts[i] - 1."""
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    return np.arange(total, dtype=np.int64) + np.repeat(first - (ends - counts), counts)
+
+
+@dataclass(frozen=True)
+class ChunkSelection:
+    """What `ChunkFilter.select_marked` found in a chunk, per text."""
+
+    words: list[list[str] | None]  # normalised words of the selected (or marked) texts
+    selected: list[bool]  # a seed can occur (and, with a bound, the bound is reached)
+    marked: list[bool]  # a seed of the marker can occur (all True without a marker)
 
 
 @dataclass
@@ -283,27 +398,33 @@ class ChunkFilter:
     """Vectorised `Prefilter` over a chunk of documents (see `build_prefilter`)."""
 
     tables: dict[tuple[int, int], _Table]  # (kind, size): kind k >= 1 runs, or _PREFIX/_SUFFIX
-    inside: tuple[bytes, ...]  # seeds within one word: found by substring search
-    always: bool = False  # some seed has nothing to anchor on: every document passes
+    inside: dict[bytes, tuple[int, ...]]  # seeds within one word: found by substring search
+    always: tuple[int, ...] = ()  # seeds with nothing to anchor on: in every document
     # tiktoken encodes a lone surrogate as U+FFFD: such documents are passed unexamined.
     surrogates_pass: bool = False
+    selecting: np.ndarray | None = None  # per seed: whether it selects (None: all do)
 
     @classmethod
-    def build(cls, seeds: Iterable[bytes], bpe: bool = False) -> ChunkFilter:
+    def build(
+        cls, seeds: Iterable[bytes], bpe: bool = False, selecting: Iterable[bool] | None = None
+    ) -> ChunkFilter:
         """Anchors for seeds given as the bytes their tokens decode to (see build_prefilter).
 
-        `bpe`: the seeds are tiktoken's, which sees a lone surrogate as U+FFFD.
+        `bpe`: the seeds are tiktoken's, which sees a lone surrogate as U+FFFD. `selecting`:
+        per seed, whether finding it selects a text (others only count towards a bound).
         """
-        rows: dict[tuple[int, int], list[tuple[bytes, bytes, bytes]]] = {}
-        inside: set[bytes] = set()
-        always = False
-        for raw in seeds:
+        rows: dict[tuple[int, int], list[tuple[bytes, bytes, bytes, int]]] = {}
+        inside: dict[bytes, list[int]] = {}
+        always: list[int] = []
+        n = 0
+        for n, raw in enumerate(seeds, 1):
+            seed = n - 1
             pieces = raw.split(b" ")
             if len(pieces) == 1:
                 if raw:
-                    inside.add(raw)
+                    inside.setdefault(raw, []).append(seed)
                 else:
-                    always = True
+                    always.append(seed)
                 continue
             left, inner, right = pieces[0], pieces[1:-1], pieces[-1]
             if any(not w for w in inner):
@@ -323,49 +444,89 @@ class ChunkFilter:
                 # (only those adjacent to the chosen window can be checked).
                 left = left if at == 0 else b""
                 right = right if at + k == len(inner) else b""
-                rows.setdefault((k, 0), []).append((run, _tail(left), _head(right)))
+                rows.setdefault((k, 0), []).append((run, _tail(left), _head(right), seed))
             elif right:
                 size = _EDGE_BYTES[min(len(right), 8)]
-                rows.setdefault((_PREFIX, size), []).append((right[:size], _tail(left), b""))
+                rows.setdefault((_PREFIX, size), []).append((right[:size], _tail(left), b"", seed))
             elif left:
                 size = _EDGE_BYTES[min(len(left), 8)]
-                rows.setdefault((_SUFFIX, size), []).append((left[-size:], b"", b""))
+                rows.setdefault((_SUFFIX, size), []).append((left[-size:], b"", b"", seed))
             else:
-                always = True
+                always.append(seed)
         tables = {v: _make_table(v, r) for v, r in sorted(rows.items())}
-        return cls(tables, tuple(sorted(inside)), always, surrogates_pass=bpe)
+        flags = None if selecting is None else np.fromiter(selecting, dtype=bool, count=n)
+        return cls(
+            tables,
+            {frag: tuple(ids) for frag, ids in sorted(inside.items())},
+            tuple(always),
+            surrogates_pass=bpe,
+            selecting=flags,
+        )
 
     def select(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
         """Per raw text: its `normalized_words`, or None when no seed can occur in them."""
-        return self.select_marked(texts, punctuation_chars, None)[0]
+        return self.select_marked(texts, punctuation_chars).words
 
     def select_marked(
-        self, texts: list[str], punctuation_chars: str, marker: ChunkFilter | None
-    ) -> tuple[list[list[str] | None], list[bool]]:
-        """`select`, and per text whether a seed of `marker` (another filter's) can occur in
-        it: False only when none can (all True without a marker)."""
+        self,
+        texts: list[str],
+        punctuation_chars: str,
+        marker: ChunkFilter | None = None,
+        bound: SeedBound | None = None,
+    ) -> ChunkSelection:
+        """Per text: whether a seed can occur in it (and, given a `bound` over this filter's
+        seeds, the bound is reached), whether a seed of `marker` (another filter's) can, and
+        the normalised words of the texts for which either holds."""
         if not texts:
-            return [], []
+            return ChunkSelection([], [], [])
         buf, starts = normalized_buffer(texts, punctuation_chars)
-        marked = [True] * len(texts)
-        if self.always and marker is None:
-            return _words_of(buf, starts, np.ones(len(texts), dtype=bool)), marked
         words = _Words.of(buf)
         nwords = len(words.starts)
         tables = [*self.tables, *(marker.tables if marker is not None else ())]
         runs = words.runs(k for k, _ in tables if k >= 1 and k <= nwords)  # one pass for both
-        if marker is not None and not marker.always:
-            marked = marker._selected(buf, words, starts, runs).tolist()
-        if self.always:
-            return _words_of(buf, starts, np.ones(len(texts), dtype=bool)), marked
-        return _words_of(buf, starts, self._selected(buf, words, starts, runs)), marked
+        selected = self._selected(buf, words, starts, runs, bound)
+        if marker is None:
+            return ChunkSelection(
+                _words_of(buf, starts, selected), selected.tolist(), [True] * len(texts)
+            )
+        marked = marker._selected(buf, words, starts, runs, None)
+        return ChunkSelection(
+            _words_of(buf, starts, selected | marked), selected.tolist(), marked.tolist()
+        )
 
     def _selected(
-        self, buf: np.ndarray, words: _Words, starts: np.ndarray, runs: dict[int, np.ndarray]
+        self,
+        buf: np.ndarray,
+        words: _Words,
+        starts: np.ndarray,
+        runs: dict[int, np.ndarray],
+        bound: SeedBound | None,
     ) -> np.ndarray:
-        """Per text of the buffer: whether a seed of this filter can occur in it (`runs`:
-        `words.runs` for at least this filter's run lengths)."""
-        hits: list[np.ndarray] = []
+        """Per text of the buffer: whether a seed of this filter can occur in it (and the
+        `bound` is reached); `runs`: `words.runs` for at least this filter's run lengths."""
+        n_texts = len(starts)
+        at, seeds = self._hits(buf, words, starts, runs)
+        texts = np.searchsorted(starts, at, side="right") - 1
+        if self.always:
+            always = np.asarray(self.always, dtype=np.int64)
+            texts = np.concatenate([texts, np.repeat(np.arange(n_texts), len(always))])
+            seeds = np.concatenate([seeds, np.tile(always, n_texts)])
+        selected = np.zeros(n_texts, dtype=bool)
+        selected[texts if self.selecting is None else texts[self.selecting[seeds]]] = True
+        if bound is not None:
+            selected &= bound.reached(texts, seeds, n_texts)
+        if self.surrogates_pass:
+            lead = np.flatnonzero(buf == 0xED)  # UTF-8 of U+D800..U+DFFF: ED A0..BF xx
+            surrogate = lead[buf[lead + 1] >= 0xA0]
+            selected[np.searchsorted(starts, surrogate, side="right") - 1] = True
+        return selected
+
+    def _hits(
+        self, buf: np.ndarray, words: _Words, starts: np.ndarray, runs: dict[int, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(byte offset, seed) of every place where a seed can occur (a superset)."""
+        offsets: list[np.ndarray] = []
+        seeds: list[np.ndarray] = []
         for (kind, size), table in self.tables.items():
             if kind >= 1:
                 if kind not in runs:
@@ -382,43 +543,52 @@ class ChunkFilter:
             found = table.keys[at] == keys
             pos, keys, groups = pos[found], keys[found], table.groups[at[found]]
             tails, heads = _neighbours(words, pos, max(kind, 0))
-            for g, (left, right, extended) in enumerate(table.extended):
+            for g, ext in enumerate(table.extended):
                 sel = np.flatnonzero(groups & np.uint32(1 << g))
-                if len(sel):
-                    full = _full_keys(keys[sel], tails[sel], heads[sel], left, right)
-                    hits.append(words.starts[pos[sel][_member(extended, full)]])
+                if not len(sel):
+                    continue
+                full = _full_keys(keys[sel], tails[sel], heads[sel], ext.left, ext.right)
+                i = np.searchsorted(ext.keys, full)
+                i[i == len(ext.keys)] = 0
+                hit = ext.keys[i] == full
+                i, first = i[hit], ext.offsets[i[hit]]
+                counts = ext.offsets[i + 1] - first
+                offsets.append(np.repeat(words.starts[pos[sel][hit]], counts))
+                seeds.append(ext.seeds[_ranges(first, counts)])
         if self.inside:
-            hits.append(self._inside_hits(buf, words, starts))
-        if self.surrogates_pass:
-            lead = np.flatnonzero(buf == 0xED)  # UTF-8 of U+D800..U+DFFF: ED A0..BF xx
-            hits.append(lead[buf[lead + 1] >= 0xA0])
-        selected = np.zeros(len(starts), dtype=bool)
-        if hits:
-            selected[np.searchsorted(starts, np.concatenate(hits), side="right") - 1] = True
-        return selected
+            at, found = self._inside_hits(buf, words, starts)
+            offsets.append(at)
+            seeds.append(found)
+        if not offsets:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(offsets), np.concatenate(seeds)
 
-    def _inside_hits(self, buf: np.ndarray, words: _Words, starts: np.ndarray) -> np.ndarray:
-        """Byte offsets of seeds that lie within one word, searched in the long words only."""
+    def _inside_hits(
+        self, buf: np.ndarray, words: _Words, starts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(byte offset, seed) of seeds that lie within one word, searched in the long words
+        only (the first occurrence in each text)."""
         lens = words.ends - words.starts
         long = np.flatnonzero(lens >= min(map(len, self.inside)))
         if not len(long):
-            return long
+            return long, long
         # Each long enough word with the space before it, in one buffer; `at` maps back.
         sizes = lens[long] + 1
-        at = np.repeat(words.starts[long] - 1 - (np.cumsum(sizes) - sizes), sizes)
-        at += np.arange(len(at))
+        at = _ranges(words.starts[long] - 1, sizes)
         data = buf[at].tobytes()
-        doc_starts = np.searchsorted(at, starts).tolist()
-        found = []
-        for frag in self.inside:
+        text_starts = np.searchsorted(at, starts).tolist()
+        found_at: list[int] = []
+        found_seeds: list[int] = []
+        for frag, ids in self.inside.items():
             i = data.find(frag)
             while i != -1:
-                found.append(i)
-                doc = bisect.bisect_right(doc_starts, i)  # the next document
-                if doc >= len(doc_starts):
+                found_at += [i] * len(ids)
+                found_seeds += ids
+                nxt = bisect.bisect_right(text_starts, i)  # the next text
+                if nxt >= len(text_starts):
                     break
-                i = data.find(frag, doc_starts[doc])
-        return at[np.array(found, dtype=np.int64)]
+                i = data.find(frag, text_starts[nxt])
+        return at[np.array(found_at, dtype=np.int64)], np.array(found_seeds, dtype=np.int64)
 
 
 def _words_of(buf: np.ndarray, starts: np.ndarray, selected: np.ndarray) -> list[list[str] | None]:
@@ -517,17 +687,18 @@ def _mapped(
     return buf, np.asarray(starts, dtype=np.int64)
 
 
-def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes]]) -> _Table:
+def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes, int]]) -> _Table:
     kind, size = variant
     # Hash each row's anchor exactly as a chunk's words are hashed: from a buffer holding
     # the rows as "left run right", each piece a word.
     pad = b" " * _PAD
-    line = [b" ".join(p for p in (left, anchor, right) if p) for anchor, left, right in rows]
+    line = [b" ".join(p for p in (left, anchor, right) if p) for anchor, left, right, _ in rows]
     words = _Words.of(np.frombuffer(pad + b" ".join(line) + pad, dtype=np.uint8))
-    counts = np.array([a.count(b" ") + 1 + bool(lf) + bool(rt) for a, lf, rt in rows])
+    counts = np.array([a.count(b" ") + 1 + bool(lf) + bool(rt) for a, lf, rt, _ in rows])
     has_left = np.array([bool(r[1]) for r in rows])
     at = np.cumsum(counts) - counts + has_left  # first word of each row's anchor
     keys = words.runs([kind])[kind][at] if kind >= 1 else _edge_keys(words, kind, size)[at]
+    row_seeds = np.array([r[3] for r in rows], dtype=np.int64)
     unique = np.unique(keys)
     groups = np.zeros(len(unique), dtype=np.uint32)
     extended = []
@@ -536,15 +707,11 @@ def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes]]
         sel = np.flatnonzero((sizes[:, 0] == left) & (sizes[:, 1] == right))
         tails, heads = _neighbours(words, at[sel], max(kind, 0))
         full = _full_keys(keys[sel], tails, heads, left, right)
-        extended.append((left, right, np.unique(full)))
+        order = np.argsort(full, kind="stable")
+        ext_keys, first = np.unique(full[order], return_index=True)
+        offsets = np.append(first, len(order)).astype(np.int64)
+        extended.append(_Extended(left, right, ext_keys, offsets, row_seeds[sel][order]))
         groups[np.searchsorted(unique, keys[sel])] |= np.uint32(1 << g)
     bitmap = np.zeros(1 << 20, dtype=bool)
     bitmap[_bucket(keys)] = True
     return _Table(keys=unique, bitmap=bitmap, groups=groups, extended=extended)
-
-
-def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Which `keys` occur in `sorted_keys`."""
-    at = np.searchsorted(sorted_keys, keys)
-    at[at == len(sorted_keys)] = 0
-    return sorted_keys[at] == keys

@@ -24,7 +24,7 @@ from typing import Any
 from decon.detect.io import is_data_file, iter_lines
 from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
-from decon.detect.prefilter import NgramKey, Prefilter, build_prefilter
+from decon.detect.prefilter import NgramKey, Prefilter, WeightedSeeds, build_prefilter
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer, get_tokenizer
 
 # English function words: never count as evidence that a text is a given eval item.
@@ -408,6 +408,25 @@ class _Builder:
         for t in set(tokens):
             self.token_df[t] = self.token_df.get(t, 0) + 1
 
+    def _idf_bound(
+        self, ngram_docs: list[frozenset[int]], ngram_idf: list[float]
+    ) -> WeightedSeeds | None:
+        """The chunk prefilter's form of `Scanner.may_score`: every question n-gram the scan
+        looks up (hot ones too: clusters count them), its items and IDF, and per item the
+        IDF sum a cluster needs."""
+        min_q = self.o.minimum_question_idf_threshold
+        if min_q <= 0 or any(w < 0 for w in ngram_idf):
+            return None
+        n = self.o.ngram_size
+        keys = [key for key in self.q_ngrams if len(key) == n]
+        ids = [self.q_ngrams[key] for key in keys]
+        return WeightedSeeds(
+            keys=keys,
+            groups=[ngram_docs[i] for i in ids],
+            weights=[ngram_idf[i] for i in ids],
+            needs=[item.question_idf_sum * min_q for item in self.items],
+        )
+
     def finish(self) -> ReferenceIndex:
         o = self.o
         total = sum(1 for item in self.items if item.ngram_indexed)
@@ -435,7 +454,9 @@ class _Builder:
         # compat none: an aligned question keeps one of its anchors intact.
         seeds.extend(sorted(self.anchor_seeds - set(seeds)))
         word_anchors = sorted(run for table in self.anchors.by_length.values() for run in table)
-        prefilter = build_prefilter(seeds, self.tok, word_anchors)
+        prefilter = build_prefilter(
+            seeds, self.tok, word_anchors, self._idf_bound(ngram_docs, ngram_idf)
+        )
         return ReferenceIndex(
             options=o,
             tokenizer=self.tok,

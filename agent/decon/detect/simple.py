@@ -853,16 +853,21 @@ def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
 
 
 def detect_words(
-    text: str, words: list[str], index: ReferenceIndex, anchored: bool = True
+    text: str, words: list[str], index: ReferenceIndex, anchored: bool = True, scan: bool = True
 ) -> tuple[list[Match], bool]:
     """`detect_text` of a document whose normalised words are already known (`words`); the
     text itself is only read for sentence boundaries (short-item rule). `anchored=False`
-    says no word anchor occurs in `words` (`Prefilter.select_anchored`): no alignment step."""
+    says no word anchor occurs in `words` (`Prefilter.select_anchored`): no alignment step;
+    `scan=False` says no n-gram cluster can score (the chunk prefilter's bound): no n-gram
+    scan."""
     o = index.options
     if len(words) < o.ngram_size:
         return [], False
     if o.prefilter and not index.prefilter.may_match(words):
         return [], False
+    align = o.extended and anchored and bool(index.anchors.by_length)
+    if not scan and not align:
+        return [], True
     tok = index.tokenizer
     if isinstance(tok, WordTokenizer):
         tokens = tok.encode_words(words)
@@ -877,8 +882,8 @@ def detect_words(
         def render(a: int, b: int) -> str:
             return tok.decode(tokens[a:b])
 
-    matches = detect_tokens(tokens, index, render)
-    if not o.extended or not anchored or not index.anchors.by_length:
+    matches = detect_tokens(tokens, index, render) if scan else []
+    if not align:
         return matches, True
     seen = {m.item.item_id for m in matches}
     boundaries: list[frozenset[int]] = []
