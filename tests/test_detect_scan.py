@@ -20,7 +20,13 @@ from decon.detect.options import DetectOptions
 from decon.detect.pipeline import detect_chunk
 from decon.detect.reference import ReferenceIndex, build_index
 from decon.detect.report import simple_fields
-from decon.detect.simple import Cluster, Scanner, align_question, anchor_candidates
+from decon.detect.simple import (
+    Cluster,
+    Scanner,
+    align_question,
+    anchor_candidates,
+    candidates_at,
+)
 
 
 def plain_align_question(
@@ -271,11 +277,16 @@ def test_unanchored_mark_means_no_anchor_occurs(tokenizer: str) -> None:
     texts += ["", "x", *(" ".join(run) for run in index.anchors.by_length[4])]
     chunk = index.prefilter.select_anchored(texts, PUNCTUATION)
     anchored = chunk.marked
-    assert len(chunk.words) == len(anchored) == len(texts)
-    for text, mark in zip(texts, anchored, strict=True):
-        if not mark:
-            words = normalized_words(text, PUNCTUATION)
-            assert anchor_candidates(words, index.anchors.by_length) == {}
+    assert chunk.marks is not None and len(chunk.words) == len(chunk.marks) == len(texts)
+    runs = index.prefilter.anchor_runs
+    for text, places in zip(texts, chunk.marks, strict=True):
+        words = normalized_words(text, PUNCTUATION)
+        want = anchor_candidates(words, index.anchors.by_length)
+        if places is None:
+            assert want == {}
+        else:
+            at = [(p, runs[a]) for p, a in places]
+            assert candidates_at(words, at, index.anchors.by_length) == want
     assert anchored.count(False) >= 10 and anchored.count(True) >= 50
 
 

@@ -49,13 +49,13 @@ class ChunkPrefiltering(Protocol):
 
 @dataclass(frozen=True)
 class SelectedText:
-    """A text the chunk prefilter kept: its normalised words; False for `anchored` when no
-    word anchor of the alignment rules occurs in them, for `scan` when no n-gram cluster
-    can score."""
+    """A text the chunk prefilter kept: its normalised words; `scan` False when no n-gram
+    cluster can score; `anchors` the word anchors of the alignment rules that can occur, as
+    (word position, run) (None: not known, look them up; empty: none, no alignment step)."""
 
     words: list[str]
-    anchored: bool = True
     scan: bool = True
+    anchors: list[tuple[int, tuple[str, ...]]] | None = None
 
 
 class SimpleDetector:
@@ -76,17 +76,26 @@ class SimpleDetector:
         punctuation = self.options.punctuation_chars
         if not self.options.prefilter:
             return [SelectedText(normalized_words(t, punctuation)) for t in texts]
-        chunk = self.index.prefilter.select_anchored(texts, punctuation)
+        prefilter = self.index.prefilter
+        chunk = prefilter.select_anchored(texts, punctuation)
+        if chunk.marks is None:
+            return [
+                None if words is None else SelectedText(words, selected)
+                for words, selected in zip(chunk.words, chunk.selected, strict=True)
+            ]
+        runs = prefilter.anchor_runs
         return [
-            None if words is None else SelectedText(words, marked, selected)
-            for words, marked, selected in zip(
-                chunk.words, chunk.marked, chunk.selected, strict=True
+            None
+            if words is None
+            else SelectedText(words, selected, [(p, runs[a]) for p, a in places or ()])
+            for words, selected, places in zip(
+                chunk.words, chunk.selected, chunk.marks, strict=True
             )
         ]
 
     def detect_selected(self, text: str, selected: SelectedText) -> tuple[list[MatchFields], bool]:
         matches, scanned = detect_words(
-            text, selected.words, self._selected_index, selected.anchored, selected.scan
+            text, selected.words, self._selected_index, selected.scan, selected.anchors
         )
         return [simple_fields(m) for m in matches], scanned
 

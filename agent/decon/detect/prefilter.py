@@ -5,12 +5,14 @@ Two forms share one contract (a rejected document contains no seed, so has no ma
 - `Prefilter.select(texts, punctuation_chars)`: a whole chunk of raw texts at once with numpy
   (`ChunkFilter`), never splitting rejected documents into word objects: word fingerprints,
   hashes of runs of consecutive words, a table look-up per run, and a vectorised check of the
-  partial words a BPE seed begins and ends with.
+  partial words a BPE seed begins and ends with. It knows which seeds each text can hold, so
+  it can also bound a score over them (`SeedBound`: simple mode's question IDF per item).
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -39,6 +41,7 @@ class Prefilter:
     chunk: ChunkFilter = field(default=None, compare=False)  # type: ignore[assignment]
     # compat none: the word anchors of the alignment rules alone (see `select_anchored`).
     anchors: ChunkFilter | None = field(default=None, compare=False)
+    anchor_runs: tuple[Run, ...] = ()  # the runs `anchors` was built from, in its seed order
     # Over the chunk filter's seeds: a text no seed of which can reach it is not selected.
     bound: SeedBound | None = field(default=None, compare=False)
 
@@ -52,9 +55,10 @@ class Prefilter:
         return self.chunk.select_marked(texts, punctuation_chars, bound=self.bound).words
 
     def select_anchored(self, texts: list[str], punctuation_chars: str) -> ChunkSelection:
-        """`select`, and per text whether a word anchor can occur in it (False only when
-        none can, so its alignment step can be skipped; all True without anchors); words
-        are given for the texts for which either holds."""
+        """`select`, and per text the word anchors that can occur in it, as (word position,
+        index into `anchor_runs`): every occurrence, and perhaps a few false ones (None when
+        none can, so its alignment step can be skipped; `marks` is None without anchors).
+        Words are given for the texts that are selected or hold an anchor."""
         return self.chunk.select_marked(texts, punctuation_chars, self.anchors, self.bound)
 
     def may_match(self, words: list[str]) -> bool:
@@ -94,12 +98,13 @@ MAX_BPE_ANCHOR_WORDS = 3
 @dataclass(frozen=True)
 class WeightedSeeds:
     """Seeds that bound a score (see `SeedBound`): per seed its groups and weight, and per
-    group the total it needs."""
+    group the total it needs and the most that seeds left out can add (`slack`)."""
 
     keys: list[NgramKey]
     groups: list[frozenset[int]]
     weights: list[float]
     needs: list[float]
+    slack: list[float]
 
 
 def build_prefilter(
@@ -112,8 +117,8 @@ def build_prefilter(
 
     `word_anchors` (runs of normalised words) also get a chunk filter of their own, which says
     which documents can contain one (`Prefilter.select_anchored`). With `weighted`, the chunk
-    form also bounds the score of the seeds it finds in a text (`SeedBound`), and selects a
-    text only when the bound is reached.
+    form looks for the weighted seeds instead (they must include every seed that can start a
+    match), and selects a text only when their bound is reached (`SeedBound`).
 
     Why nothing is lost: a document is scanned as the tokens of its normalised words, and the
     caller passes every token sequence that can start a match (for simple mode: the non-hot
@@ -131,27 +136,47 @@ def build_prefilter(
     The chunk form finds a superset of the seeds that occur, so a bound over them is at least
     the bound over the seeds that really occur.
     """
+    anchor_runs = tuple(word_anchors)
+    anchor_bytes = [
+        (" " + " ".join(run) + " ").encode("utf-8", "surrogatepass") for run in anchor_runs
+    ]
+    seeds = list(seeds)
+    runs, fragments = _document_anchors([(key, _seed_bytes(key, tok)) for key in seeds], tok)
+    # The chunk form: the weighted seeds and their bound, when given.
+    chunk_seeds = seeds if weighted is None else weighted.keys
+    bound = None
+    if weighted is not None:
+        bound = SeedBound.build(weighted.groups, weighted.weights, weighted.needs, weighted.slack)
+    return Prefilter(
+        runs=tuple(
+            (k, {r: tuple(sorted(t)) for r, t in sorted(table.items())})
+            for k, table in sorted(runs.items())
+        ),
+        key_sets={k: frozenset(table) for k, table in runs.items()},
+        fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
+        chunk=ChunkFilter.build(
+            [_seed_bytes(key, tok) for key in chunk_seeds], bpe=not isinstance(tok, WordTokenizer)
+        ),
+        anchors=ChunkFilter.build(anchor_bytes) if anchor_bytes else None,
+        anchor_runs=anchor_runs,
+        bound=bound,
+    )
+
+
+def _document_anchors(
+    seeds: list[tuple[NgramKey, bytes]], tok: Tokenizer
+) -> tuple[dict[int, dict[Run, set[str]]], set[str]]:
+    """The per-document form's anchors of seeds given with their bytes (`_seed_bytes`): word
+    runs with the texts that confirm them, and fragments (see `build_prefilter`)."""
     runs: dict[int, dict[Run, set[str]]] = {}
     fragments: set[str] = set()
-    anchor_bytes = [
-        (" " + " ".join(run) + " ").encode("utf-8", "surrogatepass") for run in word_anchors
-    ]
-    # The chunk form's seeds: `seeds` (selecting), then the weighted ones not among them.
-    chunk_seeds = dict.fromkeys(seeds, True)
-    if weighted is not None:
-        for key in weighted.keys:
-            chunk_seeds.setdefault(key, False)
-    seed_bytes = [_seed_bytes(key, tok) for key in chunk_seeds]
-    for key, raw in zip(chunk_seeds, seed_bytes, strict=True):
-        if not chunk_seeds[key]:
-            continue
+    for key, raw in seeds:
         if isinstance(tok, WordTokenizer):
             runs.setdefault(len(key), {})[tuple(tok.words[t] for t in key)] = set()
             continue
         # Partial characters can only sit at the ends of a substring of valid UTF-8.
         text = raw.decode("utf-8", errors="ignore")
-        pieces = raw.split(b" ")
-        inner = pieces[1:-1]
+        inner = raw.split(b" ")[1:-1]
         try:
             whole = [p.decode("utf-8") for p in inner]
         except UnicodeDecodeError:
@@ -167,27 +192,7 @@ def build_prefilter(
             key=lambda r: (sum(map(len, r)), r),
         )
         runs.setdefault(k, {}).setdefault(run, set()).add(text)
-    bound = None
-    if weighted is not None:
-        index = {key: i for i, key in enumerate(chunk_seeds)}
-        groups: list[Iterable[int]] = [()] * len(chunk_seeds)
-        weights = [0.0] * len(chunk_seeds)
-        for key, g, w in zip(weighted.keys, weighted.groups, weighted.weights, strict=True):
-            groups[index[key]], weights[index[key]] = g, w
-        bound = SeedBound.build(groups, weights, weighted.needs)
-    return Prefilter(
-        runs=tuple(
-            (k, {r: tuple(sorted(t)) for r, t in sorted(table.items())})
-            for k, table in sorted(runs.items())
-        ),
-        key_sets={k: frozenset(table) for k, table in runs.items()},
-        fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
-        chunk=ChunkFilter.build(
-            seed_bytes, bpe=not isinstance(tok, WordTokenizer), selecting=chunk_seeds.values()
-        ),
-        anchors=ChunkFilter.build(anchor_bytes) if anchor_bytes else None,
-        bound=bound,
-    )
+    return runs, fragments
 
 
 def _seed_bytes(key: NgramKey, tok: Tokenizer) -> bytes:
@@ -215,16 +220,11 @@ _PAD = 8  # spaces around a chunk's buffer, so 8-byte reads at any word never le
 _U = np.uint64
 _K1, _K2, _K3 = _U(0x9E3779B97F4A7C15), _U(0xC2B2AE3D27D4EB4F), _U(0x165667B19E3779F9)
 _RUN = _U(0x100000001B3)
-_BITMAP_SHIFT = _U(44)  # a 2**20-entry table of which hashed keys exist
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 _PREFIX, _SUFFIX = -1, -2  # variants keyed on a word's first / last bytes instead of a run
 # Partial words are compared on 1, 2, 4 or 8 bytes (a longer piece is cut): at most 5 x 5
 # (left, right) size groups per table, which fit the uint32 group bit masks.
 _EDGE_BYTES = (0, 1, 2, 2, 4, 4, 4, 4, 8)
-
-
-def _bucket(keys: np.ndarray) -> np.ndarray:
-    return (keys * _K1) >> _BITMAP_SHIFT
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -308,14 +308,44 @@ def _full_keys(
 
 
 @dataclass
+class _KeySet:
+    """Sorted unique keys, and a bitmap of their hashes sized for few false hits: a cheap
+    first test before the binary search."""
+
+    keys: np.ndarray
+    bitmap: np.ndarray
+    shift: np.uint64
+
+    @classmethod
+    def of(cls, keys: np.ndarray) -> _KeySet:
+        unique = np.unique(keys)
+        bits = min(22, max(10, (16 * len(unique)).bit_length()))
+        shift = _U(64 - bits)
+        bitmap = np.zeros(1 << bits, dtype=bool)
+        bitmap[(unique * _K1) >> shift] = True
+        return cls(unique, bitmap, shift)
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The positions in `keys` of the keys in the set, and their indices in `self.keys`."""
+        pos = np.flatnonzero(self.bitmap[(keys * _K1) >> self.shift])
+        if not len(pos):
+            return pos, pos
+        sub = keys[pos]
+        at = np.searchsorted(self.keys, sub)
+        at[at == len(self.keys)] = 0
+        found = self.keys[at] == sub
+        return pos[found], at[found]
+
+
+@dataclass
 class _Extended:
-    """The anchors of one (left, right) size group: their full keys (see `_full_keys`),
-    sorted and unique, and per key the seeds it stands for (CSR)."""
+    """The anchors of one (left, right) size group: their full keys (see `_full_keys`), and
+    per key the seeds it stands for (CSR)."""
 
     left: int
     right: int
-    keys: np.ndarray
-    offsets: np.ndarray  # seeds of keys[i]: seeds[offsets[i] : offsets[i + 1]]
+    keys: _KeySet
+    offsets: np.ndarray  # seeds of keys.keys[i]: seeds[offsets[i] : offsets[i + 1]]
     seeds: np.ndarray
 
 
@@ -324,8 +354,7 @@ class _Table:
     """Anchors of one variant: their keys, and per (left, right) size the keys extended by
     the partial words next to the run (see `_full_keys`)."""
 
-    keys: np.ndarray  # sorted, unique
-    bitmap: np.ndarray  # which `_bucket(keys)` occur: a cheap first test
+    keys: _KeySet
     groups: np.ndarray  # per key, bit g: an anchor with this key is in `extended[g]`
     extended: list[_Extended]
 
@@ -334,25 +363,38 @@ class _Table:
 class SeedBound:
     """A score bound over seeds (lossless when each seed's weight bounds what it adds).
 
-    A document can score only if, for some group, the weights of the distinct seeds that can
-    occur in it and belong to the group add up to the group's need (a need <= 0 is never
-    reached). For simple mode: seeds are question n-grams, groups eval items, weights IDF.
+    A document can score for a group only if one of the group's seeds occurs in it, and the
+    weights of the distinct seeds of the group that can occur, plus the group's slack (the
+    most that anything else can add), reach the group's need (a need <= 0 never is). For
+    simple mode: seeds are the n-grams that can start a cluster, groups eval items, weights
+    IDF, and the slack is the IDF of an item's hot n-grams (counted, but never a start).
     """
 
     offsets: np.ndarray  # groups of seed s: groups[offsets[s] : offsets[s + 1]]
     groups: np.ndarray
     weights: np.ndarray  # per seed
     needs: np.ndarray  # per group
+    slack: np.ndarray  # per group
 
     @classmethod
     def build(
-        cls, seed_groups: list[Iterable[int]], weights: list[float], needs: list[float]
+        cls,
+        seed_groups: list[frozenset[int]],
+        weights: list[float],
+        needs: list[float],
+        slack: list[float],
     ) -> SeedBound:
         groups = [np.asarray(sorted(g), dtype=np.int64) for g in seed_groups]
         offsets = np.zeros(len(groups) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(g) for g in groups])
         flat = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
-        return cls(offsets, flat, np.asarray(weights, dtype=np.float64), np.asarray(needs))
+        return cls(
+            offsets,
+            flat,
+            np.asarray(weights, dtype=np.float64),
+            np.asarray(needs, dtype=np.float64),
+            np.asarray(slack, dtype=np.float64),
+        )
 
     def reached(self, texts: np.ndarray, seeds: np.ndarray, n_texts: int) -> np.ndarray:
         """Per text: whether the seeds found in it (pairs `texts[i]`, `seeds[i]`, repeats
@@ -362,13 +404,14 @@ class SeedBound:
         pairs = np.unique(texts.astype(np.int64) * n_seeds + seeds)
         texts, seeds = pairs // n_seeds, pairs % n_seeds
         first, counts = self.offsets[seeds], np.diff(self.offsets)[seeds]
-        at = _ranges(first, counts)
-        groups = self.groups[at]
+        groups = self.groups[_ranges(first, counts)]
         n_groups = len(self.needs)
         key = np.repeat(texts, counts) * n_groups + groups
         unique, inverse = np.unique(key, return_inverse=True)
-        totals = np.bincount(inverse, weights=np.repeat(self.weights[seeds], counts))
-        needs = self.needs[unique % n_groups]
+        group = unique % n_groups
+        sums = np.bincount(inverse, weights=np.repeat(self.weights[seeds], counts))
+        totals = sums + self.slack[group]
+        needs = self.needs[group]
         # The margin makes the bound weaker than any summation order's rounding.
         ok = (needs > 0) & (totals >= needs * (1 - 1e-6))
         out[unique[ok] // n_groups] = True
@@ -390,7 +433,15 @@ class ChunkSelection:
 
     words: list[list[str] | None]  # normalised words of the selected (or marked) texts
     selected: list[bool]  # a seed can occur (and, with a bound, the bound is reached)
-    marked: list[bool]  # a seed of the marker can occur (all True without a marker)
+    # With a marker: where its seeds can start, (word position, seed); None where none can.
+    marks: list[list[tuple[int, int]] | None] | None = None
+
+    @property
+    def marked(self) -> list[bool]:
+        """Per text: whether a seed of the marker can occur (all True without a marker)."""
+        if self.marks is None:
+            return [True] * len(self.selected)
+        return [m is not None for m in self.marks]
 
 
 @dataclass
@@ -402,23 +453,17 @@ class ChunkFilter:
     always: tuple[int, ...] = ()  # seeds with nothing to anchor on: in every document
     # tiktoken encodes a lone surrogate as U+FFFD: such documents are passed unexamined.
     surrogates_pass: bool = False
-    selecting: np.ndarray | None = None  # per seed: whether it selects (None: all do)
 
     @classmethod
-    def build(
-        cls, seeds: Iterable[bytes], bpe: bool = False, selecting: Iterable[bool] | None = None
-    ) -> ChunkFilter:
+    def build(cls, seeds: Iterable[bytes], bpe: bool = False) -> ChunkFilter:
         """Anchors for seeds given as the bytes their tokens decode to (see build_prefilter).
 
-        `bpe`: the seeds are tiktoken's, which sees a lone surrogate as U+FFFD. `selecting`:
-        per seed, whether finding it selects a text (others only count towards a bound).
+        `bpe`: the seeds are tiktoken's, which sees a lone surrogate as U+FFFD.
         """
         rows: dict[tuple[int, int], list[tuple[bytes, bytes, bytes, int]]] = {}
         inside: dict[bytes, list[int]] = {}
         always: list[int] = []
-        n = 0
-        for n, raw in enumerate(seeds, 1):
-            seed = n - 1
+        for seed, raw in enumerate(seeds):
             pieces = raw.split(b" ")
             if len(pieces) == 1:
                 if raw:
@@ -454,13 +499,11 @@ class ChunkFilter:
             else:
                 always.append(seed)
         tables = {v: _make_table(v, r) for v, r in sorted(rows.items())}
-        flags = None if selecting is None else np.fromiter(selecting, dtype=bool, count=n)
         return cls(
             tables,
             {frag: tuple(ids) for frag, ids in sorted(inside.items())},
             tuple(always),
             surrogates_pass=bpe,
-            selecting=flags,
         )
 
     def select(self, texts: list[str], punctuation_chars: str) -> list[list[str] | None]:
@@ -475,8 +518,8 @@ class ChunkFilter:
         bound: SeedBound | None = None,
     ) -> ChunkSelection:
         """Per text: whether a seed can occur in it (and, given a `bound` over this filter's
-        seeds, the bound is reached), whether a seed of `marker` (another filter's) can, and
-        the normalised words of the texts for which either holds."""
+        seeds, the bound is reached), where seeds of `marker` (another filter's, of whole
+        words only) can occur, and the normalised words of the texts for which either holds."""
         if not texts:
             return ChunkSelection([], [], [])
         buf, starts = normalized_buffer(texts, punctuation_chars)
@@ -486,13 +529,27 @@ class ChunkFilter:
         runs = words.runs(k for k, _ in tables if k >= 1 and k <= nwords)  # one pass for both
         selected = self._selected(buf, words, starts, runs, bound)
         if marker is None:
-            return ChunkSelection(
-                _words_of(buf, starts, selected), selected.tolist(), [True] * len(texts)
-            )
-        marked = marker._selected(buf, words, starts, runs, None)
-        return ChunkSelection(
-            _words_of(buf, starts, selected | marked), selected.tolist(), marked.tolist()
-        )
+            return ChunkSelection(_words_of(buf, starts, selected), selected.tolist())
+        marks = marker._word_hits(buf, words, starts, runs)
+        marked = np.array([m is not None for m in marks], dtype=bool)
+        return ChunkSelection(_words_of(buf, starts, selected | marked), selected.tolist(), marks)
+
+    def _word_hits(
+        self, buf: np.ndarray, words: _Words, starts: np.ndarray, runs: dict[int, np.ndarray]
+    ) -> list[list[tuple[int, int]] | None]:
+        """Per text of the buffer: (word position in the text, seed) of every place where a
+        seed of this filter can start (a superset), or None where none can. Seeds must be
+        whole words (no partial word at either end), so that each place is a word's start."""
+        assert not (self.inside or self.always), "seeds of whole words only"
+        at, seeds = self._hits(buf, words, starts, runs)
+        texts = np.searchsorted(starts, at, side="right") - 1
+        first_word = np.searchsorted(words.starts, starts)
+        local = np.searchsorted(words.starts, at) - first_word[texts]
+        order = np.lexsort((seeds, local, texts))
+        places = list(zip(local[order].tolist(), seeds[order].tolist(), strict=True))
+        texts = texts[order]
+        bounds = np.searchsorted(texts, np.arange(len(starts) + 1)).tolist()
+        return [places[a:b] or None for a, b in itertools.pairwise(bounds)]
 
     def _selected(
         self,
@@ -512,7 +569,7 @@ class ChunkFilter:
             texts = np.concatenate([texts, np.repeat(np.arange(n_texts), len(always))])
             seeds = np.concatenate([seeds, np.tile(always, n_texts)])
         selected = np.zeros(n_texts, dtype=bool)
-        selected[texts if self.selecting is None else texts[self.selecting[seeds]]] = True
+        selected[texts] = True
         if bound is not None:
             selected &= bound.reached(texts, seeds, n_texts)
         if self.surrogates_pass:
@@ -534,24 +591,18 @@ class ChunkFilter:
                 keys = runs[kind]
             else:
                 keys = _edge_keys(words, kind, size)
-            pos = np.flatnonzero(table.bitmap[_bucket(keys)])
+            pos, at = table.keys.find(keys)
             if not len(pos):
                 continue
-            keys = keys[pos]
-            at = np.searchsorted(table.keys, keys)
-            at[at == len(table.keys)] = 0
-            found = table.keys[at] == keys
-            pos, keys, groups = pos[found], keys[found], table.groups[at[found]]
+            keys, groups = keys[pos], table.groups[at]
             tails, heads = _neighbours(words, pos, max(kind, 0))
             for g, ext in enumerate(table.extended):
                 sel = np.flatnonzero(groups & np.uint32(1 << g))
                 if not len(sel):
                     continue
                 full = _full_keys(keys[sel], tails[sel], heads[sel], ext.left, ext.right)
-                i = np.searchsorted(ext.keys, full)
-                i[i == len(ext.keys)] = 0
-                hit = ext.keys[i] == full
-                i, first = i[hit], ext.offsets[i[hit]]
+                hit, i = ext.keys.find(full)
+                first = ext.offsets[i]
                 counts = ext.offsets[i + 1] - first
                 offsets.append(np.repeat(words.starts[pos[sel][hit]], counts))
                 seeds.append(ext.seeds[_ranges(first, counts)])
@@ -699,8 +750,8 @@ def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes, 
     at = np.cumsum(counts) - counts + has_left  # first word of each row's anchor
     keys = words.runs([kind])[kind][at] if kind >= 1 else _edge_keys(words, kind, size)[at]
     row_seeds = np.array([r[3] for r in rows], dtype=np.int64)
-    unique = np.unique(keys)
-    groups = np.zeros(len(unique), dtype=np.uint32)
+    anchors = _KeySet.of(keys)
+    groups = np.zeros(len(anchors.keys), dtype=np.uint32)
     extended = []
     sizes = np.array([(len(r[1]), len(r[2])) for r in rows]).reshape(-1, 2)
     for g, (left, right) in enumerate(sorted({(int(x), int(y)) for x, y in sizes})):
@@ -708,10 +759,8 @@ def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes, 
         tails, heads = _neighbours(words, at[sel], max(kind, 0))
         full = _full_keys(keys[sel], tails, heads, left, right)
         order = np.argsort(full, kind="stable")
-        ext_keys, first = np.unique(full[order], return_index=True)
+        first = np.unique(full[order], return_index=True)[1]
         offsets = np.append(first, len(order)).astype(np.int64)
-        extended.append(_Extended(left, right, ext_keys, offsets, row_seeds[sel][order]))
-        groups[np.searchsorted(unique, keys[sel])] |= np.uint32(1 << g)
-    bitmap = np.zeros(1 << 20, dtype=bool)
-    bitmap[_bucket(keys)] = True
-    return _Table(keys=unique, bitmap=bitmap, groups=groups, extended=extended)
+        extended.append(_Extended(left, right, _KeySet.of(full), offsets, row_seeds[sel][order]))
+        groups[np.searchsorted(anchors.keys, keys[sel])] |= np.uint32(1 << g)
+    return _Table(keys=anchors, groups=groups, extended=extended)

@@ -409,22 +409,28 @@ class _Builder:
             self.token_df[t] = self.token_df.get(t, 0) + 1
 
     def _idf_bound(
-        self, ngram_docs: list[frozenset[int]], ngram_idf: list[float]
+        self, ngram_docs: list[frozenset[int]], ngram_idf: list[float], hot: frozenset[int]
     ) -> WeightedSeeds | None:
-        """The chunk prefilter's form of `Scanner.may_score`: every question n-gram the scan
-        looks up (hot ones too: clusters count them), its items and IDF, and per item the
-        IDF sum a cluster needs."""
+        """The chunk prefilter's form of `Scanner.may_score`: the question n-grams that can
+        start a cluster, their items and IDF, per item the IDF sum a cluster needs, and the
+        IDF of its hot n-grams (which clusters count but the prefilter does not look for)."""
         min_q = self.o.minimum_question_idf_threshold
         if min_q <= 0 or any(w < 0 for w in ngram_idf):
             return None
         n = self.o.ngram_size
-        keys = [key for key in self.q_ngrams if len(key) == n]
+        keys = [key for key, nid in self.q_ngrams.items() if len(key) == n and nid not in hot]
         ids = [self.q_ngrams[key] for key in keys]
+        slack = [0.0] * len(self.items)
+        for key, nid in self.q_ngrams.items():
+            if len(key) == n and nid in hot:
+                for d in ngram_docs[nid]:
+                    slack[d] += ngram_idf[nid]
         return WeightedSeeds(
             keys=keys,
             groups=[ngram_docs[i] for i in ids],
             weights=[ngram_idf[i] for i in ids],
             needs=[item.question_idf_sum * min_q for item in self.items],
+            slack=slack,
         )
 
     def finish(self) -> ReferenceIndex:
@@ -455,7 +461,7 @@ class _Builder:
         seeds.extend(sorted(self.anchor_seeds - set(seeds)))
         word_anchors = sorted(run for table in self.anchors.by_length.values() for run in table)
         prefilter = build_prefilter(
-            seeds, self.tok, word_anchors, self._idf_bound(ngram_docs, ngram_idf)
+            seeds, self.tok, word_anchors, self._idf_bound(ngram_docs, ngram_idf, hot)
         )
         return ReferenceIndex(
             options=o,

@@ -29,7 +29,7 @@ from operator import is_not
 
 from decon.detect.normalize import normalized_words
 from decon.detect.reference import FUNCTION_WORDS, EvalItem, ReferenceIndex
-from decon.detect.tokenize import BpeTokenizer, WordTokenizer
+from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
 W_QAP = (0.7, 0.2, 0.1)
 W_QA = (0.75, 0.25)
@@ -721,14 +721,38 @@ def anchor_candidates(
     return candidates
 
 
+def candidates_at(
+    words: list[str],
+    places: list[tuple[int, tuple[str, ...]]],
+    by_length: dict[int, dict[tuple[str, ...], list[tuple[int, int]]]],
+) -> dict[int, set[int]]:
+    """`anchor_candidates` from places where anchor runs can occur (word position, run):
+    every occurrence among them, and any other is checked out."""
+    candidates: dict[int, set[int]] = {}
+    for start, run in places:
+        k = len(run)
+        if tuple(words[start : start + k]) == run:
+            for item_id, offset in by_length[k][run]:
+                candidates.setdefault(item_id, set()).add(start - offset)
+    return candidates
+
+
 def find_alignments(
-    words: list[str], index: ReferenceIndex, boundaries: Callable[[], frozenset[int]]
+    words: list[str],
+    index: ReferenceIndex,
+    boundaries: Callable[[], frozenset[int]],
+    anchors: list[tuple[int, tuple[str, ...]]] | None = None,
 ) -> list[Alignment]:
     """Questions found by their word anchors, aligned with edits and judged by the rules;
-    the best alignment per item. `boundaries()` gives the sentence boundaries (lazily)."""
+    the best alignment per item. `boundaries()` gives the sentence boundaries (lazily);
+    `anchors`, where anchors can occur (see `detect_words`)."""
     o = index.options
     items = index.items
-    candidates = anchor_candidates(words, index.anchors.by_length)
+    by_length = index.anchors.by_length
+    if anchors is None:
+        candidates = anchor_candidates(words, by_length)
+    else:
+        candidates = candidates_at(words, anchors, by_length)
     found: list[Alignment] = []
     n = len(words)
     for item_id in sorted(candidates):
@@ -853,36 +877,32 @@ def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
 
 
 def detect_words(
-    text: str, words: list[str], index: ReferenceIndex, anchored: bool = True, scan: bool = True
+    text: str,
+    words: list[str],
+    index: ReferenceIndex,
+    scan: bool = True,
+    anchors: list[tuple[int, tuple[str, ...]]] | None = None,
 ) -> tuple[list[Match], bool]:
     """`detect_text` of a document whose normalised words are already known (`words`); the
-    text itself is only read for sentence boundaries (short-item rule). `anchored=False`
-    says no word anchor occurs in `words` (`Prefilter.select_anchored`): no alignment step;
-    `scan=False` says no n-gram cluster can score (the chunk prefilter's bound): no n-gram
-    scan."""
+    text itself is only read for sentence boundaries (short-item rule). From the chunk
+    prefilter: `scan=False` says no n-gram cluster can score (no n-gram scan); `anchors`
+    lists the places where word anchors can occur (`Prefilter.select_anchored`; empty: no
+    alignment step; None: look them up)."""
     o = index.options
     if len(words) < o.ngram_size:
         return [], False
     if o.prefilter and not index.prefilter.may_match(words):
         return [], False
-    align = o.extended and anchored and bool(index.anchors.by_length)
+    align = o.extended and anchors != [] and bool(index.anchors.by_length)
     if not scan and not align:
         return [], True
     tok = index.tokenizer
-    if isinstance(tok, WordTokenizer):
-        tokens = tok.encode_words(words)
-
-        def render(a: int, b: int) -> str:
-            return " ".join(words[a:b])
-
+    tokens: list[int] = []
+    if scan:
+        tokens = _encode(tok, words)
+        matches = detect_tokens(tokens, index, _renderer(tok, words, tokens))
     else:
-        assert isinstance(tok, BpeTokenizer)
-        tokens = tok.encode(" ".join(words))
-
-        def render(a: int, b: int) -> str:
-            return tok.decode(tokens[a:b])
-
-    matches = detect_tokens(tokens, index, render) if scan else []
+        matches = []
     if not align:
         return matches, True
     seen = {m.item.item_id for m in matches}
@@ -894,10 +914,15 @@ def detect_words(
         return boundaries[0]
 
     aligned = [
-        a for a in find_alignments(words, index, sentence_bounds) if a.item.item_id not in seen
+        a
+        for a in find_alignments(words, index, sentence_bounds, anchors)
+        if a.item.item_id not in seen
     ]
     if not aligned:
         return matches, True
+    if not tokens:
+        tokens = _encode(tok, words)
+    render = _renderer(tok, words, tokens)
     if isinstance(tok, WordTokenizer):
 
         def to_token(i: int, last: bool) -> int:
@@ -911,3 +936,17 @@ def detect_words(
         matches.append(m)
     matches.sort(key=lambda m: (m.question_start_idx, m.item.item_id))
     return matches, True
+
+
+def _encode(tok: Tokenizer, words: list[str]) -> list[int]:
+    if isinstance(tok, WordTokenizer):
+        return tok.encode_words(words)
+    assert isinstance(tok, BpeTokenizer)
+    return tok.encode(" ".join(words))
+
+
+def _renderer(tok: Tokenizer, words: list[str], tokens: list[int]) -> Callable[[int, int], str]:
+    """The text of tokens [a, b) of a document (its words, for the word tokenizer)."""
+    if isinstance(tok, WordTokenizer):
+        return lambda a, b: " ".join(words[a:b])
+    return lambda a, b: tok.decode(tokens[a:b])
