@@ -11,9 +11,16 @@ from pathlib import Path
 import pytest
 
 from decon.cli import main
+from decon.detect import pipeline
 from decon.detect.io import extract_text, iter_lines, open_binary_write
 from decon.detect.options import DetectOptions
-from decon.detect.pipeline import WorkerPool, load_reference, output_names, process_file
+from decon.detect.pipeline import (
+    WorkerPool,
+    detect_chunk,
+    load_reference,
+    output_names,
+    process_file,
+)
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()  # noqa: SIM905
 
@@ -123,6 +130,16 @@ def test_output_identical_for_any_worker_count(tmp_path, corpus) -> None:
         outputs.append(((d / "r.report.jsonl").read_bytes(), list(iter_lines(d / "c.jsonl.gz"))))
     assert outputs[0] == outputs[1]
     assert outputs[0][0]
+
+
+def test_prefilter_batches_do_not_change_a_chunk_result(corpus, monkeypatch) -> None:
+    ref, questions = corpus
+    lines = training_lines(questions, 300)
+    detector = load_reference(ref, DetectOptions(content_key="meta.body"))
+    whole = detect_chunk(detector, "f.jsonl", 0, lines)
+    monkeypatch.setattr(pipeline, "SELECT_BATCH_CHARS", 2000)  # a few texts per batch
+    assert detect_chunk(detector, "f.jsonl", 0, lines) == whole
+    assert whole.reports and whole.malformed == 1
 
 
 def test_one_worker_pool_serves_a_cancelled_file_and_then_the_next(tmp_path, corpus) -> None:

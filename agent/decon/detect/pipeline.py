@@ -31,6 +31,9 @@ from decon.detect.options import DetectOptions
 from decon.detect.report import report_line
 
 CHUNK_BYTES = 4 << 20
+# A chunk prefilter's arrays take several times its texts' size: batches of about this many
+# characters keep them small (cache-friendly, and memory is reused rather than faulted in).
+SELECT_BATCH_CHARS = 1 << 20
 CANCEL_POLL_SECONDS = 0.2
 
 
@@ -131,7 +134,9 @@ def detect_chunk(
         doc_ids.append(got.doc_id)
     select = getattr(detector, "select", None)
     if select is not None:
-        kept = select(texts)
+        kept = []
+        for batch in _batches(texts, SELECT_BATCH_CHARS):
+            kept += select(batch)
 
         def detect(i: int) -> tuple[list[dict[str, Any]], bool]:
             selected = kept[i]
@@ -153,6 +158,18 @@ def detect_chunk(
                 (offset, [report_line(m, rel_name, line_no, doc_id) for m in matches])
             )
     return result
+
+
+def _batches(texts: list[str], chars: int) -> Iterator[list[str]]:
+    """Consecutive runs of `texts` of about `chars` characters each (at least one text)."""
+    start = size = 0
+    for i, text in enumerate(texts):
+        size += len(text)
+        if size >= chars:
+            yield texts[start : i + 1]
+            start, size = i + 1, 0
+    if start < len(texts):
+        yield texts[start:]
 
 
 # The detector of a pool's worker process (set in the child by the pool's initializer).
