@@ -8,6 +8,7 @@ At most a few chunks per worker are in flight: memory stays bounded whatever the
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
@@ -177,7 +178,24 @@ _WORKER_DETECTOR: list[DocumentDetector] = []
 
 
 def _init_worker(detector: DocumentDetector) -> None:
+    keep_freed_memory()
     _WORKER_DETECTOR[:] = [detector]
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the
+    kernel: every chunk allocates and frees arrays of the same sizes, and faulting fresh
+    pages in for each one cost a quarter of the CPU time. Memory then stays at its peak
+    for one chunk. A no-op without glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # the most glibc accepts on 64-bit
+    libc.mallopt(_M_TRIM_THRESHOLD, 512 << 20)
 
 
 def _worker_chunk(rel_name: str, first_line: int, lines: list[bytes]) -> ChunkResult:
@@ -318,6 +336,7 @@ def process_files(
 
     Without `pool`, a pool of `options.workers` processes lives for this call only.
     """
+    keep_freed_memory()
     if pool is None:
         workers = resolve_workers(options.workers)
         if workers > 1:
