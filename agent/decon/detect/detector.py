@@ -37,8 +37,8 @@ class ChunkPrefiltering(Protocol):
     """Optional: a detector that can rule documents out a whole chunk at a time."""
 
     def select(self, texts: list[str]) -> list[Any | None]:
-        """Per text: what `detect_selected` needs of it (for simple mode its normalised words
-        and whether a word anchor occurs), or None when it cannot match (lossless)."""
+        """Per text: what `detect_selected` needs of it (for simple mode a `SelectedText`),
+        or None when it cannot match (lossless)."""
         ...
 
     def detect_selected(self, text: str, selected: Any) -> tuple[list[MatchFields], bool]:
