@@ -77,9 +77,14 @@ def open_binary_read(path: Path) -> Iterator[IO[bytes]]:
 
 @contextmanager
 def open_binary_write(path: Path, compression: str) -> Iterator[IO[bytes]]:
-    """Open `path` for binary writing with the given compression extension."""
+    """Open `path` for binary writing with the given compression extension.
+
+    Gzip headers carry no name and no time, so equal content gives equal bytes (and equal
+    ETags) on every rerun."""
+    raw: IO[bytes] | None = None
     if compression == ".gz":
-        fh: IO[bytes] = gzip.open(path, "wb", compresslevel=6)
+        raw = open(path, "wb")  # noqa: SIM115 - closed below
+        fh: IO[bytes] = gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0)
     elif compression in (".zst", ".zstd"):
         raw = open(path, "wb")  # noqa: SIM115
         fh = zstandard.ZstdCompressor(level=3).stream_writer(raw)  # type: ignore[assignment]
@@ -93,6 +98,8 @@ def open_binary_write(path: Path, compression: str) -> Iterator[IO[bytes]]:
         yield fh
     finally:
         fh.close()
+        if raw is not None:
+            raw.close()
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:
