@@ -20,6 +20,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -79,6 +80,12 @@ def cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process alone (with workers: the parent's share)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
 def web_paragraphs() -> list[str]:
@@ -152,6 +159,7 @@ def main() -> int:
         if which in ("docs", "both"):
             ref, src, size = make_corpus(root, humaneval_records(), docs)
             run_corpus("docs", root, ref, src, size, docs)
+            purify_rows(root, ref, src, size, os.cpu_count() or 1)
             similarity_mode_rows(root, ref, src, size, os.cpu_count() or 1)
         if which in ("web", "both"):
             run_corpus("web", root, *make_web_corpus(root, web_records(), docs), docs)
@@ -199,6 +207,29 @@ def similarity_mode_rows(root: Path, ref: Path, src: Path, size: int, cores: int
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                 args = (mode, tok, workers, ref, src, size, out, str(vectors))
                 print(pool.submit(_mode_row, *args).result(), flush=True)
+
+
+def purify_rows(root: Path, ref: Path, src: Path, size: int, cores: int) -> None:
+    """Detect and purify a gzip input (word tokenizer, default mode). The workers compress the
+    cleaned copy's parts; the parent's own MB per CPU-second (decompressing, handing chunks
+    over, writing) bounds how many workers one job can keep busy."""
+    gz = root / "shard.jsonl.gz"
+    with open(src, "rb") as fh, gzip.open(gz, "wb", compresslevel=6) as out:
+        shutil.copyfileobj(fh, out)
+    for workers in sorted({1, cores}):
+        opts = DetectOptions(workers=workers)
+        index = load_reference(ref, opts)
+        out = root / f"out-purify-{workers}"
+        task = FileTask(gz, "shard.jsonl.gz", out / "shard.report.jsonl", out / "clean.jsonl.gz")
+        parent0, cpu0, t0 = own_cpu_seconds(), cpu_seconds(), time.perf_counter()
+        (res,) = process_files([task], index, opts)
+        secs = time.perf_counter() - t0
+        cpu, parent = cpu_seconds() - cpu0, own_cpu_seconds() - parent0
+        print(
+            f"purify  gzip   workers={workers:2d}: {size / 1e6 / secs:7.1f} MB/s "
+            f"({size / 1e6 / cpu:6.1f} MB per CPU-second; parent process alone "
+            f"{size / 1e6 / parent:6.1f} MB per CPU-second) contaminated={res.contaminated_lines}"
+        )
 
 
 def warm_up(root: Path, ref: Path, src: Path) -> None:

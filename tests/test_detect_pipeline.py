@@ -6,14 +6,22 @@ import gzip
 import json
 import math
 import random
+import subprocess
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
 
 from decon.cli import main
 from decon.detect import pipeline
-from decon.detect.io import extract_text, iter_lines, open_binary_write
+from decon.detect.io import (
+    GzipFromParts,
+    deflate_part,
+    extract_text,
+    iter_lines,
+    open_binary_write,
+)
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import (
     WorkerPool,
@@ -131,6 +139,50 @@ def test_output_identical_for_any_worker_count(tmp_path, corpus) -> None:
         outputs.append(((d / "r.report.jsonl").read_bytes(), (d / "c.jsonl.gz").read_bytes()))
     assert outputs[0] == outputs[1]  # byte for byte, the gzip header included
     assert outputs[0][0]
+    # One gzip member built from 15 chunks' parts: a reader that stops after the first member
+    # (Rust's flate2 GzDecoder) still gets every kept line.
+    member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    kept = member.decompress(outputs[0][1])
+    assert member.eof and member.unused_data == b""
+    flagged = {json.loads(x)["training_line"] for x in outputs[0][0].decode().splitlines()}
+    lines = training_lines(questions, 600)
+    assert kept == b"".join(x for i, x in enumerate(lines) if i not in flagged)
+    assert len(flagged) > 10
+
+
+def test_chunks_compress_the_kept_lines_of_a_gzip_copy(tmp_path, corpus) -> None:
+    """The worker deflates the lines a chunk keeps; the writer only appends the parts."""
+    ref, questions = corpus
+    lines = training_lines(questions, 80)
+    detector = load_reference(ref, DetectOptions(content_key="meta.body"))
+    chunk = detect_chunk(detector, "f.jsonl.gz", 0, lines, deflate_kept=True)
+    bad = {offset for offset, _ in chunk.reports}
+    assert bad and chunk.kept_deflated is not None
+    kept = [x for i, x in enumerate(lines) if i not in bad]
+    raw = zlib.decompressobj(-zlib.MAX_WBITS)
+    assert raw.decompress(chunk.kept_deflated) == b"".join(kept) and not raw.eof  # not final
+    assert detect_chunk(detector, "f.jsonl.gz", 0, lines).kept_deflated is None
+    path = tmp_path / "parts.gz"
+    parts = GzipFromParts(open(path, "wb"))  # noqa: SIM115 - closed by close()
+    parts.write_part(chunk.kept_deflated, kept)
+    parts.write_part(deflate_part(b""), [])
+    parts.write_part(deflate_part(b"last line\n"), [b"last", b" line\n"])
+    parts.close()
+    # The system's gzip checks the CRC-32 and size of the trailer.
+    out = subprocess.run(["gzip", "-dc", str(path)], capture_output=True, check=True).stdout
+    assert out == b"".join(kept) + b"last line\n"
+
+
+def test_empty_gzip_input_gets_an_empty_valid_cleaned_copy(tmp_path, corpus) -> None:
+    ref, _ = corpus
+    src = tmp_path / "empty.jsonl.gz"
+    with open_binary_write(src, ".gz"):
+        pass
+    opts = DetectOptions(workers=1)
+    cleaned = tmp_path / "c" / "empty.clean.jsonl.gz"
+    process_file(src, "empty.jsonl.gz", load_reference(ref, opts), opts, tmp_path / "r", cleaned)
+    assert subprocess.run(["gzip", "-t", str(cleaned)]).returncode == 0
+    assert gzip.decompress(cleaned.read_bytes()) == b""
 
 
 def test_gzip_output_bytes_depend_only_on_content(tmp_path) -> None:

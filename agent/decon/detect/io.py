@@ -13,7 +13,9 @@ import io
 import json
 import lzma
 import os
-from collections.abc import Iterator
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,11 @@ import orjson
 import zstandard
 
 COMPRESSIONS = (".gz", ".zst", ".zstd", ".bz2", ".xz")
+GZIP_LEVEL = 6
+# gzip member header: deflate, no flags, mtime 0, no extra flags, OS unknown (as GzipFile
+# writes it at level 6 with mtime=0)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_DEFLATE_FINAL_EMPTY_BLOCK = b"\x03\x00"
 DATA_SUFFIXES = (".jsonl", ".json")
 
 
@@ -83,8 +90,8 @@ def open_binary_write(path: Path, compression: str) -> Iterator[IO[bytes]]:
     ETags) on every rerun."""
     raw: IO[bytes] | None = None
     if compression == ".gz":
-        raw = open(path, "wb")  # noqa: SIM115 - closed below
-        fh: IO[bytes] = gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0)
+        raw = open(path, "wb")
+        fh: IO[bytes] = gzip.GzipFile("", "wb", GZIP_LEVEL, raw, mtime=0)
     elif compression in (".zst", ".zstd"):
         raw = open(path, "wb")  # noqa: SIM115
         fh = zstandard.ZstdCompressor(level=3).stream_writer(raw)  # type: ignore[assignment]
@@ -100,6 +107,37 @@ def open_binary_write(path: Path, compression: str) -> Iterator[IO[bytes]]:
         fh.close()
         if raw is not None:
             raw.close()
+
+
+def deflate_part(data: bytes) -> bytes:
+    """Raw deflate of `data`, ending byte-aligned and not final. Parts compressed on their own
+    (in worker processes) concatenate into one valid deflate stream, as pigz does."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+class GzipFromParts:
+    """One single-member gzip file written from `deflate_part` outputs in order: readers that
+    stop after the first member (Rust's flate2 GzDecoder) still see every line."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self._crc = 0
+        self._size = 0
+        fh.write(_GZIP_HEADER)
+
+    def write_part(self, part: bytes, plain: Iterable[bytes]) -> None:
+        """Append `part`, the `deflate_part` of the concatenation of `plain`."""
+        for data in plain:
+            self._crc = zlib.crc32(data, self._crc)
+            self._size += len(data)
+        self._fh.write(part)
+
+    def close(self) -> None:
+        """Final block and trailer (CRC-32 and size mod 2**32), then close the file."""
+        trailer = struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+        self._fh.write(_DEFLATE_FINAL_EMPTY_BLOCK + trailer)
+        self._fh.close()
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:

@@ -21,8 +21,10 @@ from typing import Any
 
 from decon.detect.detector import DocumentDetector, load_detector
 from decon.detect.io import (
+    GzipFromParts,
     atomic_temp,
     compression_of,
+    deflate_part,
     extract_text,
     iter_lines,
     open_binary_write,
@@ -98,22 +100,30 @@ def load_reference(path_or_dir: Path | str, options: DetectOptions) -> DocumentD
 
 @dataclass
 class ChunkResult:
-    """Per-chunk outcome: report lines by line offset, and counters."""
+    """Per-chunk outcome: report lines by line offset, counters, and (when asked for) the
+    kept lines compressed by `deflate_part`."""
 
     reports: list[tuple[int, list[dict[str, Any]]]]
     malformed: int = 0
     missing_key: int = 0
     undecodable: int = 0
     scanned: int = 0
+    kept_deflated: bytes | None = None
 
 
 def detect_chunk(
-    detector: DocumentDetector, rel_name: str, first_line: int, lines: list[bytes]
+    detector: DocumentDetector,
+    rel_name: str,
+    first_line: int,
+    lines: list[bytes],
+    deflate_kept: bool = False,
 ) -> ChunkResult:
     """Detect every line of a chunk (pure apart from CPU).
 
     A detector with a chunk prefilter (`ChunkPrefiltering`) first rules out, in one
     vectorised pass over all the chunk's texts, the documents that cannot match.
+    `deflate_kept` also compresses the lines a purified gzip copy keeps, so that compression
+    runs in the workers rather than in the one process that writes the file.
     """
     content_key = detector.options.content_key
     result = ChunkResult(reports=[])
@@ -158,6 +168,11 @@ def detect_chunk(
             result.reports.append(
                 (offset, [report_line(m, rel_name, line_no, doc_id) for m in matches])
             )
+    if deflate_kept:
+        bad = {offset for offset, _ in result.reports}
+        result.kept_deflated = deflate_part(
+            b"".join(raw for offset, raw in enumerate(lines) if offset not in bad)
+        )
     return result
 
 
@@ -198,8 +213,10 @@ def keep_freed_memory() -> None:
     libc.mallopt(_M_TRIM_THRESHOLD, 512 << 20)
 
 
-def _worker_chunk(rel_name: str, first_line: int, lines: list[bytes]) -> ChunkResult:
-    return detect_chunk(_WORKER_DETECTOR[0], rel_name, first_line, lines)
+def _worker_chunk(
+    rel_name: str, first_line: int, lines: list[bytes], deflate_kept: bool
+) -> ChunkResult:
+    return detect_chunk(_WORKER_DETECTOR[0], rel_name, first_line, lines, deflate_kept)
 
 
 class WorkerPool:
@@ -214,9 +231,11 @@ class WorkerPool:
         ctx = multiprocessing.get_context("fork")
         self._pool = ctx.Pool(workers, initializer=_init_worker, initargs=(detector,))
 
-    def submit(self, rel_name: str, first_line: int, lines: list[bytes]) -> Any:
+    def submit(
+        self, rel_name: str, first_line: int, lines: list[bytes], deflate_kept: bool = False
+    ) -> Any:
         """Detect one chunk in a worker; `.get()` on the result waits for it."""
-        return self._pool.apply_async(_worker_chunk, (rel_name, first_line, lines))
+        return self._pool.apply_async(_worker_chunk, (rel_name, first_line, lines, deflate_kept))
 
     def close(self) -> None:
         """Stop the workers (pending chunks are dropped)."""
@@ -262,11 +281,22 @@ class _FileWriter:
         self.cleaned_tmp = None
         self.cleaned_cm = None
         self.cleaned_fh = None
+        # gzip copies are assembled from parts the chunks' workers compressed
+        self.cleaned_gz: GzipFromParts | None = None
         if task.cleaned_path is not None:
             task.cleaned_path.parent.mkdir(parents=True, exist_ok=True)
             self.cleaned_tmp = atomic_temp(task.cleaned_path)
-            self.cleaned_cm = open_binary_write(self.cleaned_tmp, compression_of(task.src))
-            self.cleaned_fh = self.cleaned_cm.__enter__()
+            compression = compression_of(task.src)
+            if compression == ".gz":
+                self.cleaned_gz = GzipFromParts(open(self.cleaned_tmp, "wb"))  # noqa: SIM115
+            else:
+                self.cleaned_cm = open_binary_write(self.cleaned_tmp, compression)
+                self.cleaned_fh = self.cleaned_cm.__enter__()
+
+    @property
+    def deflate_kept(self) -> bool:
+        """Whether chunks must come back with their kept lines compressed."""
+        return self.cleaned_gz is not None
 
     def add(self, first_line: int, lines: list[bytes], chunk: ChunkResult) -> None:
         r = self.result
@@ -287,15 +317,21 @@ class _FileWriter:
                 r.matches += 1
                 r.per_eval[rep["eval_key"]] = r.per_eval.get(rep["eval_key"], 0) + 1
         r.contaminated_lines += len(bad)
-        if self.cleaned_fh is not None:
-            for offset, raw in enumerate(lines):
-                if offset not in bad:
-                    self.cleaned_fh.write(raw)
+        kept = (raw for offset, raw in enumerate(lines) if offset not in bad)
+        if self.cleaned_gz is not None:
+            assert chunk.kept_deflated is not None, "chunk submitted without deflate_kept"
+            self.cleaned_gz.write_part(chunk.kept_deflated, kept)
+        elif self.cleaned_fh is not None:
+            for raw in kept:  # zstandard's writer has no writelines
+                self.cleaned_fh.write(raw)
 
     def finish(self) -> FileResult:
         task, r = self.task, self.result
-        if self.cleaned_cm is not None:
+        if self.cleaned_gz is not None:
+            self.cleaned_gz.close()
+        elif self.cleaned_cm is not None:
             self.cleaned_cm.__exit__(None, None, None)
+        if self.cleaned_tmp is not None:
             os.replace(self.cleaned_tmp, task.cleaned_path)  # type: ignore[arg-type]
         marker = task.report_path.with_name(
             task.report_path.name.removesuffix(".report.jsonl") + ".clean"
@@ -315,11 +351,14 @@ class _FileWriter:
         if self.report_fh is not None:
             self.report_fh.close()
         self.report_tmp.unlink(missing_ok=True)
-        if self.cleaned_cm is not None:
+        if self.cleaned_tmp is not None:
             try:
-                self.cleaned_cm.__exit__(None, None, None)
+                if self.cleaned_gz is not None:
+                    self.cleaned_gz.close()
+                elif self.cleaned_cm is not None:
+                    self.cleaned_cm.__exit__(None, None, None)
             finally:
-                self.cleaned_tmp.unlink(missing_ok=True)  # type: ignore[union-attr]
+                self.cleaned_tmp.unlink(missing_ok=True)
         self.result.cancelled = True
         self.result.seconds = time.perf_counter() - self.start
         return self.result
@@ -350,7 +389,8 @@ def process_files(
                 if cancel is not None and cancel():
                     yield writer.abort()
                     return
-                writer.add(first, lines, detect_chunk(detector, task.rel_name, first, lines))
+                chunk = detect_chunk(detector, task.rel_name, first, lines, writer.deflate_kept)
+                writer.add(first, lines, chunk)
             yield writer.finish()
         return
     window = pool.workers * 3
@@ -383,15 +423,17 @@ def process_files(
             chunk_iter = _chunks(task.src, options.chunk_lines)
             nxt = next(chunk_iter, None)
             if nxt is None:
-                pending.append((writer, True, 0, [], _Done(ChunkResult(reports=[]))))
+                empty = ChunkResult(
+                    [], kept_deflated=deflate_part(b"") if writer.deflate_kept else None
+                )
+                pending.append((writer, True, 0, [], _Done(empty)))
             while nxt is not None:
                 if cancel is not None and cancel():
                     raise _Cancelled
                 first, lines = nxt
                 nxt = next(chunk_iter, None)
-                pending.append(
-                    (writer, nxt is None, first, lines, pool.submit(task.rel_name, first, lines))
-                )
+                fut = pool.submit(task.rel_name, first, lines, writer.deflate_kept)
+                pending.append((writer, nxt is None, first, lines, fut))
                 yield from drain(window)
         yield from drain(0)
     except _Cancelled:
