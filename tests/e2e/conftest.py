@@ -7,7 +7,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,8 +21,8 @@ from harness import (
     ensure_image,
     standard_forwards,
 )
-from imds_standin import ImdsStandin, InstanceFacts
 
+from fakes.imds import FakeCredentials, FakeImds
 from fakes.moto_s3 import MotoServer
 
 HOST_TOOLS = (
@@ -36,13 +35,6 @@ HOST_TOOLS = (
     "cloud-init",
 )
 FIGURES = pytest.StashKey[dict[str, dict[str, float]]]()
-
-
-class ImdsEndpoint(Protocol):
-    """What the harness needs from an IMDS fake (the stand-in now, tests/fakes/imds.py later)."""
-
-    @property
-    def port(self) -> int: ...
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -96,17 +88,16 @@ def wheelhouse(
 
 
 @pytest.fixture
-def imds() -> Iterator[ImdsStandin]:
-    """IMDSv2 for one guest; credentials unique to this test prove where the guest got them."""
-    facts = InstanceFacts(
-        instance_id=f"i-0e2e{uuid.uuid4().hex[:13]}",
+def imds() -> Iterator[FakeImds]:
+    """IMDSv2 for one guest (the shared fake); credentials unique to this test prove where the
+    guest got them."""
+    credentials = FakeCredentials(
         access_key_id=f"AKIAE2E{uuid.uuid4().hex[:13].upper()}",
         secret_access_key=uuid.uuid4().hex,
-        session_token=uuid.uuid4().hex,
+        token=uuid.uuid4().hex,
     )
-    server = ImdsStandin(facts)
-    yield server
-    server.stop()
+    with FakeImds(instance_id=f"i-0e2e{uuid.uuid4().hex[:13]}", credentials=credentials) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -114,7 +105,7 @@ def boot_vm(
     request: pytest.FixtureRequest,
     guest_image: GuestImage,
     wheelhouse: StaticHttpServer,
-    imds: ImdsStandin,
+    imds: FakeImds,
     s3: MotoServer,
     figures: dict[str, dict[str, float]],
 ) -> Iterator[BootVm]:
@@ -135,7 +126,7 @@ def boot_vm(
             workdir=workdir,
             user_data=user_data,
             forwards=standard_forwards(imds.port, s3_port, wheelhouse.port),
-            instance_id=imds.facts.instance_id,
+            instance_id=imds.metadata["instance-id"],
         )
         vm = Vm(spec)
         vms.append(vm)

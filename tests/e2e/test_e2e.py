@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import ARTIFACTS, S3_URL_IN_GUEST, BootVm, Vm, check_user_data_schema
-from imds_standin import ImdsStandin
 from probe import DONE_FILE, PROBE_KEY_PREFIX, RELEASE_FILE, probe_user_data
 from scenario import (
     BUCKET,
@@ -36,6 +35,7 @@ from scenario import (
 )
 
 from decon.fleet.userdata import render_user_data
+from fakes.imds import FakeCredentials, FakeImds, iso
 from fakes.moto_s3 import MotoServer
 
 Figures = dict[str, dict[str, float]]
@@ -50,7 +50,7 @@ STILL_UP_SECONDS = 60  # how long scenario 3 watches the kept node before the re
 
 
 def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
-    boot_vm: BootVm, imds: ImdsStandin, s3: MotoServer
+    boot_vm: BootVm, imds: FakeImds, s3: MotoServer
 ) -> None:
     """Proves every path the scenarios rely on, with a placeholder #cloud-config."""
     s3.client().create_bucket(Bucket=BUCKET)
@@ -69,19 +69,19 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
     assert "Active: active (running)" in vm.systemctl_status("ssh")
     assert "running 'modules:final'" in vm.journal("cloud-final")
     probe_log = vm.ssh("cat /var/log/decon-e2e-probe.log").stdout
-    assert f"wrote {imds.facts.instance_id}" in probe_log, probe_log
+    instance_id = imds.metadata["instance-id"]
+    assert f"wrote {instance_id}" in probe_log, probe_log
 
-    key = f"{PROBE_KEY_PREFIX}{imds.facts.instance_id}.json"
+    key = f"{PROBE_KEY_PREFIX}{instance_id}.json"
     body = json.loads(s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
-    assert body["instance_id"] == imds.facts.instance_id
+    assert body["instance_id"] == instance_id
     assert body["credential_method"] == "iam-role"  # boto3's chain found IMDS, not env or files
-    assert body["access_key"] == imds.facts.access_key_id
+    assert body["access_key"] == imds.credentials.access_key_id
     assert body["endpoint"] == S3_URL_IN_GUEST
     assert body["decon_help"].startswith("usage: decon")
-    seen = imds.facts.requests
-    assert "PUT /latest/api/token" in seen
-    assert "GET /latest/meta-data/instance-id" in seen
-    assert f"GET /latest/meta-data/iam/security-credentials/{imds.facts.role}" in seen
+    assert imds.count("PUT", "/latest/api/token")
+    assert imds.count("GET", "/latest/meta-data/instance-id")
+    assert imds.count("GET", f"/latest/meta-data/iam/security-credentials/{imds.credentials.role}")
 
     vm.ssh(f"touch {RELEASE_FILE}")
     vm.wait_for_poweroff(timeout=300)  # cloud-init's power_state, not the harness
@@ -99,7 +99,7 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
 
 
 def test_normal_run_uploads_reports_success_and_powers_off(
-    boot_vm: BootVm, imds: ImdsStandin, s3: MotoServer, tmp_path: Path, figures: Figures
+    boot_vm: BootVm, imds: FakeImds, s3: MotoServer, tmp_path: Path, figures: Figures
 ) -> None:
     """Scenario 1: the real user-data; the agent runs, finalizes and powers the guest off."""
     client = s3.client()
@@ -140,7 +140,7 @@ def test_normal_run_uploads_reports_success_and_powers_off(
 
 
 def test_spot_interruption_mid_file_stops_uploads_finished_and_powers_off_in_time(
-    boot_vm: BootVm, imds: ImdsStandin, s3: MotoServer, tmp_path: Path, figures: Figures
+    boot_vm: BootVm, imds: FakeImds, s3: MotoServer, tmp_path: Path, figures: Figures
 ) -> None:
     """Scenario 2: a spot notice (AWS's two minutes) arrives while the slow file is detected.
 
@@ -160,7 +160,7 @@ def test_spot_interruption_mid_file_stops_uploads_finished_and_powers_off_in_tim
     wait_for_guest_text(vm, RUN_LOG, f"FILE_START file={SLOW_FILE}", timeout=GUEST_RUN_TIMEOUT)
     in_progress_status = vm.systemctl_status()
     notice_at = (datetime.now(UTC) + timedelta(seconds=SPOT_WARNING_SECONDS)).replace(microsecond=0)
-    imds.schedule_spot_notice("terminate", notice_at)
+    imds.set_instance_action("terminate", iso(notice_at))
     vm.timings.mark("spot_notice_scheduled")
     seen = watch_decon_until_poweroff(vm, timeout=SPOT_WARNING_SECONDS + 60, poll=3)
     seen.statuses.insert(0, in_progress_status)
@@ -174,7 +174,7 @@ def test_spot_interruption_mid_file_stops_uploads_finished_and_powers_off_in_tim
         notice_at,
     )
     assert "reboot: Power down" in vm.console()
-    assert "GET /latest/meta-data/spot/instance-action" in imds.facts.requests
+    assert imds.count("GET", "/latest/meta-data/spot/instance-action")
     run_id, sentinel = only_success(client)
     assert sentinel["completion_status"] == "interrupted", sentinel
     assert "spot terminate notice" in sentinel["reason"], sentinel
@@ -198,7 +198,7 @@ def test_spot_interruption_mid_file_stops_uploads_finished_and_powers_off_in_tim
 
 
 def test_upload_failure_keeps_instance_then_manual_finalize_succeeds(
-    boot_vm: BootVm, imds: ImdsStandin, s3: MotoServer, tmp_path: Path, figures: Figures
+    boot_vm: BootVm, imds: FakeImds, s3: MotoServer, tmp_path: Path, figures: Figures
 ) -> None:
     """Scenario 3: the node role may not write the run's artifacts (moto IAM mode).
 
@@ -209,10 +209,12 @@ def test_upload_failure_keeps_instance_then_manual_finalize_succeeds(
     client = s3.client()
     inputs = put_job_inputs(client, tmp_path, files=2)
     world = make_node_role(s3, runs_writable=False)
-    imds.facts.role = NODE_ROLE
-    imds.facts.access_key_id = world.node_credentials["access_key_id"]
-    imds.facts.secret_access_key = world.node_credentials["secret_access_key"]
-    imds.facts.session_token = world.node_credentials["session_token"]
+    imds.credentials = FakeCredentials(
+        role=NODE_ROLE,
+        access_key_id=world.node_credentials["access_key_id"],
+        secret_access_key=world.node_credentials["secret_access_key"],
+        token=world.node_credentials["session_token"],
+    )
     s3.enforce_iam()
     admin = s3.client(**world.admin)
     cfg = job_config(keep_seconds=KEEP_SECONDS)
@@ -277,7 +279,7 @@ def test_upload_failure_keeps_instance_then_manual_finalize_succeeds(
 
 
 def test_finalize_twice_second_is_noop(
-    boot_vm: BootVm, imds: ImdsStandin, s3: MotoServer, tmp_path: Path, figures: Figures
+    boot_vm: BootVm, imds: FakeImds, s3: MotoServer, tmp_path: Path, figures: Figures
 ) -> None:
     """Scenario 4: after a normal run, `decon-finalize` run by hand (twice) changes nothing.
 

@@ -21,7 +21,7 @@ time)`, `clear_instance_action()`, `set_rebalance(notice_time)`, `clear_rebalanc
 `stop()` (connection refused from then on), `start()` again on the same port, `requests` (log of
 `Request(method, path, status, token)`), `reset()`.
 
-Standalone (the end-to-end VM test runs it on the host):
+Standalone (to serve a VM or a manual run from a shell):
 
     python tests/fakes/imds.py --host 127.0.0.1 --port 8169 --control-port 8170 \\
         [--instance-id i-0123456789abcdef0] [--launch-index 0] [--region us-east-1]
