@@ -278,20 +278,22 @@ class _FileWriter:
         self.start = time.perf_counter()
         self.report_tmp = atomic_temp(task.report_path)
         self.report_fh = None
-        self.cleaned_tmp = None
-        self.cleaned_cm = None
+        self.cleaned_tmp: Path | None = None
         self.cleaned_fh = None
         # gzip copies are assembled from parts the chunks' workers compressed
         self.cleaned_gz: GzipFromParts | None = None
+        self.close_cleaned: Callable[[], object] = lambda: None
         if task.cleaned_path is not None:
             task.cleaned_path.parent.mkdir(parents=True, exist_ok=True)
             self.cleaned_tmp = atomic_temp(task.cleaned_path)
             compression = compression_of(task.src)
             if compression == ".gz":
                 self.cleaned_gz = GzipFromParts(open(self.cleaned_tmp, "wb"))  # noqa: SIM115
+                self.close_cleaned = self.cleaned_gz.close
             else:
-                self.cleaned_cm = open_binary_write(self.cleaned_tmp, compression)
-                self.cleaned_fh = self.cleaned_cm.__enter__()
+                cm = open_binary_write(self.cleaned_tmp, compression)
+                self.cleaned_fh = cm.__enter__()
+                self.close_cleaned = lambda: cm.__exit__(None, None, None)
 
     @property
     def deflate_kept(self) -> bool:
@@ -327,11 +329,8 @@ class _FileWriter:
 
     def finish(self) -> FileResult:
         task, r = self.task, self.result
-        if self.cleaned_gz is not None:
-            self.cleaned_gz.close()
-        elif self.cleaned_cm is not None:
-            self.cleaned_cm.__exit__(None, None, None)
         if self.cleaned_tmp is not None:
+            self.close_cleaned()
             os.replace(self.cleaned_tmp, task.cleaned_path)  # type: ignore[arg-type]
         marker = task.report_path.with_name(
             task.report_path.name.removesuffix(".report.jsonl") + ".clean"
@@ -353,10 +352,7 @@ class _FileWriter:
         self.report_tmp.unlink(missing_ok=True)
         if self.cleaned_tmp is not None:
             try:
-                if self.cleaned_gz is not None:
-                    self.cleaned_gz.close()
-                elif self.cleaned_cm is not None:
-                    self.cleaned_cm.__exit__(None, None, None)
+                self.close_cleaned()
             finally:
                 self.cleaned_tmp.unlink(missing_ok=True)
         self.result.cancelled = True
