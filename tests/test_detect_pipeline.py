@@ -139,7 +139,7 @@ def test_output_identical_for_any_worker_count(tmp_path, corpus) -> None:
         outputs.append(((d / "r.report.jsonl").read_bytes(), (d / "c.jsonl.gz").read_bytes()))
     assert outputs[0] == outputs[1]  # byte for byte, the gzip header included
     assert outputs[0][0]
-    # One gzip member built from 15 chunks' parts: a reader that stops after the first member
+    # One gzip member built from 16 chunks' parts: a reader that stops after the first member
     # (Rust's flate2 GzDecoder) still gets every kept line.
     member = zlib.decompressobj(16 + zlib.MAX_WBITS)
     kept = member.decompress(outputs[0][1])
