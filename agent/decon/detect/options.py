@@ -58,7 +58,13 @@ OPTION_HELP: dict[str, str] = {
     "answer_window_words": "compat none: words before and after an aligned question searched "
     "for its answer (and inside it, for fill-in-the-blank items)",
     "short_sentence_rule": "compat none: report a question shorter than "
-    "question_only_min_words that forms a whole sentence or line of the document",
+    "question_only_min_words that the document holds as a unit of its own (a line, a list "
+    "entry, a quoted string)",
+    "question_only_min_evidence": "compat none: evidence a question found without its answer "
+    "or passage must show: the specificity of its words found, summed (a word in one question "
+    "of the eval counts 1, a word in every question 0)",
+    "short_unit_min_evidence": "compat none: evidence a short question reported as a unit of "
+    "its own must show (same measure)",
 }
 
 
@@ -101,6 +107,8 @@ class DetectOptions:
     max_word_edits: int = 4
     answer_window_words: int = 30
     short_sentence_rule: bool = True
+    question_only_min_evidence: float = 3.0
+    short_unit_min_evidence: float = 1.5
     # -- minhash and toxic modes (issue 7) --
     minhash_shingle_size: int = 2
     minhash_num_perm: int = 128
@@ -179,6 +187,9 @@ class DetectOptions:
             "max_word_edits",
             "answer_window_words",
         ):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}: must be >= 0")
+        for name in ("question_only_min_evidence", "short_unit_min_evidence"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0")
         if not 0.0 < self.contamination_score_threshold <= 1.0:

@@ -18,9 +18,11 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from decon.detect.identity import Identity, build_identity, template_key
 from decon.detect.io import is_data_file, iter_lines
 from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
@@ -144,6 +146,18 @@ class EvalItem:
     answer_words: tuple[str, ...] = ()
     question_edits: int = 0  # word edits tolerated when aligning the question
     question_content_words: int = 0
+    template_key: int = 0  # equal for questions made from one template (`identity`)
+
+    @cached_property
+    def passage_words(self) -> tuple[str, ...]:
+        """The normalised words of the passage (its first 1000), for the alignment rules."""
+        return tuple(self.passage_text.split()) if self.passage_text else ()
+
+    @property
+    def instance(self) -> tuple[str, str | None, int]:
+        """The eval item a record belongs to (a multiple-choice question is one instance
+        expanded into one record per choice)."""
+        return (self.eval_key, self.split, self.eval_instance_index)
 
     @property
     def has_answer(self) -> bool:
@@ -190,6 +204,7 @@ class ReferenceIndex:
     prefilter: Prefilter
     stats: ReferenceStats
     anchors: WordAnchors = field(default_factory=WordAnchors)
+    identity: Identity | None = None  # compat none: per-eval word evidence and templates
 
     @property
     def total_docs(self) -> int:
@@ -321,6 +336,8 @@ class _Builder:
             "passage_text": _snippet(passage) if passage else None,
             "question_token_length": len(q_tokens),
         }
+        if o.extended:
+            fields["template_key"] = template_key(record_text(record, "question"))
         if too_short:
             item = EvalItem(**fields, unique_ngrams=0, ngram_indexed=False)
             self._add_aligned_only(item, question, answer)
@@ -463,7 +480,14 @@ class _Builder:
         prefilter = build_prefilter(
             seeds, self.tok, word_anchors, self._idf_bound(ngram_docs, ngram_idf, hot)
         )
+        identity = None
+        if o.extended:
+            identity = build_identity(
+                (it.item_id, it.eval_key, it.instance, it.question_words, it.template_key)
+                for it in self.items
+            )
         return ReferenceIndex(
+            identity=identity,
             options=o,
             tokenizer=self.tok,
             items=self.items,

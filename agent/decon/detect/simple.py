@@ -9,26 +9,24 @@ overlap before it, Decon's weights and a length-adjusted threshold.
 Unlike Decon, positions inside an expanded cluster are also checked for items the cluster did
 not track, so an item whose seed n-gram falls inside an earlier cluster is still found.
 
-`compat: decon` stops there. The default (`compat: none`) probes every position (stride 1) and
-adds word-alignment rules on the document's normalised words, for every indexed item including
-those under `eval_min_token_length` (see `find_alignments`): a question found with at most a few
-word edits is reported when its answer is near it (before, after or inside: rule
-`question_answer_window`), when it is long enough to stand alone (`question_only`), or when a
-short question forms a whole sentence or line (`short_sentence`). Each match carries
-`match_kind`, `rule` and a `reason` with the figures that decided it.
+`compat: decon` stops there. The default (`compat: none`) probes every position (stride 1),
+adds the word-alignment rules of `decon.detect.alignment` for every indexed item including
+those under `eval_min_token_length`, and reports one match per eval instance (a multiple-choice
+question expanded into a record per choice is one instance). Each match carries `match_kind`,
+`rule` and a `reason` with the figures that decided it.
 """
 
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress, count, repeat
 from operator import is_not
 
+from decon.detect.alignment import Alignment, find_alignments, word_to_token_bpe
 from decon.detect.normalize import normalized_words
-from decon.detect.reference import FUNCTION_WORDS, EvalItem, ReferenceIndex
+from decon.detect.reference import EvalItem, ReferenceIndex
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
 W_QAP = (0.7, 0.2, 0.1)
@@ -548,270 +546,6 @@ def overlap_text(m: Match, length: int, render: Callable[[int, int], str]) -> st
     return " ".join(p.strip() for p in parts if p.strip())
 
 
-# -- alignment rules (compat none) ---------------------------------------------------------
-
-# Whitespace after sentence punctuation (optionally closed by a quote or bracket), or holding a
-# line break: splitting there never splits or joins a normalised word.
-_SENTENCE_BREAK = re.compile(r"\s*\n\s*|(?<=[.!?:;])\s+|(?<=[.!?:;][\"')\]\u201d\u2019])\s+")
-LONG_ANSWER_WORDS = 12  # longer answers are matched by word 3-gram overlap
-LONG_ANSWER_MIN_OVERLAP = 0.5
-BARE_ANSWER_WINDOW = 5  # an answer without a content word ("no", "2") must sit this close
-
-
-@dataclass
-class Alignment:
-    """A question found in the document's words [start, end) with `edits` word edits."""
-
-    item: EvalItem
-    start: int
-    end: int
-    edits: int
-    content_words: int
-    rule: str = ""
-    match_kind: str = ""
-    answer: tuple[int, int] | None = None  # word span [start, end)
-    answer_side: str = ""
-
-
-def sentence_boundaries(text: str, punctuation_chars: str, n_words: int) -> frozenset[int]:
-    """Word positions p (0..n_words) where a sentence or line starts or ends between word p-1
-    and word p; empty when the split does not reproduce the document's words."""
-    positions = {0}
-    total = 0
-    for piece in _SENTENCE_BREAK.split(text):
-        total += len(normalized_words(piece, punctuation_chars))
-        positions.add(total)
-    if total != n_words:
-        return frozenset()
-    return frozenset(positions)
-
-
-def align_question(
-    question: tuple[str, ...], words: list[str], lo: int, hi: int, max_edits: int
-) -> tuple[int, int, int] | None:
-    """Best (start, end, edits) of `question` in words[lo:hi] with at most `max_edits` word
-    edits (semi-global Levenshtein: the whole question, any stretch of the document).
-
-    Two exact shortcuts before the dynamic programme: a verbatim occurrence is the best
-    alignment (the first one: the programme prefers the smallest end), and an alignment with
-    at most `max_edits` edits matches all but `max_edits` question words to equal words of
-    the stretch, so fewer question words present in it means none."""
-    seg = words[lo:hi]
-    m = len(seg)
-    length = len(question)
-    first = question[0] if question else None
-    s = -1
-    while True:
-        try:
-            s = seg.index(first, s + 1)
-        except ValueError:
-            break
-        if s + length > m:
-            break
-        if tuple(seg[s : s + length]) == question:
-            return lo + s, lo + s + length, 0
-    present = set(seg)
-    if sum(1 for w in question if w in present) < length - max_edits:
-        return None
-    prev = [0] * (m + 1)
-    prev_start = list(range(m + 1))
-    for i, w in enumerate(question, 1):
-        cur = [i] * (m + 1)
-        cur_start = [0] * (m + 1)
-        best = i
-        for j in range(1, m + 1):
-            sub = prev[j - 1] + (seg[j - 1] != w)
-            dele = prev[j] + 1
-            ins = cur[j - 1] + 1
-            if sub <= dele and sub <= ins:
-                c, st = sub, prev_start[j - 1]
-            elif dele <= ins:
-                c, st = dele, prev_start[j]
-            else:
-                c, st = ins, cur_start[j - 1]
-            cur[j] = c
-            cur_start[j] = st
-            if c < best:
-                best = c
-        if best > max_edits:
-            return None
-        prev, prev_start = cur, cur_start
-    end = min(range(m + 1), key=lambda j: (prev[j], j))
-    if prev[end] > max_edits:
-        return None
-    return lo + prev_start[end], lo + end, prev[end]
-
-
-def _count(needle: tuple[str, ...], hay: tuple[str, ...]) -> int:
-    k = len(needle)
-    return sum(1 for i in range(len(hay) - k + 1) if hay[i : i + k] == needle)
-
-
-def find_answer(
-    item: EvalItem, words: list[str], start: int, end: int, window: int
-) -> tuple[tuple[int, int], str] | None:
-    """The item's answer within `window` words before or after [start, end), or inside it
-    (fill-in-the-blank: more often than the question itself holds it): (span, side)."""
-    answer = item.answer_words
-    k = len(answer)
-    if not k:
-        return None
-    if not any(w not in FUNCTION_WORDS and not w.isdigit() for w in answer):
-        window = min(window, BARE_ANSWER_WINDOW)
-    inside_ok = _count(answer, tuple(words[start:end])) > _count(answer, item.question_words)
-    n = len(words)
-
-    def side(a: int, b: int) -> str | None:
-        if b <= start:
-            return "before"
-        if a >= end:
-            return "after"
-        return "inside" if inside_ok else None
-
-    if k <= LONG_ANSWER_WORDS:
-        lo, hi = max(0, start - window - k), min(n, end + window + k)
-        first = answer[0]
-        for s_ in range(lo, hi - k + 1):
-            if words[s_] == first and tuple(words[s_ : s_ + k]) == answer:
-                where = side(s_, s_ + k)
-                if where:
-                    return (s_, s_ + k), where
-        return None
-    lo, hi = max(0, start - window - 2 * k), min(n, end + window + 2 * k)
-    grams = {answer[i : i + 3] for i in range(k - 2)}
-    hits = [
-        i for i in range(lo, hi - 2) if tuple(words[i : i + 3]) in grams and not (start <= i < end)
-    ]
-    found = {tuple(words[i : i + 3]) for i in hits}
-    if len(found) < LONG_ANSWER_MIN_OVERLAP * len(grams):
-        return None
-    a, b = hits[0], hits[-1] + 3
-    return (a, b), "before" if b <= start else "after"
-
-
-def anchor_candidates(
-    words: list[str], by_length: dict[int, dict[tuple[str, ...], list[tuple[int, int]]]]
-) -> dict[int, set[int]]:
-    """Per item, the word positions where its question would start by one of its anchors.
-
-    Which anchors occur is one C-level set intersection per run length; only those that do
-    are then located, by `list.index` on their longest word (rare, so few false starts).
-    """
-    candidates: dict[int, set[int]] = {}
-    for k, table in by_length.items():
-        hits = table.keys() & zip(*(words[j:] for j in range(k)), strict=False)
-        if not hits:
-            continue
-        n = len(words)
-        for run in hits:
-            key = max(range(k), key=lambda j: len(run[j]))
-            word = run[key]
-            i = key - 1
-            while True:
-                try:
-                    i = words.index(word, i + 1)
-                except ValueError:
-                    break
-                start = i - key
-                if start < 0 or start + k > n:
-                    continue
-                if k == 1 or tuple(words[start : start + k]) == run:
-                    for item_id, offset in table[run]:
-                        candidates.setdefault(item_id, set()).add(start - offset)
-    return candidates
-
-
-def candidates_at(
-    words: list[str],
-    places: list[tuple[int, tuple[str, ...]]],
-    by_length: dict[int, dict[tuple[str, ...], list[tuple[int, int]]]],
-) -> dict[int, set[int]]:
-    """`anchor_candidates` from places where anchor runs can occur (word position, run):
-    every occurrence among them, and any other is checked out."""
-    candidates: dict[int, set[int]] = {}
-    for start, run in places:
-        k = len(run)
-        if tuple(words[start : start + k]) == run:
-            for item_id, offset in by_length[k][run]:
-                candidates.setdefault(item_id, set()).add(start - offset)
-    return candidates
-
-
-def find_alignments(
-    words: list[str],
-    index: ReferenceIndex,
-    boundaries: Callable[[], frozenset[int]],
-    anchors: list[tuple[int, tuple[str, ...]]] | None = None,
-) -> list[Alignment]:
-    """Questions found by their word anchors, aligned with edits and judged by the rules;
-    the best alignment per item. `boundaries()` gives the sentence boundaries (lazily);
-    `anchors`, where anchors can occur (see `detect_words`)."""
-    o = index.options
-    items = index.items
-    by_length = index.anchors.by_length
-    if anchors is None:
-        candidates = anchor_candidates(words, by_length)
-    else:
-        candidates = candidates_at(words, anchors, by_length)
-    found: list[Alignment] = []
-    n = len(words)
-    for item_id in sorted(candidates):
-        item = items[item_id]
-        q = item.question_words
-        e = item.question_edits
-        content = {w for w in q if w not in FUNCTION_WORDS}
-        best: Alignment | None = None
-        covered_until = -1
-        for p0 in sorted(candidates[item_id]):
-            if p0 < covered_until:
-                continue
-            lo, hi = max(0, p0 - e), min(n, p0 + len(q) + e)
-            got = align_question(q, words, lo, hi, e)
-            if got is None:
-                continue
-            start, end, edits = got
-            covered_until = end
-            present = len(content.intersection(words[start:end]))
-            if present < 1:
-                continue
-            al = Alignment(item, start, end, edits, present)
-            if not judge(al, words, o, boundaries):
-                continue
-            if best is None or _rank(al) < _rank(best):
-                best = al
-        if best is not None:
-            found.append(best)
-    return found
-
-
-_RULE_RANK = {"question_answer_window": 0, "question_only": 1, "short_sentence": 2}
-
-
-def _rank(al: Alignment) -> tuple[int, int, int]:
-    return (_RULE_RANK[al.rule], al.edits, al.start)
-
-
-def judge(al: Alignment, words: list[str], o, boundaries: Callable[[], frozenset[int]]) -> bool:
-    """Apply the rules in order; set `rule`, `match_kind` and the answer on success."""
-    answer = find_answer(al.item, words, al.start, al.end, o.answer_window_words)
-    if answer is not None:
-        # The answer is evidence of its own: one content word of the question suffices.
-        al.answer, al.answer_side = answer
-        al.rule, al.match_kind = "question_answer_window", "question_answer"
-        return True
-    if al.content_words < o.min_content_words:
-        return False
-    if len(al.item.question_words) >= o.question_only_min_words and al.content_words >= 3:
-        al.rule, al.match_kind = "question_only", "question"
-        return True
-    if o.short_sentence_rule:
-        bounds = boundaries()
-        if al.start in bounds and al.end in bounds:
-            al.rule, al.match_kind = "short_sentence", "short_question"
-            return True
-    return False
-
-
 def alignment_match(al: Alignment, to_token: Callable[[int, bool], int]) -> Match:
     """Report values of an alignment; positions are token indices like Decon's."""
     item = al.item
@@ -822,15 +556,21 @@ def alignment_match(al: Alignment, to_token: Callable[[int, bool], int]) -> Matc
         f"{item.question_edits} allowed word edits ({length} words, {al.content_words} "
         "content words)"
     )
+    reason += f", evidence {al.evidence:.2f}"
     if al.rule == "question_answer_window":
         reason += f"; answer {al.answer_side} the question"
+    elif al.rule == "question_passage_window":
+        reason += "; passage before the question"
     elif al.rule == "question_only":
-        reason += " and long enough to stand alone"
+        reason += "; long and specific enough to stand alone"
     else:
-        reason += " forming a whole sentence or line"
+        reason += "; a line, list entry or quoted string of its own"
     bounds = None
     if al.answer is not None:
         bounds = [(to_token(al.answer[0], False), to_token(al.answer[1] - 1, True))]
+    passage = None
+    if al.passage is not None:
+        passage = (to_token(al.passage[0], False), to_token(al.passage[1] - 1, True))
     start = to_token(al.start, False)
     end = to_token(al.end - 1, True)
     return Match(
@@ -844,31 +584,13 @@ def alignment_match(al: Alignment, to_token: Callable[[int, bool], int]) -> Matc
         length_adjusted_question_threshold=1.0 - item.question_edits / length,
         answer_overlap_ratio=1.0 if al.answer is not None else None,
         answer_boundaries=bounds,
+        passage_overlap_ratio=1.0 if passage is not None else None,
+        passage_start_idx=passage[0] if passage else None,
+        passage_end_idx=passage[1] if passage else None,
         match_kind=al.match_kind,
         rule=al.rule,
         reason=reason,
     )
-
-
-def _word_to_token_bpe(
-    tok: BpeTokenizer, tokens: list[int], words: list[str]
-) -> Callable[[int, bool], int]:
-    starts = []
-    pos = 0
-    for t in tokens:
-        starts.append(pos)
-        pos += len(tok.decode_token(t))
-    word_pos = []  # byte offset of the space before each word in " " + joined words
-    p = 0
-    for w in words:
-        word_pos.append(p)
-        p += 1 + len(w.encode("utf-8"))
-
-    def to_token(i: int, last: bool) -> int:
-        byte = word_pos[i] + (len(words[i].encode("utf-8")) if last else 0)
-        return max(0, bisect.bisect_right(starts, byte) - 1)
-
-    return to_token
 
 
 def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
@@ -904,19 +626,11 @@ def detect_words(
     else:
         matches = []
     if not align:
-        return matches, True
-    seen = {m.item.item_id for m in matches}
-    boundaries: list[frozenset[int]] = []
-
-    def sentence_bounds() -> frozenset[int]:
-        if not boundaries:
-            boundaries.append(sentence_boundaries(text, o.punctuation_chars, len(words)))
-        return boundaries[0]
-
+        return (_one_per_instance(matches) if o.extended else matches), True
+    matches = _one_per_instance(matches)
+    seen = {m.item.instance for m in matches}
     aligned = [
-        a
-        for a in find_alignments(words, index, sentence_bounds, anchors)
-        if a.item.item_id not in seen
+        a for a in find_alignments(text, words, index, anchors) if a.item.instance not in seen
     ]
     if not aligned:
         return matches, True
@@ -929,13 +643,24 @@ def detect_words(
             return i
 
     else:
-        to_token = _word_to_token_bpe(tok, tokens, words)
+        to_token = word_to_token_bpe(tok, tokens, words)
     for al in aligned:
         m = alignment_match(al, to_token)
         m.training_overlap_text = overlap_text(m, len(tokens), render)
         matches.append(m)
     matches.sort(key=lambda m: (m.question_start_idx, m.item.item_id))
     return matches, True
+
+
+def _one_per_instance(matches: list[Match]) -> list[Match]:
+    """The best-scoring match per eval instance (a multiple-choice question is one instance
+    with a record per choice), in document order."""
+    best: dict[tuple, Match] = {}
+    for m in matches:
+        key = m.item.instance
+        if key not in best or m.contamination_score > best[key].contamination_score:
+            best[key] = m
+    return sorted(best.values(), key=lambda m: (m.question_start_idx, m.item.item_id))
 
 
 def _encode(tok: Tokenizer, words: list[str]) -> list[int]:

