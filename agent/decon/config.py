@@ -139,6 +139,10 @@ class RunSection:
     retry_max_seconds: float = 30.0
     host_index_from_imds: bool = False  # job.host_index := IMDS ami-launch-index
     work_dir: str = ""  # default: {node.state_dir}/work
+    distribution: str = "shard"  # shard: md5(key) mod host_count | queue: the job's SQS queue
+    queue_url: str = ""  # default: the queue named decon-{job.id}
+    visibility_timeout_seconds: int = 300  # a lost node's file goes to another after this
+    max_receive_count: int = 3  # receives before a file's message moves to the DLQ
 
 
 @dataclass
@@ -261,9 +265,25 @@ def validate(cfg: Config) -> list[str]:
         problems.append("run.heartbeat_seconds: must be > 0")
     if cfg.run.retry_base_seconds < 0 or cfg.run.retry_max_seconds < 0:
         problems.append("run.retry_base_seconds/retry_max_seconds: must be >= 0")
+    problems.extend(_validate_queue(cfg.run))
     for event in cfg.hooks:
         if event not in HOOK_EVENTS:
             problems.append(f"hooks.{event}: unknown event (known: {', '.join(HOOK_EVENTS)})")
+    return problems
+
+
+def _validate_queue(run: RunSection) -> list[str]:
+    problems = []
+    if run.distribution not in ("shard", "queue"):
+        problems.append(f"run.distribution: must be shard or queue, got {run.distribution!r}")
+    # The heartbeat extends held messages: they must not time out between two beats.
+    if not 2 * run.heartbeat_seconds < run.visibility_timeout_seconds <= 43200:
+        problems.append(
+            "run.visibility_timeout_seconds: must be more than twice run.heartbeat_seconds "
+            f"({run.heartbeat_seconds:g}) and at most 43200 (the SQS maximum)"
+        )
+    if not 1 <= run.max_receive_count <= 1000:
+        problems.append("run.max_receive_count: must be in 1..1000")
     return problems
 
 

@@ -156,7 +156,21 @@ def s3_client(
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
 ) -> Any:
-    """A boto3 S3 client: endpoint from `aws.endpoint_url` or AWS_ENDPOINT_URL, botocore
+    """A boto3 S3 client (see `aws_client`)."""
+    return aws_client(
+        "s3", aws, attempts=attempts, connect_timeout=connect_timeout, read_timeout=read_timeout
+    )
+
+
+def aws_client(
+    service: str,
+    aws: AwsSection,
+    *,
+    attempts: int = 3,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 60.0,
+) -> Any:
+    """A boto3 client: endpoint from `aws.endpoint_url` or AWS_ENDPOINT_URL, botocore
     retries pinned to `attempts` requests in all (1 = no botocore retries)."""
     endpoint = aws.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     config = BotoConfig(
@@ -167,9 +181,9 @@ def s3_client(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         # Path-style works for every S3-compatible store and for bucket names with dots.
-        s3={"addressing_style": "path"} if endpoint else None,
+        s3={"addressing_style": "path"} if endpoint and service == "s3" else None,
     )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+    return boto3.session.Session().client(service, endpoint_url=endpoint, config=config)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -124,6 +124,10 @@ class S3Outputs:
                 raise UserError(message) from None
             raise
 
+    def is_done(self, report: str, marker: str) -> bool:
+        """True when the file's report or `.clean` marker exists."""
+        return any(self.retry.call(lambda k=k: self.reports.exists(k)) for k in (report, marker))
+
     def report_uri(self, name: str) -> str:
         return self.reports_uri + name
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +26,12 @@ from decon.eventlog import EventLog
 from decon.jobrun.detector import DetectorFactory, builtin_detector
 from decon.jobrun.endpoints import S3Outputs, describe_s3_error, open_source
 from decon.jobrun.heartbeat import HEARTBEAT_NAME
-from decon.jobrun.inputs import Plan, make_plan
+from decon.jobrun.inputs import FilePlan, Plan, make_plan
 from decon.jobrun.pipeline import Pipeline, PipelineSettings, Publisher, one_line, reset_scratch
 from decon.jobrun.progress import FailedFile, Progress
 from decon.jobrun.signals import StopRequest, exit_code_for_signal
 from decon.jobrun.transfer import RetryPolicy, S3Transfers, is_transient_error
+from decon.jobrun.workqueue import Leases, WorkQueue, queue_files
 from decon.node.notify import Notifier
 from decon.node.state import NodeState
 from decon.storage import StorageError, open_storage
@@ -124,8 +125,10 @@ class Ticker:
         notifier: Notifier,
         put_heartbeat: Callable[[str], None] | None,
         log: EventLog,
+        on_beat: Callable[[], None] | None = None,
     ) -> None:
         self.seconds = seconds
+        self.on_beat = on_beat
         self.progress = progress
         self.state = state
         self.notifier = notifier
@@ -150,6 +153,8 @@ class Ticker:
         with self._lock:
             self.state.write_progress(self.progress.to_progress_json())
             self.notifier.status(self.progress.status_line())
+            if heartbeat and self.on_beat is not None:
+                self.on_beat()
             if heartbeat and self.put_heartbeat is not None:
                 try:
                     self.put_heartbeat(self.heartbeat_state)
@@ -179,20 +184,27 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
         log.event("S3_RETRY", op=what, attempt=attempt, wait=f"{wait:.1f}", error=one_line(exc))
 
     transfers = S3Transfers(cfg, on_retry=on_retry)
+    queued = cfg.run.distribution == "queue"
     log.event(
         "RUN_START",
         host_index=host_index,
         host_count=host_count,
         input=cfg.input.uri,
+        distribution=cfg.run.distribution,
         debug_max_files=debug,
     )
+    work_queue: WorkQueue | None = None
     try:
         source = open_source(cfg, transfers)
         outputs = S3Outputs(cfg, transfers)
-        inputs = source.list()
-        if not inputs:
-            raise UserError(f"input.uri: no objects under {source.uri}")
-        done_keys = outputs.done_keys()
+        if queued:
+            work_queue = WorkQueue.open(cfg, on_retry)
+            counts = work_queue.counts()
+        else:
+            inputs = source.list()
+            if not inputs:
+                raise UserError(f"input.uri: no objects under {source.uri}")
+            done_keys = outputs.done_keys()
     except Exception as exc:
         # decon.storage raises StorageError (a UserError) also for transient failures.
         plain_user_error = isinstance(exc, UserError) and not isinstance(exc, StorageError)
@@ -201,27 +213,55 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
         log.event("RUN_ABORTED", stage="list", error=one_line(exc))
         return EXIT_CANNOT_RUN
 
-    plan = make_plan(inputs, host_index, host_count, done_keys, limit=debug)
-    if plan.total_inputs == 0:
-        raise UserError(f"input.uri: no .json/.jsonl files (plain or compressed) in {source.uri}")
-    progress = progress_for(plan)
-    log.event(
-        "JOB_PLAN",
-        host_index=host_index,
-        host_count=host_count,
-        inputs=plan.total_inputs,
-        assigned=len(plan.assigned),
-        already_done=progress.skipped,
-        todo=len(plan.todo),
-        todo_bytes=progress.bytes_total,
-        collisions=len(plan.collisions),
-    )
-    for fp, other in plan.collisions:
-        log.event("FILE_FAILED", file=fp.input.rel, stage="plan", error=f"same basename as {other}")
-    if ctx.dry_run:
-        for fp in plan.todo:
-            print(f"{fp.input.size}\t{fp.input.location}")
-        return EXIT_DONE
+    files: Iterable[FilePlan]
+    leases: Leases | None = None
+    if work_queue is not None:
+        progress = Progress()
+        log.event(
+            "JOB_QUEUE",
+            queue=work_queue.url,
+            visible=counts.visible,
+            in_flight=counts.in_flight,
+            dead_letter=counts.dead,
+        )
+        if ctx.dry_run:
+            print(f"{work_queue.url}\tvisible={counts.visible}\tin_flight={counts.in_flight}")
+            return EXIT_DONE
+        has_work = counts.visible + counts.in_flight > 0
+        leases = Leases(
+            work_queue,
+            slots=cfg.run.download_concurrency + 1,
+            on_error=lambda what, exc: log.event("QUEUE_ERROR", op=what, error=one_line(exc)),
+        )
+        files = received_files(work_queue, leases, outputs, progress, log, stop)
+    else:
+        plan = make_plan(inputs, host_index, host_count, done_keys, limit=debug)
+        if plan.total_inputs == 0:
+            raise UserError(
+                f"input.uri: no .json/.jsonl files (plain or compressed) in {source.uri}"
+            )
+        progress = progress_for(plan)
+        log.event(
+            "JOB_PLAN",
+            host_index=host_index,
+            host_count=host_count,
+            inputs=plan.total_inputs,
+            assigned=len(plan.assigned),
+            already_done=progress.skipped,
+            todo=len(plan.todo),
+            todo_bytes=progress.bytes_total,
+            collisions=len(plan.collisions),
+        )
+        for fp, other in plan.collisions:
+            log.event(
+                "FILE_FAILED", file=fp.input.rel, stage="plan", error=f"same basename as {other}"
+            )
+        if ctx.dry_run:
+            for fp in plan.todo:
+                print(f"{fp.input.size}\t{fp.input.location}")
+            return EXIT_DONE
+        has_work = bool(plan.todo)
+        files = plan.todo
 
     run_id = state.run_id() or state.start_run(cfg.node.instance_id)
     runs_storage = None if debug else open_storage(cfg.output_prefix("runs"), cfg.aws, attempts=1)
@@ -238,11 +278,12 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
         ctx.notifier,
         None if debug else put_heartbeat,
         log,
+        on_beat=None if leases is None else leases.extend_all,
     )
     ticker.start()
     final_state = "done"
     try:
-        if plan.todo and not stop():
+        if has_work and not stop():
             try:
                 reference = fetch_reference(cfg, transfers, work, log)
             except Exception as exc:
@@ -257,7 +298,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
             scratch = work / "jobrun"
             reset_scratch(scratch)
             pipeline = Pipeline(
-                plan.todo,
+                files,
                 source,
                 detector,
                 None if debug else Publisher(outputs, transfers, state),
@@ -272,6 +313,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
                 stop,
                 scratch,
                 on_change=ticker.tick,
+                outcomes=leases,
             )
             pipeline.run()
             if debug:
@@ -282,6 +324,8 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
         if stop():
             final_state = "stopping"
     finally:
+        if leases is not None:
+            leases.release_all()  # anything still held goes back to the queue at once
         ticker.finish(final_state)
     code = exit_code(progress, stop)
     log.event(
@@ -298,6 +342,30 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
         exit_code=code,
     )
     return code
+
+
+def received_files(
+    work_queue: WorkQueue,
+    leases: Leases,
+    outputs: S3Outputs,
+    progress: Progress,
+    log: EventLog,
+    stop: StopRequest,
+) -> Iterator[FilePlan]:
+    """The queue's files as this host receives them, counted as assigned; a redelivered file
+    that is already done is skipped."""
+
+    def skipped(fp: FilePlan) -> None:
+        progress.file_already_done()
+        log.event("FILE_SKIPPED", file=fp.input.rel, why="already done (redelivered message)")
+
+    def is_done(fp: FilePlan) -> bool:
+        return outputs.is_done(fp.report, fp.marker)
+
+    for fp in queue_files(work_queue, leases, is_done, skipped, stop):
+        progress.file_assigned(fp.input.size)
+        log.event("FILE_RECEIVED", file=fp.input.rel, bytes=fp.input.size)
+        yield fp
 
 
 def progress_for(plan: Plan) -> Progress:

@@ -22,10 +22,11 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from decon.eventlog import EventLog
 from decon.jobrun.budget import DiskBudget
@@ -61,6 +62,15 @@ class Fetched:
 _END = object()
 
 
+class FileOutcomes(Protocol):
+    """Told when a file is finished (every output written) or given back (failed, abandoned):
+    queue distribution deletes or releases the file's message."""
+
+    def done(self, fp: FilePlan) -> None: ...
+
+    def released(self, fp: FilePlan) -> None: ...
+
+
 class Publisher:
     """Uploads one file's outputs in order and records each object in the node state."""
 
@@ -91,11 +101,12 @@ class Publisher:
 
 
 class Pipeline:
-    """Runs a list of files through download, detection and upload."""
+    """Runs files through download, detection and upload. `files` is pulled as the pipeline
+    has room, so it may be a queue that yields one file per free slot."""
 
     def __init__(
         self,
-        files: list[FilePlan],
+        files: Iterable[FilePlan],
         source: InputSource,
         detector: Detector,
         publisher: Publisher | None,  # None: MAX_FILES_DEBUG, keep results locally
@@ -105,8 +116,10 @@ class Pipeline:
         stop: Callable[[], bool],
         scratch: Path,
         on_change: Callable[[], None] = lambda: None,
+        outcomes: FileOutcomes | None = None,
     ) -> None:
         self.files = files
+        self.outcomes = outcomes
         self.source = source
         self.detector = detector
         self.publisher = publisher
@@ -258,18 +271,24 @@ class Pipeline:
             seconds=f"{seconds:.2f}",
             output=where,
         )
+        if self.outcomes is not None:
+            self.outcomes.done(fp)
         self.on_change()
 
     def _fail(self, fp: FilePlan, stage: str, exc: BaseException) -> None:
         error = one_line(exc)
         self.progress.file_failed(FailedFile(fp.input.rel, fp.input.location, stage, error))
         self.log.event("FILE_FAILED", file=fp.input.rel, stage=stage, error=error)
+        if self.outcomes is not None:
+            self.outcomes.released(fp)
         self.on_change()
 
     def _abandon(self, item: Fetched) -> None:
         self.abandoned.append(item.plan.input.rel)
         if item.path is not None:
             self.log.event("FILE_ABANDONED", file=item.plan.input.rel, why="stopping")
+        if self.outcomes is not None:
+            self.outcomes.released(item.plan)
         self._cleanup(item)
 
     def _cleanup(self, item: Fetched) -> None:

@@ -38,6 +38,19 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def file_assigned(self, size: int) -> None:
+        """One more file for this host (queue distribution: as it is received)."""
+        with self._lock:
+            self.assigned += 1
+            self.bytes_total += size
+
+    def file_already_done(self) -> None:
+        """One more assigned file that an earlier run finished (a redelivered message)."""
+        with self._lock:
+            self.assigned += 1
+            self.skipped += 1
+            self.done += 1
+
     def file_done(self, contaminated: bool, size: int, matches: int) -> None:
         with self._lock:
             self.done += 1
