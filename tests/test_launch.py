@@ -328,3 +328,48 @@ def test_cli_dry_run_prints_each_host(s3, tmp_path, monkeypatch, capsys):
     params = json.loads(out[0].split(": ", 1)[1])
     assert params["InstanceMarketOptions"]["MarketType"] == "spot"  # --spot beats the file
     assert instances(s3.client("ec2")) == []
+
+
+def test_queue_mode_enqueues_once_and_add_grows_the_fleet(s3, tmp_path, capsys):
+    from decon.fleet import launch
+    from decon.jobrun.workqueue import decode_file, queue_name
+    from fakes.jobrun_world import IN_BUCKET, IN_PREFIX, OUT_BUCKET, put_shards
+
+    env = ec2_env(s3)
+    client = s3.client()
+    truth = put_shards(client, 5)
+    job = write_job(
+        tmp_path,
+        {
+            "job": {"id": JOB},
+            "launch": {"ami": env.ami},
+            "input": {"uri": f"s3://{IN_BUCKET}/{IN_PREFIX}"},
+            "output": {"uri": f"s3://{OUT_BUCKET}/out"},
+            "run": {"distribution": "queue"},
+        },
+    )
+    parser = __import__("argparse").ArgumentParser()
+    launch.configure(parser)
+    assert launch.run(parser.parse_args(["--config", job, "--count", "2"]), fake_renderer) == 0
+    assert "5 file(s) enqueued" in capsys.readouterr().out
+    sqs = s3.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue_name(JOB))["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == 3
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"decon:job": JOB}
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    sizes = {decode_file(m["Body"]).rel: decode_file(m["Body"]).size for m in got["Messages"]}
+    assert set(sizes) == set(truth)
+
+    ec2 = s3.client("ec2")
+    assert sorted(int(tags_of(i)["decon:host-index"]) for i in instances(ec2)) == [0, 1]
+    assert launch.run(parser.parse_args(["--config", job, "--add", "2"]), fake_renderer) == 0
+    assert "holds 5 message(s); nothing enqueued" in capsys.readouterr().out
+    assert sorted(int(tags_of(i)["decon:host-index"]) for i in instances(ec2)) == [0, 1, 2, 3]
+
+
+def test_add_needs_queue_distribution(s3, tmp_path):
+    env = ec2_env(s3)
+    job = write_job(tmp_path, {"job": {"id": JOB}, "launch": {"ami": env.ami}})
+    out = decon("launch", "--config", job, "--add", "1")
+    assert out.returncode == 2 and "--add: needs run.distribution: queue" in out.stderr

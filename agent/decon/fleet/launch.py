@@ -27,8 +27,10 @@ from decon.fleet.instances import (
     JOB_TAG,
     aws_error,
     ec2_client,
+    job_instances,
 )
 from decon.fleet.userdata import render_user_data
+from decon.jobrun.workqueue import fill_job_queue
 from decon.storage import open_storage
 
 # (cfg, host_index, host_count) -> #cloud-config text
@@ -257,11 +259,20 @@ def launch_fleet(
     renderer: Renderer = default_renderer,
     runs_area: Any = None,
     now: dt.datetime | None = None,
+    add: bool = False,
 ) -> tuple[list[LaunchRequest], list[Launched]]:
-    """Plan and (unless `dry_run`) make the launch; returns the requests and what started."""
+    """Plan and (unless `dry_run`) make the launch; returns the requests and what started.
+    With `add` (queue distribution), `count` more hosts join the running job."""
     check_launch_config(cfg)
     indices = list(range(count))
-    if only_missing:
+    if add:
+        if cfg.run.distribution != "queue":
+            raise UserError("--add: needs run.distribution: queue (shards cannot grow)")
+        known = [i.host_index for i in job_instances(ec2, cfg.job.id) if i.host_index is not None]
+        first = max(known, default=-1) + 1
+        indices = list(range(first, first + count))
+        count = first + count
+    elif only_missing:
         indices = _missing(cfg, count, ec2, runs_area, now)
     if dry_run:
         return build_requests(
@@ -303,7 +314,14 @@ def _missing(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the job file (YAML)")
-    parser.add_argument("--count", type=int, required=True, help="number of hosts N")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--count", type=int, help="number of hosts N")
+    size.add_argument(
+        "--add",
+        type=int,
+        metavar="K",
+        help="start K more hosts for a running job (run.distribution: queue)",
+    )
     parser.add_argument(
         "--instance-type",
         nargs="+",
@@ -324,18 +342,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
     cfg = load_config(args.config)
-    if args.count < 1:
-        raise UserError("--count: must be >= 1")
+    count = args.add if args.add is not None else args.count
+    if count < 1:
+        raise UserError(f"--{'add' if args.add is not None else 'count'}: must be >= 1")
+    if cfg.run.distribution == "queue" and not args.dry_run:
+        check_launch_config(cfg)  # nothing is enqueued for a launch that cannot start
+        fill = fill_job_queue(cfg)
+        if fill.already_queued:
+            print(f"queue {fill.url}: holds {fill.already_queued} message(s); nothing enqueued")
+        else:
+            print(f"queue {fill.url}: {fill.enqueued} file(s) enqueued")
+        if fill.collisions:
+            print(f"  {fill.collisions} input(s) left out: same output basename as another")
     ec2 = ec2_client(cfg.aws)
     requests, launched = launch_fleet(
         cfg,
-        args.count,
+        count,
         ec2=ec2,
         only_missing=args.only_missing,
         instance_types=args.instance_type,
         spot=args.spot,
         dry_run=args.dry_run,
         renderer=renderer,
+        add=args.add is not None,
     )
     if args.json:
         out = {
@@ -357,10 +386,7 @@ def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
             )
         return 0
     for x in launched:
-        print(
-            f"launched host {x.host_index} of {args.count}: {x.instance_id} "
-            f"{x.instance_type} {x.lifecycle}"
-        )
+        print(f"launched host {x.host_index}: {x.instance_id} {x.instance_type} {x.lifecycle}")
     print(
         f"job {cfg.job.id}: {len(launched)} instance(s) started; "
         f"watch with: decon status --config {args.config} --watch"

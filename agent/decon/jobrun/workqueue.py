@@ -20,12 +20,13 @@ from typing import Any
 
 from decon.config import Config
 from decon.errors import UserError
-from decon.jobrun.inputs import FilePlan, InputFile, file_plan
-from decon.jobrun.transfer import RetryPolicy
+from decon.fleet.instances import JOB_TAG
+from decon.jobrun.endpoints import S3Outputs, open_source
+from decon.jobrun.inputs import FilePlan, InputFile, file_plan, make_plan
+from decon.jobrun.transfer import RetryPolicy, S3Transfers
 from decon.storage import aws_client
 
 SEND_BATCH = 10  # SQS's limit per SendMessageBatch
-JOB_TAG = "decon:job"
 
 
 def queue_name(job_id: str, dead_letter: bool = False) -> str:
@@ -73,6 +74,31 @@ def enqueue_files(sqs: Any, queue_url: str, files: Iterable[InputFile]) -> int:
                 f"{first.get('Message') or first.get('Code')}"
             )
     return len(ordered)
+
+
+@dataclass(frozen=True)
+class QueueFill:
+    url: str
+    enqueued: int
+    already_queued: int  # messages the queue held before (then nothing is enqueued)
+    collisions: int  # inputs left out: another input has the same output basename
+
+
+def fill_job_queue(cfg: Config) -> QueueFill:
+    """Create the job's queues and enqueue every input file not done yet, unless the queue
+    already holds messages (a relaunch or `--add` never enqueues a file twice)."""
+    sqs = sqs_client(cfg)
+    url = create_job_queues(sqs, cfg)
+    queue = WorkQueue(sqs, url, cfg.run.visibility_timeout_seconds, RetryPolicy.from_config(cfg))
+    before = queue.counts()
+    held = before.visible + before.in_flight
+    if held:
+        return QueueFill(url, 0, held, 0)
+    transfers = S3Transfers(cfg)
+    source = open_source(cfg, transfers)
+    plan = make_plan(source.list(), 0, 1, S3Outputs(cfg, transfers).done_keys())
+    sent = enqueue_files(sqs, url, [fp.input for fp in plan.todo])
+    return QueueFill(url, sent, 0, len(plan.collisions))
 
 
 def encode_file(item: InputFile) -> str:
