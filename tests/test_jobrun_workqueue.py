@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from conftest import make_config
 from decon.config import Config, ConfigError
+from decon.fleet import status
 from decon.jobrun.inputs import InputFile
 from decon.jobrun.job import EXIT_DONE, EXIT_FILES_FAILED
 from decon.jobrun.signals import StopRequest
@@ -33,6 +35,7 @@ from fakes.jobrun_world import (
     job_sections,
     put_shards,
     run_inline,
+    write_job_file,
 )
 
 
@@ -161,7 +164,7 @@ def test_stop_releases_the_file_at_once(
     assert done_names(client, cfg) == set()
 
 
-def test_a_poison_file_lands_in_the_dead_letter_queue(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_poison_file_lands_in_the_dead_letter_queue(s3, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     client = s3.client()
     truth = put_shards(client, 2)
     client.put_object(Bucket=IN_BUCKET, Key=IN_PREFIX + "bad/poison.jsonl.gz", Body=b"not gzip")
@@ -173,8 +176,19 @@ def test_a_poison_file_lands_in_the_dead_letter_queue(s3, tmp_path: Path) -> Non
     assert done_names(client, cfg) == {basename(r) for r in truth}
     assert counts(cfg, url) == (0, 0)
     dlq = sqs_client(cfg).get_queue_url(QueueName=queue_name(cfg.job.id, dead_letter=True))
-    dead = sqs_client(cfg).receive_message(QueueUrl=dlq["QueueUrl"], WaitTimeSeconds=1)
+    dead = sqs_client(cfg).receive_message(
+        QueueUrl=dlq["QueueUrl"], WaitTimeSeconds=1, VisibilityTimeout=0
+    )
     assert [decode_file(m["Body"]).rel for m in dead["Messages"]] == ["bad/poison.jsonl.gz"]
+
+    # decon status names it.
+    job = write_job_file(cfg, tmp_path / "job.yaml")
+    args = argparse.ArgumentParser()
+    status.configure(args)
+    status.run(args.parse_args(["--config", str(job), "--no-ec2"]))
+    shown = capsys.readouterr().out
+    assert "queue: 0 waiting, 0 in flight, 1 dead-letter" in shown
+    assert "dead-letter: bad/poison.jsonl.gz (failed 3 times" in shown
 
 
 def test_a_duplicate_delivery_is_skipped(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

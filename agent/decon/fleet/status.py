@@ -23,6 +23,7 @@ from decon.fleet.health import (
 )
 from decon.fleet.instances import ec2_client, job_instances
 from decon.jobrun.heartbeat import HEARTBEAT_NAME, Heartbeat
+from decon.jobrun.workqueue import queue_summary
 from decon.node.sentinel import FAILED_UPLOAD, SUCCESS, Sentinel
 from decon.storage import Storage, StorageError, open_storage
 
@@ -270,12 +271,18 @@ def run(args: argparse.Namespace) -> int:
             stale_seconds=args.stale_minutes * 60,
             boot_grace_seconds=args.boot_minutes * 60,
         )
+        queue = queue_summary(cfg) if cfg.run.distribution == "queue" else None
         if args.json:
-            print(json.dumps(to_json(health, now), sort_keys=True), flush=True)
+            data = to_json(health, now)
+            if queue is not None:
+                data["queue"] = queue.to_json()
+            print(json.dumps(data, sort_keys=True), flush=True)
         else:
             if args.watch is not None and sys.stdout.isatty():
                 print("\033[H\033[2J", end="")
             print(render(health, now), flush=True)
+            if queue is not None:
+                print(queue.render(), flush=True)
         return health
 
     health = once()

@@ -126,6 +126,42 @@ class QueueCounts:
     dead: int = 0
 
 
+@dataclass(frozen=True)
+class QueueSummary:
+    """What `decon status` shows of the job's queue."""
+
+    url: str
+    counts: QueueCounts
+    dead_files: list[str]  # files of the dead-letter queue (the first few)
+    max_receive_count: int
+
+    def render(self) -> str:
+        c = self.counts
+        lines = [f"queue: {c.visible} waiting, {c.in_flight} in flight, {c.dead} dead-letter"]
+        lines += [
+            f"  dead-letter: {rel} (failed {self.max_receive_count} times: "
+            "FILE_FAILED lines in the runs' decon-run.log say why)"
+            for rel in self.dead_files
+        ]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, **vars(self.counts), "dead_files": self.dead_files}
+
+
+def queue_summary(cfg: Config, peek: int = 10) -> QueueSummary:
+    """The job queue's counts and the files of its dead-letter queue (peeked: visibility 0,
+    so they stay there for the user to inspect or redrive)."""
+    queue = WorkQueue.open(cfg)
+    dead: list[str] = []
+    if queue.dlq_url is not None:
+        reply = queue.sqs.receive_message(
+            QueueUrl=queue.dlq_url, MaxNumberOfMessages=min(peek, 10), VisibilityTimeout=0
+        )
+        dead = sorted(decode_file(m["Body"]).rel for m in reply.get("Messages", []))
+    return QueueSummary(queue.url, queue.counts(), dead, cfg.run.max_receive_count)
+
+
 class WorkQueue:
     """This node's side of the job queue: receive, extend, delete, release (with retries)."""
 
