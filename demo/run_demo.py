@@ -3,24 +3,32 @@
 1. an embedded S3 (moto server on 127.0.0.1) with training shards from `decon.synth`: real items
    of several benchmarks (from the installed data packages) planted in natural text, plus hard
    negatives; the reference items go to S3 in Decon's eval record format
-2. `decon-wrapper` runs `decon run` (this host's shard: download, detect, upload per file),
-   then the finalizer writes the run's `_SUCCESS`; poweroff is a stub that records its call
-3. prints the report summary and the sentinel, then the recall/precision of the run's reports
-   against the corpus's ground truth (decon.synth.evaluate)
+2. the job's SQS queue (the same moto server) gets one message per training shard, as
+   `decon launch` fills it (`run.distribution: queue`)
+3. two nodes, each a `decon-wrapper` running `decon run` (take a file from the queue, download,
+   detect, upload), then its finalizer writes the run's `_SUCCESS`; poweroff is a stub that
+   records its call. Node B is SIGKILLed in the middle of its work: after the visibility
+   timeout node A takes B's files and finishes the job. B's finalizer is then run by hand, as an
+   operator would, and writes B's interrupted `_SUCCESS`
+4. prints each node's files, the report summary and both sentinels, then the recall/precision
+   of the reports against the corpus's ground truth (decon.synth.evaluate)
 
 Everything lives under build/demo/ (wiped at start).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -28,12 +36,16 @@ import boto3
 import yaml
 from moto.server import ThreadedMotoServer
 
+from decon.config import config_from_dict
+from decon.jobrun.workqueue import fill_job_queue
 from decon.synth.evaluate import evaluate_dirs, kind_table
 from decon.synth.plant import CorpusSpec, make_corpus
 
 REPO = Path(os.environ.get("DEMO_REPO", Path(__file__).resolve().parent.parent))
 ROOT = REPO / "build" / "demo"
 CORPUS, RESULTS = "demo-corpus", "demo-results"
+NODES = ("a", "b")
+VISIBILITY_SECONDS = 8  # how long a killed node's files wait before another node takes them
 # Real items of several benchmarks planted in natural text, all kinds (positives and hard
 # negatives), mixed compressions: ground truth for the recall/precision printed at the end.
 CORPUS_SPEC = CorpusSpec(
@@ -64,8 +76,7 @@ def have(module: str) -> bool:
 
 def main() -> int:
     shutil.rmtree(ROOT, ignore_errors=True)
-    for sub in ("etc/decon/hooks", "var/lib/decon", "var/log", "var/lock", "bin"):
-        (ROOT / sub).mkdir(parents=True)
+    (ROOT / "bin").mkdir(parents=True)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log lines
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -97,51 +108,134 @@ def main() -> int:
             f"{corpus.reference_items} eval items from {len(CORPUS_SPEC.benchmarks or ())} "
             "benchmarks"
         )
+        configs = {name: write_node_config(name, endpoint) for name in NODES}
+        fill = fill_job_queue(config_from_dict(yaml.safe_load(configs["a"].read_text()), env={}))
+        print(f"demo: queue {fill.url}: {fill.enqueued} files enqueued")
 
-        poweroff = ROOT / "bin" / "poweroff-stub"
-        poweroff.write_text(f'#!/bin/sh\necho "poweroff $*" >> {ROOT / "poweroff.calls"}\n')
-        poweroff.chmod(0o755)
-        py = sys.executable
-        config = {
-            "job": {"id": "demo-job"},
-            "input": {"uri": f"s3://{CORPUS}/train/"},
-            "output": {"uri": f"s3://{RESULTS}/decon"},
-            "reference": {"uri": f"s3://{CORPUS}/evals/"},
-            "detect": {"purify": True},
-            "aws": {"endpoint_url": endpoint},
-            "run": {"heartbeat_seconds": 2},
-            "node": {
-                "hooks_dir": str(ROOT / "etc/decon/hooks"),
-                "state_dir": str(ROOT / "var/lib/decon"),
-                "log_file": str(ROOT / "var/log/decon-run.log"),
-                "lock_file": str(ROOT / "var/lock/decon.finalize.lock"),
-                "instance_id": "i-demo0000000000001",
-                "job_command": [py, "-m", "decon.cli", "run"],
-                "finalize_command": [py, "-m", "decon.node.finalizer"],
-                "poweroff_command": [str(poweroff)],
-            },
-        }
-        detector = os.environ.get("DEMO_DETECTOR")
-        if detector:
-            config["node"]["job_command"] += ["--detector", detector]
-        config_path = ROOT / "etc/decon/config.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-        if have("decon.node.wrapper") and have("decon.node.finalizer"):
-            command = [py, "-m", "decon.node.wrapper", "--config", str(config_path)]
-        else:
-            print("demo: decon-wrapper/finalizer not in this build yet: running `decon run` alone")
-            command = [*config["node"]["job_command"], "--config", str(config_path)]
-        print("demo: $ " + " ".join(command))
-        code = subprocess.call(command, env=env)
-        print(f"demo: exit code {code}")
+        nodes = {name: start_node(configs[name], env) for name in NODES}
+        log_b = ROOT / "b" / "var/log/decon-run.log"
+        if wait_for(lambda: " FILE_RECEIVED " in read(log_b), 300):
+            kill_session(nodes["b"].pid)
+            nodes["b"].wait()
+            print(
+                "demo: node b SIGKILLed (wrapper and job) while holding a file; its messages "
+                f"return to the queue after the {VISIBILITY_SECONDS} s visibility timeout"
+            )
+        code = nodes["a"].wait()
+        print(f"demo: node a exit code {code}")
+        finalize = [sys.executable, "-m", "decon.node.finalizer", "--config", str(configs["b"])]
+        finalize += ["--status", "interrupted", "--exit-code", "137", "--reason", "SIGKILL"]
+        print("demo: $ " + " ".join(finalize[1:]) + "    (node b, by hand)")
+        subprocess.call(finalize, env=env)
+        per_node(corpus.files)
         summarize(s3)
         score_reports(s3, corpus.truth_path)
-        calls = ROOT / "poweroff.calls"
-        print("demo: poweroff stub calls:", calls.read_text().strip() if calls.exists() else "none")
+        for name in NODES:
+            calls = ROOT / name / "poweroff.calls"
+            shown = calls.read_text().strip() if calls.exists() else "none"
+            print(f"demo: node {name} poweroff stub calls: {shown}")
         return code
     finally:
         server.stop()
+
+
+def write_node_config(name: str, endpoint: str) -> Path:
+    """Node `name`'s job file: the shared job, its own state, log and lock under build/demo/NAME."""
+    root = ROOT / name
+    for sub in ("etc/decon/hooks", "var/lib/decon", "var/log", "var/lock"):
+        (root / sub).mkdir(parents=True)
+    poweroff = root / "poweroff-stub"
+    poweroff.write_text(f'#!/bin/sh\necho "poweroff $*" >> {root / "poweroff.calls"}\n')
+    poweroff.chmod(0o755)
+    py = sys.executable
+    config = {
+        "job": {"id": "demo-job"},
+        "input": {"uri": f"s3://{CORPUS}/train/"},
+        "output": {"uri": f"s3://{RESULTS}/decon"},
+        "reference": {"uri": f"s3://{CORPUS}/evals/"},
+        "detect": {"purify": True},
+        "aws": {"endpoint_url": endpoint},
+        "run": {
+            "heartbeat_seconds": 2,
+            "distribution": "queue",
+            "visibility_timeout_seconds": VISIBILITY_SECONDS,
+            "download_concurrency": 1,
+        },
+        "node": {
+            "hooks_dir": str(root / "etc/decon/hooks"),
+            "state_dir": str(root / "var/lib/decon"),
+            "log_file": str(root / "var/log/decon-run.log"),
+            "lock_file": str(root / "var/lock/decon.finalize.lock"),
+            "instance_id": f"i-demo000000000000{NODES.index(name) + 1}",
+            "job_command": [py, "-m", "decon.cli", "run"],
+            "finalize_command": [py, "-m", "decon.node.finalizer"],
+            "poweroff_command": [str(poweroff)],
+        },
+    }
+    detector = os.environ.get("DEMO_DETECTOR")
+    if detector:
+        config["node"]["job_command"] += ["--detector", detector]
+    path = root / "etc/decon/config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def start_node(config: Path, env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "decon.node.wrapper", "--config", str(config)]
+    print("demo: $ " + " ".join(command[1:]))
+    # Its own process group: SIGKILL takes the wrapper and its job, as a lost instance would.
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session `sid` (the wrapper runs the job in a group of its own)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # fields after the name: state, ppid, pgrp, session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def wait_for(condition, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def files_of(log_lines: list[str], event: str) -> list[str]:
+    return [x.split(" file=", 1)[1].split()[0] for x in log_lines if f" {event} " in x]
+
+
+def per_node(files: list[str]) -> None:
+    """Which node finished which file: every file exactly once over both."""
+    print("\n== files per node ==")
+    done: Counter[str] = Counter()
+    lost: set[str] = set()
+    for name in NODES:
+        lines = read(ROOT / name / "var/log/decon-run.log").splitlines()
+        finished = files_of(lines, "FILE_DONE")
+        skipped = len(files_of(lines, "FILE_SKIPPED"))
+        done.update(finished)
+        lost |= set(files_of(lines, "FILE_RECEIVED")) - set(finished)
+        print(f"node {name}: {len(finished)} files done, {skipped} redelivered files skipped")
+    if lost:
+        print(f"taken over after node b was killed: {', '.join(sorted(lost))}")
+    twice = [f for f, n in done.items() if n > 1]
+    missing = sorted(set(files) - set(done))
+    print(
+        f"files: {len(files)}; done once: {sum(n == 1 for n in done.values())}; "
+        f"done twice: {twice or 'none'}; not done: {missing or 'none'}"
+    )
 
 
 def summarize(s3) -> None:  # type: ignore[no-untyped-def]
