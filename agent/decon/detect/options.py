@@ -109,7 +109,7 @@ class DetectOptions:
     short_sentence_rule: bool = True
     question_only_min_evidence: float = 3.0
     short_unit_min_evidence: float = 1.5
-    # -- minhash and toxic modes (issue 7) --
+    # -- minhash and toxic modes --
     minhash_shingle_size: int = 2
     minhash_num_perm: int = 128
     minhash_seed: int = 1
@@ -186,10 +186,9 @@ class DetectOptions:
             "min_content_words",
             "max_word_edits",
             "answer_window_words",
+            "question_only_min_evidence",
+            "short_unit_min_evidence",
         ):
-            if getattr(self, name) < 0:
-                problems.append(f"{name}: must be >= 0")
-        for name in ("question_only_min_evidence", "short_unit_min_evidence"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0")
         if not 0.0 < self.contamination_score_threshold <= 1.0:
@@ -203,7 +202,7 @@ class DetectOptions:
         return problems
 
 
-# -- minhash and toxic modes (issue 7) ------------------------------------------------------------
+# -- minhash and toxic modes --------------------------------------------------------------------
 
 OPTION_HELP.update(
     {
