@@ -70,9 +70,15 @@ class Publisher:
         self.state = state
 
     def publish(
-        self, fp: FilePlan, contaminated: bool, report: Path, cleaned: Path | None
+        self,
+        fp: FilePlan,
+        contaminated: bool,
+        report: Path,
+        cleaned: Path | None,
+        counts: dict[str, int] | None = None,
     ) -> list[str]:
-        """Cleaned copy (contaminated files only, as Decon does), then report or marker."""
+        """Cleaned copy (contaminated files only, as Decon does), then report or marker (its
+        manifest entry carries the input's line `counts`)."""
         uris = []
         if contaminated and cleaned is not None and cleaned.exists():
             uri = self.outputs.cleaned_uri_of(fp.cleaned)
@@ -85,7 +91,7 @@ class Publisher:
         else:
             uri = self.outputs.report_uri(fp.marker)
             size, digest = self.transfers.put_bytes(b"", uri)
-        self.state.record_upload(uri, size, digest)
+        self.state.record_upload(uri, size, digest, counts)
         uris.append(uri)
         return uris
 
@@ -219,6 +225,11 @@ class Pipeline:
         if result.cancelled:
             self._abandon(item)
             return
+        error = getattr(result, "error", "")
+        if error:
+            self._fail(fp, "detect", error)
+            self._cleanup(item)
+            return
         seconds = time.monotonic() - start
         if self.publisher is None:
             self._finish(item, result, seconds, where=str(self.scratch / "outputs"))
@@ -232,7 +243,7 @@ class Pipeline:
         try:
             assert self.publisher is not None
             uris = self.publisher.publish(
-                fp, contaminated, self.report_path(fp), self.cleaned_path(fp)
+                fp, contaminated, self.report_path(fp), self.cleaned_path(fp), line_counts(result)
             )
         except Exception as exc:
             self._fail(fp, "upload", exc)
@@ -251,17 +262,14 @@ class Pipeline:
             "FILE_DONE",
             file=fp.input.rel,
             contaminated=str(contaminated).lower(),
-            lines=result.lines,
-            matches=result.matches,
-            contaminated_lines=result.contaminated_lines,
-            malformed=result.malformed,
+            **line_counts(result),
             seconds=f"{seconds:.2f}",
             output=where,
         )
         self.on_change()
 
-    def _fail(self, fp: FilePlan, stage: str, exc: BaseException) -> None:
-        error = one_line(exc)
+    def _fail(self, fp: FilePlan, stage: str, exc: BaseException | str) -> None:
+        error = exc if isinstance(exc, str) else one_line(exc)
         self.progress.file_failed(FailedFile(fp.input.rel, fp.input.location, stage, error))
         self.log.event("FILE_FAILED", file=fp.input.rel, stage=stage, error=error)
         self.on_change()
@@ -284,6 +292,19 @@ class Pipeline:
                     path.unlink(missing_ok=True)
         finally:
             self.budget.release(item.reserved)
+
+
+def line_counts(result: DetectResult) -> dict[str, int]:
+    """A result's line counts (lines, matches, malformed, missing_key, undecodable, ...)."""
+    counts = getattr(result, "counts", None)
+    if counts is not None:
+        return counts()
+    return {
+        "lines": result.lines,
+        "matches": result.matches,
+        "contaminated_lines": result.contaminated_lines,
+        "malformed": result.malformed,
+    }
 
 
 def one_line(exc: BaseException) -> str:
