@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from decon.cli import main
 from decon.detect.io import iter_lines
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import FileTask, load_reference, process_file, process_files
@@ -165,3 +166,28 @@ def test_a_bom_is_skipped_on_input_and_reference_and_kept_in_cleaned_copies(
     assert lines == {0, 4, 21}
     kept = list(iter_lines(cleaned, keep_bom=True))
     assert kept == [x for i, x in enumerate(iter_lines(src, keep_bom=True)) if i not in lines]
+
+
+def test_decon_detect_goes_on_after_bad_files_and_exits_1(tmp_path, corpus, capsys) -> None:
+    ref, questions = corpus
+    corrupt_inputs(tmp_path / "in", questions)
+    (tmp_path / "in" / "good.jsonl").write_bytes(docs(questions))
+    (tmp_path / "in" / "wrongkey.jsonl").write_bytes(docs(questions, key="content"))
+    out = tmp_path / "reports"
+    argv = ["detect", str(tmp_path / "in"), "--reference", str(ref), "--report-dir", str(out)]
+    code = main([*argv, "--workers", "1"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "Traceback" not in captured.err + captured.out
+    errors = [x for x in captured.err.splitlines() if x.startswith("decon: ")]
+    assert len(errors) == 7  # six bad files, then the count
+    assert any("wrongkey.jsonl: no line has a string at content key 'text'" in x for x in errors)
+    assert errors[-1].startswith("decon: 6 of 7 files failed")
+    assert (out / "good.report.jsonl").exists()
+    assert not (out / "wrongkey.clean").exists()
+    summary = json.loads((out / "detect-summary.json").read_text())
+    by_file = {f["file"]: f for f in summary["files"]}
+    assert by_file["good.jsonl"]["status"] == "contaminated"
+    assert by_file["wrongkey.jsonl"]["status"] == "failed"
+    assert by_file["wrongkey.jsonl"]["missing_key"] == 40
+    assert summary["totals"]["failed_files"] == 6 and summary["totals"]["missing_key"] == 40
