@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from decon.config import Config, ConfigError, load_config
+from decon.config import Config, ConfigError, load_config, require_job
 from decon.errors import UserError
 from decon.fleet.health import missing_hosts
 from decon.fleet.instances import (
@@ -324,6 +324,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
     cfg = load_config(args.config)
+    require_job(cfg, "launch", also=("launch.ami",))
     if args.count < 1:
         raise UserError("--count: must be >= 1")
     ec2 = ec2_client(cfg.aws)
