@@ -347,3 +347,43 @@ def test_a_wrong_content_key_fails_every_file_and_a_fixed_rerun_scans_them(
     reports = [u for u in NodeState(cfg.node.state_dir).uploads() if "/reports/" in u["uri"]]
     assert len(reports) == 2
     assert all(u["lines"]["lines"] == 10 and u["lines"]["missing_key"] == 0 for u in reports)
+
+
+def test_local_input_and_output_directories_have_the_s3_layout(node_root: Path) -> None:
+    from fakes.jobrun_world import reference_dir, shard_names
+
+    inputs = node_root / "data"
+    truth = {}
+    for i, rel in enumerate(shard_names(6)):
+        (inputs / rel).parent.mkdir(parents=True, exist_ok=True)
+        contaminated = i % 2 == 0
+        (inputs / rel).write_bytes(shard_bytes(rel, i, 10, contaminated))
+        truth[rel] = contaminated
+    out = node_root / "nas"
+    sections = job_sections(node_root, detect={"purify": True})
+    sections.update(
+        input={"uri": str(inputs)},
+        output={"uri": str(out)},
+        reference={"uri": str(reference_dir(node_root))},
+    )
+    cfg = make_config(node_root, **sections)
+    assert run_inline(cfg) == EXIT_DONE
+    reports = out / "test-job" / "reports"
+    for rel, contaminated in truth.items():
+        base = basename(rel)
+        assert (reports / f"{base}.report.jsonl").exists() == contaminated
+        assert (reports / f"{base}.clean").exists() != contaminated
+        cleaned = list((out / "test-job" / "cleaned").glob(f"{base}.clean.jsonl*"))
+        assert len(cleaned) == contaminated
+    beat = out / "test-job" / "runs" / NodeState(cfg.node.state_dir).run_id() / "heartbeat.json"
+    assert Heartbeat.from_json(beat.read_bytes()).state == "done"
+    # the cleaned copy of a file is published before its report (the "done" signal)
+    order = [u["uri"] for u in NodeState(cfg.node.state_dir).uploads()]
+    for rel, contaminated in truth.items():
+        if contaminated:
+            base = basename(rel)
+            i_cleaned = next(i for i, u in enumerate(order) if f"cleaned/{base}.clean" in u)
+            assert i_cleaned < order.index(str(reports / f"{base}.report.jsonl"))
+    # a rerun finds every file done in the local reports directory
+    assert run_inline(cfg) == EXIT_DONE
+    assert f"already_done={len(truth)} todo=0" in Path(cfg.node.log_file).read_text()

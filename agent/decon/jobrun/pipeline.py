@@ -6,7 +6,8 @@
                       processes, `detect.workers`)
     upload pool       `run.upload_concurrency` files at once: the cleaned copy first, then the
                       report or `.clean` marker LAST (each one object, visible only when
-                      complete), so "done" always means "every output is in S3"
+                      complete), so "done" always means "every output is in the output
+                      area" (S3, or a local directory)
 
 Disk: a file's reservation (input + outputs estimate) is taken before its download and given
 back when its local copies are deleted, so at most `run.max_disk_mb` is in use.
@@ -30,10 +31,10 @@ from pathlib import Path
 from decon.eventlog import EventLog
 from decon.jobrun.budget import DiskBudget
 from decon.jobrun.detector import Detector, DetectResult
-from decon.jobrun.endpoints import InputSource, S3Outputs
+from decon.jobrun.endpoints import InputSource, JobOutputs
 from decon.jobrun.inputs import FilePlan
 from decon.jobrun.progress import FailedFile, Progress
-from decon.jobrun.transfer import S3Transfers, TransferCancelled
+from decon.jobrun.transfer import TransferCancelled
 from decon.node.state import NodeState
 
 OUTPUT_ALLOWANCE = 1 << 20  # reserved per file for the report, beyond the input-sized estimate
@@ -64,9 +65,8 @@ _END = object()
 class Publisher:
     """Uploads one file's outputs in order and records each object in the node state."""
 
-    def __init__(self, outputs: S3Outputs, transfers: S3Transfers, state: NodeState) -> None:
+    def __init__(self, outputs: JobOutputs, state: NodeState) -> None:
         self.outputs = outputs
-        self.transfers = transfers
         self.state = state
 
     def publish(
@@ -81,16 +81,13 @@ class Publisher:
         manifest entry carries the input's line `counts`)."""
         uris = []
         if contaminated and cleaned is not None and cleaned.exists():
-            uri = self.outputs.cleaned_uri_of(fp.cleaned)
-            size, digest = self.transfers.upload(cleaned, uri)
+            uri, size, digest = self.outputs.put_cleaned(fp.cleaned, cleaned)
             self.state.record_upload(uri, size, digest)
             uris.append(uri)
         if contaminated:
-            uri = self.outputs.report_uri(fp.report)
-            size, digest = self.transfers.upload(report, uri)
+            uri, size, digest = self.outputs.put_report(fp.report, report)
         else:
-            uri = self.outputs.report_uri(fp.marker)
-            size, digest = self.transfers.put_bytes(b"", uri)
+            uri, size, digest = self.outputs.put_report(fp.marker, None)
         self.state.record_upload(uri, size, digest, counts)
         uris.append(uri)
         return uris
