@@ -190,6 +190,8 @@ def test_max_files_debug_uploads_nothing(s3, node_root: Path, capsys) -> None:  
     assert len([p for p in (outputs / "reports").rglob("*") if p.is_file()]) == 2
     assert len([p for p in (outputs.parent / "inputs").rglob("*") if p.is_file()]) == 2
     assert str(outputs) in capsys.readouterr().out
+    (plan,) = [x for x in Path(cfg.node.log_file).read_text().splitlines() if "JOB_PLAN" in x]
+    assert "assigned=6 " in plan and "todo=2 " in plan and "max_files_debug=2" in plan
 
 
 def test_local_input_directory_is_read_in_place(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]

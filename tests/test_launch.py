@@ -346,3 +346,10 @@ def test_cli_dry_run_prints_each_host(s3, tmp_path, monkeypatch, capsys):
     params = json.loads(out[0].split(": ", 1)[1])
     assert params["InstanceMarketOptions"]["MarketType"] == "spot"  # --spot beats the file
     assert instances(s3.client("ec2")) == []
+
+
+def test_cli_help_explains_spot_and_on_demand():
+    out = decon("launch", "--help")
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    assert "--spot spot instances" in text and "--on-demand on-demand instances" in text

@@ -55,7 +55,7 @@ OPTION_HELP: dict[str, str] = {
     "min_content_words": "compat none: an aligned question must contain at least this many of "
     "the item's content (non-function) words (one suffices when its answer is near)",
     "word_edit_rate": "compat none: word edits (substitutions, insertions, deletions) tolerated "
-    "per question word when aligning (rounded; at least 1 from 5 words)",
+    "per question word when aligning (rounded; at least 1 from 4 words)",
     "max_word_edits": "compat none: at most this many word edits per aligned question",
     "answer_window_words": "compat none: words before and after an aligned question searched "
     "for its answer (and inside it, for fill-in-the-blank items)",

@@ -311,8 +311,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="instance types, first choice first (default: launch.instance_type[s])",
     )
     market = parser.add_mutually_exclusive_group()
-    market.add_argument("--spot", dest="spot", action="store_true", default=None)
-    market.add_argument("--on-demand", dest="spot", action="store_false")
+    market.add_argument(
+        "--spot",
+        dest="spot",
+        action="store_true",
+        default=None,
+        help="spot instances (default: launch.spot, true)",
+    )
+    market.add_argument(
+        "--on-demand",
+        dest="spot",
+        action="store_false",
+        help="on-demand instances: for runs that must not be interrupted",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the requests; start nothing")
     parser.add_argument(
         "--only-missing",
