@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     secs = time.perf_counter() - start
-    summary = _summary(results, secs)
+    summary = _summary(results)
     args.report_dir.mkdir(parents=True, exist_ok=True)
     (args.report_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=1) + "\n")
     totals = summary["totals"]
@@ -263,8 +263,9 @@ def _say(progress: DetectProgress, text: str, stream: TextIO) -> None:
         print(text, file=stream, flush=True)
 
 
-def _summary(results: list[FileResult], seconds: float) -> dict[str, Any]:
-    """detect-summary.json: each file's status and line counts, the totals, matches per eval."""
+def _summary(results: list[FileResult]) -> dict[str, Any]:
+    """detect-summary.json: each file's status and line counts, the totals, matches per eval
+    (no times: the same input gives the same bytes, like every other output)."""
     files = []
     totals = dict.fromkeys(
         ("files", "contaminated_files", "failed_files", "bytes", "lines", "with_text",
@@ -286,4 +287,4 @@ def _summary(results: list[FileResult], seconds: float) -> dict[str, Any]:
             totals[key] += value
         for key, value in r.per_eval.items():
             per_eval[key] = per_eval.get(key, 0) + value
-    return {"seconds": round(seconds, 3), "totals": totals, "per_eval": per_eval, "files": files}
+    return {"totals": totals, "per_eval": per_eval, "files": files}
