@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)
+	$(PY) bench/bench_precision.py
 	$(PY) bench/bench_detect.py
 
 lint: $(STAMP)

@@ -13,7 +13,6 @@ there, and still find items of the same reference planted in the same text.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -21,43 +20,16 @@ import pytest
 
 from decon.cli import main as decon_main
 from decon.detect.reference import ReferenceStats, read_records
-from decon.synth.benchmarks import available_benchmarks, load_benchmark, write_reference_dir
-from decon.synth.text import build_filler_pool, hard_paragraphs, natural_paragraphs, web_paragraphs
+from decon.synth.benchmarks import real_reference_dir
+from decon.synth.plant import plant_records
+from decon.synth.text import mixed_documents
 
-BUNDLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "decon-bundled-evals"
 PLANTED = 40
-
-
-def bundled_evals() -> Path | None:
-    path = Path(os.environ.get("DECON_BUNDLED_EVALS") or BUNDLED)
-    return path if path.is_dir() else None
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    found = bundled_evals()
-    if found is not None:
-        return found
-    items = [it for name in available_benchmarks() for it in load_benchmark(name)]
-    out = tmp_path_factory.mktemp("reference")
-    write_reference_dir(items, out)
-    return out
-
-
-def natural_documents(n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    pool = build_filler_pool()
-    web = web_paragraphs()
-    docs = []
-    for i in range(n):
-        if i % 3 == 0:
-            pars = natural_paragraphs(pool, rng, rng.randint(1500, 5000))
-        elif i % 3 == 1:
-            pars = hard_paragraphs(pool, rng, rng.randint(1500, 5000))
-        else:
-            pars = [rng.choice(web) for _ in range(rng.randint(2, 6))]
-        docs.append("\n\n".join(pars))
-    return docs
+    return real_reference_dir(tmp_path_factory.mktemp("reference"))
 
 
 def write_shard(path: Path, texts: list[str]) -> Path:
@@ -77,18 +49,13 @@ def report_lines(report_dir: Path) -> list[dict]:
 def test_real_reference_reports_nothing_on_natural_text_and_finds_planted_items(
     reference: Path, tmp_path: Path
 ) -> None:
-    clean = natural_documents(3000, seed=11)
+    clean = mixed_documents(3000, seed=11)
     records = [r for _, _, r in read_records(reference, ReferenceStats())]
     rng = random.Random(3)
     chosen = rng.sample(
         [r for r in records if len(str(r.get("question", "")).split()) >= 8], PLANTED
     )
-    planted = []
-    for record, text in zip(chosen, natural_documents(PLANTED, seed=12), strict=True):
-        item = record["question"] + ("\n" + record["answer"] if record.get("answer") else "")
-        paragraphs = text.split("\n\n")
-        paragraphs.insert(rng.randrange(len(paragraphs) + 1), item)
-        planted.append("\n\n".join(paragraphs))
+    planted = plant_records(chosen, mixed_documents(PLANTED, seed=12), seed=3)
     write_shard(tmp_path / "in" / "natural.jsonl", clean)
     write_shard(tmp_path / "in" / "planted.jsonl", planted)
     argv = ["detect", str(tmp_path / "in"), "--reference", str(reference)]

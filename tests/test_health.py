@@ -26,7 +26,7 @@ def ago(minutes: float) -> dt.datetime:
     return NOW - dt.timedelta(minutes=minutes)
 
 
-def run(index, started_min, instance="i-1", beat_min=None, sentinel=None, count=2):
+def run(index, started_min, instance="i-1", beat_min=None, sentinel=None, count=2, state="running"):
     started = ago(started_min)
     rid = f"run-{started:%Y%m%d-%H%M%S}Z-{instance}"
     r = RunFacts(rid, started, instance)
@@ -38,7 +38,8 @@ def run(index, started_min, instance="i-1", beat_min=None, sentinel=None, count=
             index,
             count,
             ago(beat_min).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            files=FileCounts(10, 5, 2, 1),
+            state=state,
+            files=FileCounts(10, 10, 2, 0) if state == "done" else FileCounts(10, 5, 2, 1),
         )
     if sentinel is not None:
         status = "failed_upload" if sentinel == "failed_upload" else "success"
@@ -87,6 +88,9 @@ def one_host(runs, instances, **kw):
             "still up",
         ),
         ([], [], ATTENTION, "no run and no instance"),
+        # a plain `decon run` (no finalizer): its last heartbeat says done
+        ([run(0, 30, beat_min=1, state="done")], [], FINISHED, "heartbeat done, 10 of 10"),
+        ([run(0, 30, beat_min=100, state="done")], [inst(0)], FINISHED, "no _SUCCESS"),
         ([], [inst(0, up_min=3)], RUNNING, "starting"),
         ([], [inst(0, up_min=40)], ATTENTION, "no run has started"),
         # interrupted, then relaunched: the new instance has no run yet

@@ -128,3 +128,57 @@ def test_upload_that_keeps_failing_leaves_the_file_not_done(
     assert failed["rel"] == victim and failed["stage"] == "upload"
     scratch = Path(cfg.node.state_dir) / "work" / "jobrun"
     assert [p for p in scratch.rglob("*") if p.is_file()] == []
+
+
+class TimedLines:
+    """An event stream that notes when each line arrived."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> None:
+        import time
+
+        self.lines += [(time.monotonic(), x) for x in text.splitlines() if x]
+
+    def flush(self) -> None:
+        pass
+
+
+def test_an_unreachable_endpoint_is_named_at_once_and_every_retry_logged(
+    s3, node_root: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import time
+
+    from decon.eventlog import EventLog
+    from decon.jobrun.job import EXIT_CANNOT_RUN, JobContext, run_job
+    from decon.jobrun.signals import StopRequest
+    from decon.node.notify import Notifier
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = make_config(
+        node_root,
+        **job_sections(
+            node_root,
+            aws={"endpoint_url": f"http://127.0.0.1:{port}"},
+            run={"retry_attempts": 4, "retry_base_seconds": 0.4, "retry_max_seconds": 0.4},
+        ),
+    )
+    stream = TimedLines()
+    ctx = JobContext(EventLog(cfg.node.log_file, stream), Notifier(""), StopRequest())
+    start = time.monotonic()
+    assert run_job(cfg, ctx) == EXIT_CANNOT_RUN
+    waiting = [(t, x) for t, x in stream.lines if "STATE: WAITING" in x]
+    assert waiting and waiting[0][0] - start < 2.0
+    assert f'on="list input s3://{IN_BUCKET}/{IN_PREFIX}"' in waiting[0][1]
+    retries = [x for _, x in stream.lines if "STATE: S3_RETRY" in x]
+    assert len(retries) == 3
+    for attempt, line in enumerate(retries, 1):
+        assert f"attempt={attempt} " in line and "wait=0.4" in line
+        assert f'op="list s3://{IN_BUCKET}/{IN_PREFIX}"' in line
+        assert "Could not connect to the endpoint URL" in line
+    assert "STATE: RUN_ABORTED stage=list" in stream.lines[-1][1]
+    assert Path(cfg.node.log_file).read_text().count("STATE: S3_RETRY") == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -189,6 +190,8 @@ def test_max_files_debug_uploads_nothing(s3, node_root: Path, capsys) -> None:  
     assert len([p for p in (outputs / "reports").rglob("*") if p.is_file()]) == 2
     assert len([p for p in (outputs.parent / "inputs").rglob("*") if p.is_file()]) == 2
     assert str(outputs) in capsys.readouterr().out
+    (plan,) = [x for x in Path(cfg.node.log_file).read_text().splitlines() if "JOB_PLAN" in x]
+    assert "assigned=6 " in plan and "todo=2 " in plan and "max_files_debug=2" in plan
 
 
 def test_local_input_directory_is_read_in_place(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
@@ -289,3 +292,100 @@ def test_three_hosts_together_do_every_file_exactly_once(s3, node_root: Path) ->
         uploaded += [u["uri"] for u in NodeState(cfg.node.state_dir).uploads()]
     assert len(uploaded) == len(set(uploaded)) == 15  # one marker or report per file, no overlap
     assert done_names(client, cfg) == {basename(r) for r in truth}
+
+
+def builtin_world(node_root: Path, client, content_key: str):  # type: ignore[no-untyped-def]
+    """Two shards whose text is under `text`, an eval reference, decon's own detector."""
+    question = (
+        "which seven planets orbit the distant yellow star beyond the nebula called Kappa"
+        " Orionis in the old atlas"
+    )
+    ref = node_root / "evals"
+    ref.mkdir()
+    (ref / "atlas.jsonl").write_text(
+        json.dumps({"eval_key": "atlas", "eval_instance_index": 0, "question": question}) + "\n"
+    )
+    put_shards(client, 0)
+    for i in range(2):
+        body = "".join(
+            json.dumps({"id": n, "text": f"plain words {n} " + (question if n == 3 else "")}) + "\n"
+            for n in range(10)
+        )
+        client.put_object(Bucket=IN_BUCKET, Key=f"{IN_PREFIX}s{i}.jsonl", Body=body.encode())
+    sections = job_sections(node_root, detect={"content_key": content_key, "workers": 1})
+    sections["reference"] = {"uri": str(ref)}
+    return make_config(node_root, **sections)
+
+
+def run_builtin(cfg) -> int:  # type: ignore[no-untyped-def]
+    import io
+
+    from decon.eventlog import EventLog
+    from decon.jobrun.job import JobContext, run_job
+    from decon.node.notify import Notifier
+
+    ctx = JobContext(EventLog(cfg.node.log_file, io.StringIO()), Notifier(""), StopRequest())
+    return run_job(cfg, ctx)
+
+
+def test_a_wrong_content_key_fails_every_file_and_a_fixed_rerun_scans_them(
+    s3, node_root: Path
+) -> None:  # type: ignore[no-untyped-def]
+    client = s3.client()
+    cfg = builtin_world(node_root, client, "body")
+    assert run_builtin(cfg) == EXIT_FILES_FAILED
+    log = Path(cfg.node.log_file).read_text()
+    assert log.count("STATE: FILE_FAILED") == 2 and "stage=detect" in log
+    assert "no line has a string at content key 'body'" in log and "keys found: id, text" in log
+    assert keys(client, OUT_BUCKET, "out/test-job/reports/") == {}
+
+    cfg2 = dataclasses.replace(cfg, detect=dataclasses.replace(cfg.detect, content_key="text"))
+    assert run_builtin(cfg2) == EXIT_DONE
+    log = Path(cfg.node.log_file).read_text()
+    assert "already_done=0 todo=2" in log
+    done = [x for x in log.splitlines() if "STATE: FILE_DONE" in x]
+    assert len(done) == 2
+    assert all("missing_key=0" in x and "malformed=0" in x and "with_text=10" in x for x in done)
+    reports = [u for u in NodeState(cfg.node.state_dir).uploads() if "/reports/" in u["uri"]]
+    assert len(reports) == 2
+    assert all(u["lines"]["lines"] == 10 and u["lines"]["missing_key"] == 0 for u in reports)
+
+
+def test_local_input_and_output_directories_have_the_s3_layout(node_root: Path) -> None:
+    from fakes.jobrun_world import reference_dir, shard_names
+
+    inputs = node_root / "data"
+    truth = {}
+    for i, rel in enumerate(shard_names(6)):
+        (inputs / rel).parent.mkdir(parents=True, exist_ok=True)
+        contaminated = i % 2 == 0
+        (inputs / rel).write_bytes(shard_bytes(rel, i, 10, contaminated))
+        truth[rel] = contaminated
+    out = node_root / "nas"
+    sections = job_sections(node_root, detect={"purify": True})
+    sections.update(
+        input={"uri": str(inputs)},
+        output={"uri": str(out)},
+        reference={"uri": str(reference_dir(node_root))},
+    )
+    cfg = make_config(node_root, **sections)
+    assert run_inline(cfg) == EXIT_DONE
+    reports = out / "test-job" / "reports"
+    for rel, contaminated in truth.items():
+        base = basename(rel)
+        assert (reports / f"{base}.report.jsonl").exists() == contaminated
+        assert (reports / f"{base}.clean").exists() != contaminated
+        cleaned = list((out / "test-job" / "cleaned").glob(f"{base}.clean.jsonl*"))
+        assert len(cleaned) == contaminated
+    beat = out / "test-job" / "runs" / NodeState(cfg.node.state_dir).run_id() / "heartbeat.json"
+    assert Heartbeat.from_json(beat.read_bytes()).state == "done"
+    # the cleaned copy of a file is published before its report (the "done" signal)
+    order = [u["uri"] for u in NodeState(cfg.node.state_dir).uploads()]
+    for rel, contaminated in truth.items():
+        if contaminated:
+            base = basename(rel)
+            i_cleaned = next(i for i, u in enumerate(order) if f"cleaned/{base}.clean" in u)
+            assert i_cleaned < order.index(str(reports / f"{base}.report.jsonl"))
+    # a rerun finds every file done in the local reports directory
+    assert run_inline(cfg) == EXIT_DONE
+    assert f"already_done={len(truth)} todo=0" in Path(cfg.node.log_file).read_text()

@@ -285,7 +285,16 @@ def decon(*args, **kwargs):
     )
 
 
-def write_job(tmp_path, data):
+JOB_AREAS = {
+    "input": {"uri": "s3://corpus/train/"},
+    "output": {"uri": "s3://results/out"},
+    "reference": {"uri": "s3://corpus/evals/"},
+}
+
+
+def write_job(tmp_path, data, areas=True):
+    """A job file of `data`, with input, output and reference unless `areas` is false."""
+    data = {**JOB_AREAS, **data} if areas else data
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
@@ -294,8 +303,17 @@ def write_job(tmp_path, data):
 def test_cli_missing_ami_is_one_line(s3, tmp_path):
     job = write_job(tmp_path, {"job": {"id": JOB}, "launch": {"instance_type": "m5.large"}})
     out = decon("launch", "--config", job, "--count", "2")
-    assert out.returncode == 2 and "launch.ami: required" in out.stderr
+    assert out.returncode == 2 and "launch needs a complete job: missing launch.ami" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_cli_refuses_a_job_without_its_areas_listing_every_missing_key(tmp_path):
+    job = write_job(tmp_path, {"job": {"id": JOB}}, areas=False)
+    out = decon("launch", "--config", job, "--count", "2", "--dry-run")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.strip().endswith(
+        "launch needs a complete job: missing input.uri, output.uri, reference.uri, launch.ami"
+    )
 
 
 def test_cli_unknown_ami_is_one_line(s3, tmp_path):
@@ -345,6 +363,7 @@ def test_queue_mode_enqueues_once_and_add_grows_the_fleet(s3, tmp_path, capsys):
             "launch": {"ami": env.ami},
             "input": {"uri": f"s3://{IN_BUCKET}/{IN_PREFIX}"},
             "output": {"uri": f"s3://{OUT_BUCKET}/out"},
+            "reference": {"uri": f"s3://{IN_BUCKET}/evals/"},
             "run": {"distribution": "queue"},
         },
     )
@@ -373,3 +392,10 @@ def test_add_needs_queue_distribution(s3, tmp_path):
     job = write_job(tmp_path, {"job": {"id": JOB}, "launch": {"ami": env.ami}})
     out = decon("launch", "--config", job, "--add", "1")
     assert out.returncode == 2 and "--add: needs run.distribution: queue" in out.stderr
+
+
+def test_cli_help_explains_spot_and_on_demand():
+    out = decon("launch", "--help")
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    assert "--spot spot instances" in text and "--on-demand on-demand instances" in text

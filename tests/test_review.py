@@ -123,3 +123,61 @@ def test_cli_missing_directory_is_one_line(tmp_path, capsys):
     assert main(["review", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "nope: not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_review_shows_the_match_in_the_documents_own_words(tmp_path, capsys):
+    import random
+
+    from test_detect_bad_files import sentence
+
+    rng = random.Random(3)
+    questions = [sentence(rng, 30) for _ in range(4)]
+    question = questions[0]
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "synth.jsonl").write_text(
+        "".join(
+            json.dumps({"eval_key": "synth", "eval_instance_index": i, "question": q}) + "\n"
+            for i, q in enumerate(questions)
+        )
+    )
+    words = question.split()
+    # the document's own form: capitals and punctuation the normalised form drops
+    own = " ".join(w.upper() + "," if i % 7 == 0 else w for i, w in enumerate(words))
+    before = " ".join(f"lead{i}" for i in range(40))
+    text = f"{before} {own}. tail1 Tail2!"
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "doc.jsonl").write_text(
+        json.dumps({"text": "nothing here"}) + "\n" + json.dumps({"body": text}) + "\n"
+    )
+    out = tmp_path / "reports"
+    argv = ["detect", str(inputs), "--reference", str(ref), "--report-dir", str(out)]
+    assert main([*argv, "--content-key", "body", "--max-keyless-fraction", "1"]) == 0
+    capsys.readouterr()
+    assert main(["review", str(out), "--inputs", str(inputs), "--content-key", "body"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    (document,) = [x for x in shown if x.startswith("  document:")]
+    (normalised,) = [x for x in shown if x.startswith("  normalised:")]
+    assert f"{PLAIN_ON}{own}.{PLAIN_OFF}" in document  # the span, exactly as written
+    assert document.split(PLAIN_ON)[0].strip().endswith("lead39")
+    assert document.split("document:")[1].strip().startswith("... lead10 ")  # 30 words before
+    assert document.endswith(f"{PLAIN_OFF} tail1 Tail2!")
+    assert own not in normalised and words[1] in normalised
+    assert shown.index(document) < shown.index(normalised)
+
+
+def test_review_of_a_directory_without_reports_fails(tmp_path, capsys):
+    assert main(["review", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f": {tmp_path}: no reports (*.report.jsonl) and no .clean markers")
+
+
+def test_own_words_searches_when_the_offsets_are_not_word_offsets():
+    from decon.fleet.review import Match, own_words
+
+    text = "Intro: the Separation of IONS, in water. More text."
+    m = Match("r", "f", 0, "e", "1", 1.0, "x 【separation of ions】 y", "q", "simple", 40, 44)
+    assert own_words(text, m, "[", "]") == "Intro: the [Separation of IONS,] in water. More text."
+    m.overlap_text = "【nothing like it】"
+    assert own_words(text, m, "[", "]") is None

@@ -200,6 +200,7 @@ def test_cli_writes_the_file(tmp_path):
     cfg_file = tmp_path / "job.yaml"
     cfg_file.write_text(
         "job: {id: j, host_count: 2}\ninput: {uri: s3://b/i/}\noutput: {uri: s3://b/o/}\n"
+        "reference: {uri: s3://b/evals/}\n"
     )
     out = tmp_path / "ud.yaml"
     args = ("render-user-data", "--config", str(cfg_file), "--host-index", "1")
@@ -230,7 +231,10 @@ def test_cli_bad_config_is_one_line(tmp_path, text, needle):
 
 def test_cli_bad_host_index_is_one_line(tmp_path):
     cfg_file = tmp_path / "job.yaml"
-    cfg_file.write_text("job: {id: j, host_count: 2}\n")
+    cfg_file.write_text(
+        "job: {id: j, host_count: 2}\ninput: {uri: s3://b/i/}\noutput: {uri: s3://b/o/}\n"
+        "reference: {uri: s3://b/e/}\n"
+    )
     result = decon("render-user-data", "--config", str(cfg_file), "--host-index", "5")
     assert result.returncode != 0 and result.stderr.count("\n") == 1
     assert "--host-index: must be in 0..1" in result.stderr
@@ -286,3 +290,18 @@ def test_wheel_ships_units_and_templates(tmp_path):
     )
     assert ran.returncode == 0, ran.stderr
     assert int(ran.stdout) > 1000
+
+
+def test_cli_refuses_a_job_without_input_output_and_reference(tmp_path):
+    cfg_file = tmp_path / "job.yaml"
+    cfg_file.write_text("")
+    result = decon("render-user-data", "--config", str(cfg_file), "-o", str(tmp_path / "ud"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"cli.py: {cfg_file}: render-user-data needs a complete job: "
+        "missing input.uri, output.uri, reference.uri"
+    ]
+    assert not (tmp_path / "ud").exists()
+    cfg_file.write_text("input: {uri: s3://b/i/}\noutput: {reports: s3://b/r/}\n")
+    result = decon("render-user-data", "--config", str(cfg_file))
+    assert result.stderr.strip().endswith("missing output.uri, reference.uri")

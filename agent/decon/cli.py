@@ -43,7 +43,10 @@ def _top_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
+    if not argv:
+        _top_parser().print_help(sys.stderr)  # the commands, rather than a bare usage error
+        return 2
+    if argv[0].startswith("-"):
         _top_parser().parse_args(argv)  # prints help/version, or an error for no command
         return 2
     name, rest = argv[0], argv[1:]

@@ -186,9 +186,14 @@ def load_config(
     """Load, override from the environment, and validate the job file at `path`."""
     path = Path(path or os.environ.get("DECON_CONFIG", DEFAULT_CONFIG_PATH))
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -285,6 +290,36 @@ def _validate_queue(run: RunSection) -> list[str]:
     if not 1 <= run.max_receive_count <= 1000:
         problems.append("run.max_receive_count: must be in 1..1000")
     return problems
+
+
+JOB_KEYS = ("input.uri", "output.uri", "reference.uri")
+
+
+def missing_job_keys(cfg: Config) -> list[str]:
+    """The places a node needs that the config leaves empty (output.uri counts as set when
+    output.reports, output.cleaned and output.runs all are)."""
+    missing = []
+    if not cfg.input.uri:
+        missing.append("input.uri")
+    areas = (cfg.output.reports, cfg.output.cleaned, cfg.output.runs)
+    if not cfg.output.uri and not all(areas):
+        missing.append("output.uri")
+    if not cfg.reference.uri:
+        missing.append("reference.uri")
+    return missing
+
+
+def require_job(cfg: Config, command: str, also: tuple[str, ...] = ()) -> None:
+    """A ConfigError listing every missing key when the config cannot run a job (`also`:
+    further keys the command needs, checked as empty/unset)."""
+    missing = missing_job_keys(cfg)
+    for key in also:
+        section, _, name = key.partition(".")
+        if not getattr(getattr(cfg, section), name):
+            missing.append(key)
+    if missing:
+        where = cfg.node.config_path
+        raise ConfigError(f"{where}: {command} needs a complete job: missing {', '.join(missing)}")
 
 
 def _validate_launch(launch: LaunchSection) -> list[str]:

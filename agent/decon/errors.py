@@ -10,8 +10,21 @@ class UserError(Exception):
     exit_code = 2
 
 
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What decoders and decompressors raise on bad bytes (a corrupt or mislabelled file)."""
+    import lzma
+    import zlib
+
+    import zstandard
+
+    # EOFError: a truncated gzip/bz2/xz stream; gzip's BadGzipFile is an OSError the
+    # commands already name with their file
+    return (UnicodeDecodeError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+
+
 def guarded_main(fn, argv=None) -> int:  # type: ignore[no-untyped-def]
-    """Run a command's main function; user errors become one line on stderr and exit 2."""
+    """Run a command's main function; user errors become one line on stderr and exit 2, and
+    so does a decode or decompression error that reached the edge unnamed."""
     import sys
 
     try:
@@ -19,6 +32,10 @@ def guarded_main(fn, argv=None) -> int:  # type: ignore[no-untyped-def]
     except UserError as exc:
         print(f"{_prog()}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except decode_errors() as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{_prog()}: corrupt input: {type(exc).__name__}: {detail}", file=sys.stderr)
+        return UserError.exit_code
     except KeyboardInterrupt:
         print(f"{_prog()}: interrupted", file=sys.stderr)
         return 130

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
 
 from decon.detect.io import is_data_file
 from decon.detect.options import OPTION_HELP, DetectOptions
-from decon.detect.pipeline import FileTask, load_reference, output_names, process_files
+from decon.detect.pipeline import (
+    FileResult,
+    FileTask,
+    load_reference,
+    output_names,
+    process_files,
+)
 from decon.errors import UserError
 
 
@@ -74,6 +84,79 @@ def _inputs(paths: list[Path]) -> list[tuple[Path, str]]:
     return found
 
 
+SUMMARY_NAME = "detect-summary.json"
+PROGRESS_LINE_SECONDS = 30.0  # when stderr is not a terminal
+
+
+class DetectProgress:
+    """Progress by bytes of input on disk, across and within files, with rate, ETA, files and
+    matches: a tqdm bar on a terminal, else one line every `PROGRESS_LINE_SECONDS`."""
+
+    def __init__(self, total_bytes: int, total_files: int, tty: bool) -> None:
+        self.total_bytes = total_bytes
+        self.total_files = total_files
+        self.files = 0
+        self.matches = 0  # of finished files
+        self.file_matches = 0  # of the file in progress
+        self.done_bytes = 0  # of finished files
+        self.file_bytes = 0  # of the file in progress
+        self.start = time.monotonic()
+        self.last_line = self.start
+        self.bar = (
+            tqdm(
+                total=total_bytes,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                postfix=self._postfix(),
+            )
+            if tty
+            else None
+        )
+
+    def _postfix(self) -> str:
+        return f"files {self.files}/{self.total_files}, matches {self.matches + self.file_matches}"
+
+    def chunk(self, result: FileResult, read_to: int) -> None:
+        """A chunk of the current file is done: `read_to` bytes of it on disk."""
+        self.file_bytes, self.file_matches = read_to, result.matches
+        self._show()
+
+    def file(self, result: FileResult, size: int) -> None:
+        self.files += 1
+        self.matches += result.matches
+        self.done_bytes += size
+        self.file_bytes = self.file_matches = 0
+        self._show()
+
+    def _show(self) -> None:
+        n = min(self.done_bytes + self.file_bytes, self.total_bytes)
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._postfix(), refresh=False)
+            self.bar.update(n - self.bar.n)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= PROGRESS_LINE_SECONDS:
+            self.last_line = now
+            meter = tqdm.format_meter(
+                n,
+                self.total_bytes,
+                now - self.start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                postfix=self._postfix(),
+                ncols=0,
+            )
+            print(f"progress: {meter}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
     options = _options(args)
     if not args.reference.exists():
@@ -107,61 +190,39 @@ def run(args: argparse.Namespace) -> int:
                 cleaned_dir / names.cleaned if cleaned_dir else None,
             )
         )
-    tty = sys.stderr.isatty()
+    sizes = {task.rel_name: _size(task.src) for task in tasks}
+    progress = DetectProgress(sum(sizes.values()), len(tasks), sys.stderr.isatty())
     start = time.perf_counter()
-    totals = {
-        "files": 0,
-        "lines": 0,
-        "bytes": 0,
-        "matches": 0,
-        "contaminated_files": 0,
-        "contaminated_lines": 0,
-        "malformed": 0,
-        "missing_key": 0,
-        "undecodable": 0,
-    }
-    per_eval: dict[str, int] = {}
+    results: list[FileResult] = []
     try:
-        for result in process_files(tasks, detector, options):
-            totals["files"] += 1
-            for k in (
-                "lines",
-                "bytes",
-                "matches",
-                "contaminated_lines",
-                "malformed",
-                "missing_key",
-                "undecodable",
-            ):
-                totals[k] += getattr(result, k)
-            totals["contaminated_files"] += result.contaminated
-            for k, v in result.per_eval.items():
-                per_eval[k] = per_eval.get(k, 0) + v
+        for result in process_files(tasks, detector, options, on_progress=progress.chunk):
+            progress.file(result, sizes[result.rel_name])
+            results.append(result)
+            if result.error:
+                _say(progress, f"decon: {result.error}", sys.stderr)
+                continue
             bad = result.malformed + result.missing_key + result.undecodable
             if bad:
-                print(
+                _say(
+                    progress,
                     f"{result.rel_name}: {result.malformed} malformed, {result.missing_key} "
-                    f"missing {options.content_key!r}, {result.undecodable} undecodable lines"
-                )
-            if tty:
-                secs = time.perf_counter() - start
-                mb = totals["bytes"] / 1e6
-                print(
-                    f"\r{totals['files']}/{len(tasks)} files  {totals['lines']} lines  "
-                    f"{totals['matches']} matches  {mb / max(secs, 1e-9):.1f} MB/s",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
+                    f"missing {options.content_key!r}, {result.undecodable} undecodable lines",
+                    sys.stdout,
                 )
     except OSError as exc:
-        where = getattr(exc, "filename", "") or "input"
+        where = getattr(exc, "filename", "") or "output"
         raise UserError(f"{where}: {exc.strerror or exc}") from None
-    if tty:
-        print(file=sys.stderr)
+    finally:
+        progress.close()
     secs = time.perf_counter() - start
+    summary = _summary(results)
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    (args.report_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=1) + "\n")
+    totals = summary["totals"]
     mb = totals["bytes"] / 1e6
     print(
-        f"files: {totals['files']} ({totals['contaminated_files']} contaminated)  "
+        f"files: {totals['files']} ({totals['contaminated_files']} contaminated, "
+        f"{totals['failed_files']} failed)  "
         f"lines: {totals['lines']} ({totals['contaminated_lines']} contaminated)  "
         f"matches: {totals['matches']}"
     )
@@ -173,7 +234,57 @@ def run(args: argparse.Namespace) -> int:
         f"bad lines: {totals['malformed']} malformed, {totals['missing_key']} missing key, "
         f"{totals['undecodable']} undecodable"
     )
-    for key in sorted(per_eval):
-        print(f"  {key}: {per_eval[key]}")
+    for key, count in sorted(summary["per_eval"].items()):
+        print(f"  {key}: {count}")
     print(f"reports: {args.report_dir}" + (f"  cleaned: {cleaned_dir}" if cleaned_dir else ""))
+    failed = [r for r in results if r.error]
+    if failed:
+        print(
+            f"decon: {len(failed)} of {len(results)} files failed (no outputs for them; "
+            f"see {args.report_dir / SUMMARY_NAME})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _say(progress: DetectProgress, text: str, stream: TextIO) -> None:
+    """Print a line without breaking the progress bar."""
+    if progress.bar is not None:
+        progress.bar.write(text, file=stream)
+    else:
+        print(text, file=stream, flush=True)
+
+
+def _summary(results: list[FileResult]) -> dict[str, Any]:
+    """detect-summary.json: each file's status and line counts, the totals, matches per eval
+    (no times: the same input gives the same bytes, like every other output)."""
+    files = []
+    totals = dict.fromkeys(
+        ("files", "contaminated_files", "failed_files", "bytes", "lines", "with_text",
+         "malformed", "missing_key", "undecodable", "matches", "contaminated_lines"),
+        0,
+    )  # fmt: skip
+    per_eval: dict[str, int] = {}
+    for r in results:
+        status = "failed" if r.error else "contaminated" if r.contaminated else "clean"
+        entry: dict[str, Any] = {"file": r.rel_name, "status": status, **r.counts()}
+        if r.error:
+            entry["error"] = r.error
+        files.append(entry)
+        totals["files"] += 1
+        totals["failed_files"] += bool(r.error)
+        totals["contaminated_files"] += status == "contaminated"
+        totals["bytes"] += r.bytes
+        for key, value in r.counts().items():
+            totals[key] += value
+        for key, value in r.per_eval.items():
+            per_eval[key] = per_eval.get(key, 0) + value
+    return {"totals": totals, "per_eval": per_eval, "files": files}

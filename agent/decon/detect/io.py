@@ -24,7 +24,12 @@ from typing import IO, Any
 import orjson
 import zstandard
 
+from decon.errors import UserError
+
 COMPRESSIONS = (".gz", ".zst", ".zstd", ".bz2", ".xz")
+UTF8_BOM = b"\xef\xbb\xbf"
+# What decompressors and file reads raise on a corrupt, truncated or mislabelled file
+READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
 GZIP_LEVEL = 6
 # gzip member header: deflate, no flags, mtime 0, no extra flags, OS unknown (as GzipFile
 # writes it at level 6 with mtime=0)
@@ -60,26 +65,39 @@ def strip_data_suffix(rel_name: str) -> str:
     return stem
 
 
+def _open_read(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+    """(the file on disk, its decompressed stream); the caller closes both."""
+    ext = compression_of(path)
+    raw: IO[bytes] = open(path, "rb", buffering=1 << 20)
+    try:
+        if ext == ".gz":
+            fh: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif ext in (".zst", ".zstd"):
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            fh = io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
+        elif ext == ".bz2":
+            fh = bz2.BZ2File(raw, "rb")
+        elif ext == ".xz":
+            fh = lzma.LZMAFile(raw, "rb")
+        else:
+            fh = raw
+    except BaseException:
+        raw.close()
+        raise
+    return raw, fh
+
+
 @contextmanager
 def open_binary_read(path: Path) -> Iterator[IO[bytes]]:
     """Open a possibly compressed file for streaming binary reading."""
-    ext = compression_of(path)
-    if ext == ".gz":
-        fh: IO[bytes] = gzip.open(path, "rb")
-    elif ext in (".zst", ".zstd"):
-        raw = open(path, "rb")  # noqa: SIM115 - closed below
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        fh = io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
-    elif ext == ".bz2":
-        fh = bz2.open(path, "rb")
-    elif ext == ".xz":
-        fh = lzma.open(path, "rb")
-    else:
-        fh = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
+    raw, fh = _open_read(path)
     try:
         yield fh
     finally:
-        fh.close()
+        try:
+            fh.close()
+        finally:
+            raw.close()
 
 
 @contextmanager
@@ -140,10 +158,68 @@ class GzipFromParts:
         self._fh.close()
 
 
-def iter_lines(path: Path) -> Iterator[bytes]:
-    """Yield each line of a (compressed) file as bytes, newline included."""
-    with open_binary_read(path) as fh:
-        yield from fh
+class UnreadableFile(UserError):
+    """A data file that cannot be read to its end: corrupt, truncated, mislabelled, missing."""
+
+
+def read_error_line(path: Path | str, exc: BaseException) -> str:
+    """One line naming `path` and why reading it failed."""
+    ext = compression_of(path)
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, EOFError):
+        return f"{path}: truncated {ext or 'file'} (ends before its end-of-stream marker)"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{path}: cannot read: {exc.strerror or detail}"
+    if ext:
+        return f"{path}: not a valid {ext} file ({detail})"
+    return f"{path}: cannot read ({detail})"
+
+
+class LineReader:
+    """The lines of a (compressed) file as bytes, newline included, and how far into the file
+    on disk reading has got (for progress by bytes).
+
+    A UTF-8 BOM at the start of the file is dropped unless `keep_bom` (purified copies keep
+    every byte). A file that cannot be read to its end raises `UnreadableFile`."""
+
+    def __init__(self, path: Path, keep_bom: bool = False) -> None:
+        self.path = path
+        self.keep_bom = keep_bom
+        self._raw: IO[bytes] | None = None
+        self._read = 0  # the position when the file was closed
+
+    def position(self) -> int:
+        """Bytes of the file on disk read so far."""
+        if self._raw is None or self._raw.closed:
+            return self._read
+        try:
+            return self._raw.tell()
+        except (OSError, ValueError):
+            return self._read
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            raw, fh = _open_read(self.path)
+            self._raw = raw
+            try:
+                first = next(fh, None)
+                if first is None:
+                    return
+                yield first if self.keep_bom else first.removeprefix(UTF8_BOM)
+                yield from fh
+            finally:
+                self._read = self.position()
+                try:
+                    fh.close()
+                finally:
+                    raw.close()
+        except READ_ERRORS as exc:
+            raise UnreadableFile(read_error_line(self.path, exc)) from None
+
+
+def iter_lines(path: Path, keep_bom: bool = False) -> Iterator[bytes]:
+    """Yield each line of a (compressed) file (see `LineReader`)."""
+    return iter(LineReader(path, keep_bom))
 
 
 @dataclass
@@ -153,11 +229,13 @@ class ExtractedText:
     text: str | None  # None when the line could not be used
     problem: str = ""  # "" | "malformed" | "missing_key" | "undecodable" | "blank"
     doc_id: Any = None
+    keys: tuple[str, ...] = ()  # missing_key: the keys found where the path ended
 
 
 def extract_text(line: bytes, content_key: str) -> ExtractedText:
-    """Parse one JSON line and follow the dotted `content_key` to a string."""
-    stripped = line.strip()
+    """Parse one JSON line and follow the dotted `content_key` to a string. A UTF-8 BOM before
+    the JSON (a file's first line) is skipped."""
+    stripped = line.strip().removeprefix(UTF8_BOM)
     if not stripped:
         return ExtractedText(None, "blank")
     obj = _fast_json(stripped)
@@ -174,13 +252,20 @@ def extract_text(line: bytes, content_key: str) -> ExtractedText:
         return ExtractedText(None, "malformed")
     doc_id = obj.get("id", obj.get("doc_id"))
     value: Any = obj
+    path = ""
     for part in content_key.split("."):
         if not isinstance(value, dict) or part not in value:
-            return ExtractedText(None, "missing_key", doc_id)
+            keys = tuple(path + str(k) for k in value) if isinstance(value, dict) else ()
+            return ExtractedText(None, "missing_key", doc_id, keys)
         value = value[part]
+        path += part + "."
     if not isinstance(value, str):
-        return ExtractedText(None, "missing_key", doc_id)
+        return ExtractedText(None, "missing_key", doc_id, (f"{content_key} ({_kind(value)})",))
     return ExtractedText(value, "", doc_id)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _fast_json(data: bytes) -> dict | None:

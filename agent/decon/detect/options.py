@@ -12,6 +12,8 @@ OPTION_HELP: dict[str, str] = {
     "mode": "detection mode: simple (the mode this detector implements), minhash, toxic",
     "tokenizer": "word (fast, whitespace words), p50k or cl100k (tiktoken BPE)",
     "content_key": "dotted path to the text inside each JSON line, e.g. text or meta.body",
+    "max_keyless_fraction": "a file fails (no outputs, never clean) when more than this "
+    "fraction of its JSON lines has no string at content_key; one with none always fails",
     "ngram_size": "question n-gram size in tokens",
     "sample_every_m_tokens": "sampling stride: on a miss, jump this many tokens",
     "question_max_consecutive_misses": "consecutive misses tolerated per eval item while "
@@ -53,7 +55,7 @@ OPTION_HELP: dict[str, str] = {
     "min_content_words": "compat none: an aligned question must contain at least this many of "
     "the item's content (non-function) words (one suffices when its answer is near)",
     "word_edit_rate": "compat none: word edits (substitutions, insertions, deletions) tolerated "
-    "per question word when aligning (rounded; at least 1 from 5 words)",
+    "per question word when aligning (rounded; at least 1 from 4 words)",
     "max_word_edits": "compat none: at most this many word edits per aligned question",
     "answer_window_words": "compat none: words before and after an aligned question searched "
     "for its answer (and inside it, for fill-in-the-blank items)",
@@ -75,6 +77,7 @@ class DetectOptions:
     mode: str = "simple"  # simple | minhash | toxic
     tokenizer: str = "word"  # word | p50k | cl100k
     content_key: str = "text"  # dotted path into each JSON line
+    max_keyless_fraction: float = 0.5
     ngram_size: int = 5
     sample_every_m_tokens: int = 10
     question_max_consecutive_misses: int = 11
@@ -109,7 +112,7 @@ class DetectOptions:
     short_sentence_rule: bool = True
     question_only_min_evidence: float = 3.0
     short_unit_min_evidence: float = 1.5
-    # -- minhash and toxic modes (issue 7) --
+    # -- minhash and toxic modes --
     minhash_shingle_size: int = 2
     minhash_num_perm: int = 128
     minhash_seed: int = 1
@@ -160,6 +163,8 @@ class DetectOptions:
             problems.append(f"compat: must be decon or none, not {self.compat!r}")
         if not 0.0 <= self.word_edit_rate <= 0.5:
             problems.append("word_edit_rate: must be in [0, 0.5]")
+        if not 0.0 <= self.max_keyless_fraction <= 1.0:
+            problems.append("max_keyless_fraction: must be in [0, 1]")
         if not self.content_key or any(not part for part in self.content_key.split(".")):
             problems.append(f"content_key: must be a dotted path, not {self.content_key!r}")
         for name in (
@@ -186,10 +191,9 @@ class DetectOptions:
             "min_content_words",
             "max_word_edits",
             "answer_window_words",
+            "question_only_min_evidence",
+            "short_unit_min_evidence",
         ):
-            if getattr(self, name) < 0:
-                problems.append(f"{name}: must be >= 0")
-        for name in ("question_only_min_evidence", "short_unit_min_evidence"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0")
         if not 0.0 < self.contamination_score_threshold <= 1.0:
@@ -203,7 +207,7 @@ class DetectOptions:
         return problems
 
 
-# -- minhash and toxic modes (issue 7) ------------------------------------------------------------
+# -- minhash and toxic modes --------------------------------------------------------------------
 
 OPTION_HELP.update(
     {

@@ -22,11 +22,12 @@ from typing import Any
 from decon.detect.detector import DocumentDetector, load_detector
 from decon.detect.io import (
     GzipFromParts,
+    LineReader,
+    UnreadableFile,
     atomic_temp,
     compression_of,
     deflate_part,
     extract_text,
-    iter_lines,
     open_binary_write,
     strip_data_suffix,
 )
@@ -70,14 +71,60 @@ class FileResult:
     malformed: int = 0
     missing_key: int = 0
     undecodable: int = 0
+    with_text: int = 0  # lines whose content key holds a string
     scanned: int = 0  # lines that passed the prefilter and were fully tokenized
     per_eval: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     cancelled: bool = False
+    keys_seen: list[str] = field(default_factory=list)  # keys of lines without the content key
+    error: str = ""  # why the file failed (unreadable, wrong content key); no outputs then
 
     @property
     def contaminated(self) -> bool:
         return self.contaminated_lines > 0
+
+    def counts(self) -> dict[str, int]:
+        """The per-file line counts reported in logs, summaries and manifests."""
+        return {
+            "lines": self.lines,
+            "with_text": self.with_text,
+            "malformed": self.malformed,
+            "missing_key": self.missing_key,
+            "undecodable": self.undecodable,
+            "matches": self.matches,
+            "contaminated_lines": self.contaminated_lines,
+        }
+
+
+KEYS_SHOWN = 6
+
+
+def content_problem(result: FileResult, content_key: str, max_keyless_fraction: float) -> str:
+    """Why a file's lines cannot be trusted to have been checked, or "".
+
+    A file fails when none of its lines has a string at `content_key` (a wrong key, or not
+    JSON lines at all), or when more than `max_keyless_fraction` of its JSON lines lack it."""
+    r = result
+    if r.with_text == 0 and r.missing_key:
+        keys = ", ".join(r.keys_seen[:KEYS_SHOWN]) or "none"
+        return (
+            f"{r.rel_name}: no line has a string at content key {content_key!r} "
+            f"({r.missing_key} lines without it; keys found: {keys})"
+        )
+    if r.with_text == 0 and (r.malformed or r.undecodable):
+        return (
+            f"{r.rel_name}: no line is a JSON object ({r.malformed} malformed, "
+            f"{r.undecodable} not UTF-8)"
+        )
+    objects = r.with_text + r.missing_key
+    if r.missing_key and r.missing_key / objects > max_keyless_fraction:
+        keys = ", ".join(r.keys_seen[:KEYS_SHOWN])
+        return (
+            f"{r.rel_name}: {r.missing_key} of {objects} lines have no string at content key "
+            f"{content_key!r} (more than detect.max_keyless_fraction="
+            f"{max_keyless_fraction:g}; keys found: {keys})"
+        )
+    return ""
 
 
 @dataclass
@@ -107,8 +154,11 @@ class ChunkResult:
     malformed: int = 0
     missing_key: int = 0
     undecodable: int = 0
+    with_text: int = 0
     scanned: int = 0
     kept_deflated: bytes | None = None
+    keys_seen: list[str] = field(default_factory=list)
+    error: str = ""  # the file could not be read past this chunk
 
 
 def detect_chunk(
@@ -137,9 +187,13 @@ def detect_chunk(
                 result.malformed += 1
             elif got.problem == "missing_key":
                 result.missing_key += 1
+                for key in got.keys:
+                    if len(result.keys_seen) < KEYS_SHOWN and key not in result.keys_seen:
+                        result.keys_seen.append(key)
             elif got.problem == "undecodable":
                 result.undecodable += 1
             continue
+        result.with_text += 1
         offsets.append(offset)
         texts.append(got.text)
         doc_ids.append(got.doc_id)
@@ -254,26 +308,44 @@ def resolve_workers(workers: int) -> int:
     return workers if workers > 0 else (os.cpu_count() or 1)
 
 
-def _chunks(src: Path, chunk_lines: int) -> Iterator[tuple[int, list[bytes]]]:
+@dataclass
+class _Chunk:
+    """Consecutive lines of one file; `read_to` is how far into the file on disk they end.
+    A file that cannot be read to its end gives a last chunk with no lines and an `error`."""
+
+    first: int
+    lines: list[bytes]
+    read_to: int
+    error: str = ""
+
+
+def _chunks(src: Path, chunk_lines: int) -> Iterator[_Chunk]:
+    reader = LineReader(src, keep_bom=True)
     lines: list[bytes] = []
     size = 0
     first = 0
-    for raw in iter_lines(src):
-        lines.append(raw)
-        size += len(raw)
-        if len(lines) >= chunk_lines or size >= CHUNK_BYTES:
-            yield first, lines
-            first += len(lines)
-            lines, size = [], 0
+    try:
+        for raw in reader:
+            lines.append(raw)
+            size += len(raw)
+            if len(lines) >= chunk_lines or size >= CHUNK_BYTES:
+                yield _Chunk(first, lines, reader.position())
+                first += len(lines)
+                lines, size = [], 0
+    except UnreadableFile as exc:
+        # the lines read before the damage are not worth a partial result: the file fails
+        yield _Chunk(first, [], reader.position(), str(exc))
+        return
     if lines:
-        yield first, lines
+        yield _Chunk(first, lines, reader.position())
 
 
 class _FileWriter:
     """Writes one file's report and cleaned copy to temp names, then renames into place."""
 
-    def __init__(self, task: FileTask) -> None:
+    def __init__(self, task: FileTask, options: DetectOptions) -> None:
         self.task = task
+        self.options = options
         self.result = FileResult(rel_name=task.rel_name)
         self.start = time.perf_counter()
         self.report_tmp = atomic_temp(task.report_path)
@@ -307,7 +379,14 @@ class _FileWriter:
         r.malformed += chunk.malformed
         r.missing_key += chunk.missing_key
         r.undecodable += chunk.undecodable
+        r.with_text += chunk.with_text
         r.scanned += chunk.scanned
+        for key in chunk.keys_seen:
+            if len(r.keys_seen) < KEYS_SHOWN and key not in r.keys_seen:
+                r.keys_seen.append(key)
+        if chunk.error:
+            r.error = r.error or chunk.error
+            return
         bad = set()
         for offset, reports in chunk.reports:
             bad.add(offset)
@@ -329,6 +408,11 @@ class _FileWriter:
 
     def finish(self) -> FileResult:
         task, r = self.task, self.result
+        r.error = r.error or content_problem(
+            r, self.options.content_key, self.options.max_keyless_fraction
+        )
+        if r.error:
+            return self.fail()
         if self.cleaned_tmp is not None:
             self.close_cleaned()
             os.replace(self.cleaned_tmp, task.cleaned_path)  # type: ignore[arg-type]
@@ -345,6 +429,20 @@ class _FileWriter:
             marker.write_bytes(b"")
         r.seconds = time.perf_counter() - self.start
         return r
+
+    def fail(self) -> FileResult:
+        """No outputs for a failed file, and none left from an earlier run: a failed file
+        must never look clean."""
+        self.abort()
+        self.result.cancelled = False
+        task = self.task
+        task.report_path.unlink(missing_ok=True)
+        task.report_path.with_name(
+            task.report_path.name.removesuffix(".report.jsonl") + ".clean"
+        ).unlink(missing_ok=True)
+        if task.cleaned_path is not None:
+            task.cleaned_path.unlink(missing_ok=True)
+        return self.result
 
     def abort(self) -> FileResult:
         if self.report_fh is not None:
@@ -366,31 +464,46 @@ def process_files(
     options: DetectOptions,
     cancel: Callable[[], bool] | None = None,
     pool: WorkerPool | None = None,
+    on_progress: Callable[[FileResult, int], None] | None = None,
 ) -> Iterator[FileResult]:
     """Process files in order, chunks in parallel across files; yield each file's result.
 
-    Without `pool`, a pool of `options.workers` processes lives for this call only.
+    A file that fails (unreadable, or its lines lack the content key) is yielded with
+    `error` set and has no outputs. `on_progress(result so far, bytes of the file on disk
+    done)` is called after each chunk. Without `pool`, a pool of `options.workers` processes
+    lives for this call only.
     """
     keep_freed_memory()
     if pool is None:
         workers = resolve_workers(options.workers)
         if workers > 1:
             with WorkerPool(detector, workers) as own:
-                yield from process_files(tasks, detector, options, cancel, own)
+                yield from process_files(tasks, detector, options, cancel, own, on_progress)
             return
+
+    def add(writer: _FileWriter, chunk: _Chunk, result: ChunkResult) -> None:
+        writer.add(chunk.first, chunk.lines, result)
+        if on_progress is not None:
+            on_progress(writer.result, chunk.read_to)
+
     if pool is None:
         for task in tasks:
-            writer = _FileWriter(task)
-            for first, lines in _chunks(task.src, options.chunk_lines):
+            writer = _FileWriter(task, options)
+            for chunk in _chunks(task.src, options.chunk_lines):
                 if cancel is not None and cancel():
                     yield writer.abort()
                     return
-                chunk = detect_chunk(detector, task.rel_name, first, lines, writer.deflate_kept)
-                writer.add(first, lines, chunk)
+                if chunk.error:
+                    result = ChunkResult([], error=chunk.error)
+                else:
+                    result = detect_chunk(
+                        detector, task.rel_name, chunk.first, chunk.lines, writer.deflate_kept
+                    )
+                add(writer, chunk, result)
             yield writer.finish()
         return
     window = pool.workers * 3
-    # (writer, is_last_chunk_of_file, first, lines, async result) in submission order
+    # (writer, is_last_chunk_of_file, chunk, async result) in submission order
     pending: deque = deque()
     writers_open: list[_FileWriter] = []
 
@@ -406,15 +519,15 @@ def process_files(
 
     def drain(limit: int) -> Iterator[FileResult]:
         while len(pending) > limit:
-            writer, last, first, lines, fut = pending.popleft()
-            writer.add(first, lines, result_of(fut))
+            writer, last, chunk, fut = pending.popleft()
+            add(writer, chunk, result_of(fut))
             if last:
                 writers_open.remove(writer)
                 yield writer.finish()
 
     try:
         for task in tasks:
-            writer = _FileWriter(task)
+            writer = _FileWriter(task, options)
             writers_open.append(writer)
             chunk_iter = _chunks(task.src, options.chunk_lines)
             nxt = next(chunk_iter, None)
@@ -422,14 +535,17 @@ def process_files(
                 empty = ChunkResult(
                     [], kept_deflated=deflate_part(b"") if writer.deflate_kept else None
                 )
-                pending.append((writer, True, 0, [], _Done(empty)))
+                pending.append((writer, True, _Chunk(0, [], 0), _Done(empty)))
             while nxt is not None:
                 if cancel is not None and cancel():
                     raise _Cancelled
-                first, lines = nxt
-                nxt = next(chunk_iter, None)
-                fut = pool.submit(task.rel_name, first, lines, writer.deflate_kept)
-                pending.append((writer, nxt is None, first, lines, fut))
+                chunk, nxt = nxt, next(chunk_iter, None)
+                if chunk.error:
+                    # in submission order, so the file's earlier chunks are added first
+                    fut: Any = _Done(ChunkResult([], error=chunk.error))
+                else:
+                    fut = pool.submit(task.rel_name, chunk.first, chunk.lines, writer.deflate_kept)
+                pending.append((writer, nxt is None, chunk, fut))
                 yield from drain(window)
         yield from drain(0)
     except _Cancelled:
@@ -463,7 +579,8 @@ def process_file(
     """Detect one input file; write its report (or `.clean` marker) and cleaned copy.
 
     Outputs are written to temporary names and renamed when complete, so a cancelled or
-    failed file leaves nothing behind (`FileResult.cancelled` is then True).
+    failed file leaves nothing behind (`FileResult.cancelled` is then True, or
+    `FileResult.error` says why the file failed).
     """
     task = FileTask(Path(src), rel_name, Path(report_path), cleaned_path)
     results = list(process_files([task], detector, options, cancel, pool))

@@ -203,6 +203,19 @@ def host_health(
         return verdict(ATTENTION, f"_FAILED_UPLOAD in {latest.run_id}{err}")
     own = [i for i in live if i.instance_id == latest.instance_id]
     age = latest.age_seconds(now)
+    beat = latest.heartbeat
+    if sentinel is None and beat is not None and beat.state == "done":
+        # `decon run` on its own (no wrapper, no finalizer) ends with this heartbeat
+        f = beat.files
+        if f.done >= f.assigned and not f.failed:
+            return verdict(
+                FINISHED, f"heartbeat done, {f.done} of {f.assigned} files (no _SUCCESS)"
+            )
+        return verdict(
+            ATTENTION,
+            f"run ended with {f.failed} failed and {f.assigned - f.done} unfinished files: "
+            "run it again",
+        )
     if sentinel is None:
         if age is not None and age <= stale_seconds:
             return verdict(RUNNING, f"heartbeat {_mins(age)} ago")

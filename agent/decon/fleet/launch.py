@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from decon.config import Config, ConfigError, load_config
+from decon.config import Config, ConfigError, load_config, require_job
 from decon.errors import UserError
 from decon.fleet.health import missing_hosts
 from decon.fleet.instances import (
@@ -329,8 +329,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="instance types, first choice first (default: launch.instance_type[s])",
     )
     market = parser.add_mutually_exclusive_group()
-    market.add_argument("--spot", dest="spot", action="store_true", default=None)
-    market.add_argument("--on-demand", dest="spot", action="store_false")
+    market.add_argument(
+        "--spot",
+        dest="spot",
+        action="store_true",
+        default=None,
+        help="spot instances (default: launch.spot, true)",
+    )
+    market.add_argument(
+        "--on-demand",
+        dest="spot",
+        action="store_false",
+        help="on-demand instances: for runs that must not be interrupted",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the requests; start nothing")
     parser.add_argument(
         "--only-missing",
@@ -342,6 +353,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
     cfg = load_config(args.config)
+    require_job(cfg, "launch", also=("launch.ami",))
     count = args.add if args.add is not None else args.count
     if count < 1:
         raise UserError(f"--{'add' if args.add is not None else 'count'}: must be >= 1")

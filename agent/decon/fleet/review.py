@@ -1,7 +1,9 @@
 """`decon review`: read a job's reports (a local directory or an S3 prefix).
 
 Counts contaminated documents per eval and per input file, lists the most matched eval items
-and shows matches in context with the matched span highlighted. Report lines are Decon's JSONL
+and shows matches in context with the matched span highlighted: in the training document's own
+words when its input file can be read (`--inputs`, or the job's input), located from the
+report's word offsets; the normalised form follows. Report lines are Decon's JSONL
 (`training_file`, `training_line`, `eval_key`, `eval_instance_index`, `contamination_score`,
 `training_overlap_text` with the matched span in 【】, ...); unknown fields are ignored and a
 malformed line is counted, never fatal.
@@ -13,9 +15,11 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from decon.config import AwsSection, load_config
@@ -42,6 +46,8 @@ class Match:
     overlap_text: str
     question: str
     method: str
+    start_idx: int | None = None  # the matched span's first and last word (normalised words)
+    end_idx: int | None = None
 
     @property
     def document(self) -> tuple[str, int | None]:
@@ -122,6 +128,8 @@ def parse_line(line: str, report: str) -> Match:
         item = data.get("eval_line")
     score = data.get("contamination_score")
     line_no = data.get("training_line")
+    start = data.get("question_start_idx", data.get("contamination_start_idx"))
+    end = data.get("question_end_idx", data.get("contamination_end_idx"))
     return Match(
         report=report,
         input_file=str(input_file),
@@ -132,6 +140,8 @@ def parse_line(line: str, report: str) -> Match:
         overlap_text=str(data.get("training_overlap_text") or ""),
         question=str(data.get("eval_question_text") or data.get("eval_overlap_text") or ""),
         method=str(data.get("method") or ""),
+        start_idx=start if isinstance(start, int) else None,
+        end_idx=end if isinstance(end, int) else None,
     )
 
 
@@ -172,7 +182,93 @@ def highlight(text: str, question: str, color: bool) -> str:
     return text
 
 
-def render(review: Review, where: str, top: int, show: int, color: bool) -> str:
+NEIGHBOUR_WORDS = 30  # words of the document shown on each side of the matched span
+
+
+class Documents:
+    """Training documents by (input file, line), read from the input area."""
+
+    def __init__(self, area: Storage, content_key: str) -> None:
+        self.area = area
+        self.content_key = content_key
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def text(self, input_file: str, line: int) -> str | None:
+        """The content of line `line` (0-based) of `input_file`, or None if unreadable."""
+        from decon.detect.io import extract_text, iter_lines
+
+        try:
+            if isinstance(self.area, LocalStorage):
+                path = self.area.root / input_file
+            else:
+                if self._tmp is None:
+                    self._tmp = tempfile.TemporaryDirectory(prefix="decon-review-")
+                path = Path(self._tmp.name) / input_file
+                if not path.exists():
+                    self.area.get_file(input_file, path)
+            for number, raw in enumerate(iter_lines(path)):
+                if number == line:
+                    return extract_text(raw, self.content_key).text
+        except UserError:
+            return None
+        except OSError:
+            return None
+        return None
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def own_words(text: str, m: Match, on: str, off: str) -> str | None:
+    """The matched span in the document's own words with `NEIGHBOUR_WORDS` words around it,
+    located from the report's word offsets (checked against the normalised span; searched
+    for when they disagree, as with BPE token offsets), or None if it cannot be located."""
+    from decon.detect.normalize import normalized_words
+
+    tokens = text.split()
+    words: list[str] = []  # normalised words
+    owner: list[int] = []  # the document token each normalised word comes from
+    for t, token in enumerate(tokens):
+        for word in normalized_words(token):
+            words.append(word)
+            owner.append(t)
+    span = _span(m.overlap_text)
+    want = normalized_words(span) if span else []
+    start = _locate(words, want, m.start_idx, m.end_idx)
+    if start is None:
+        return None
+    end = start + len(want) - 1 if want else m.end_idx
+    if end is None or not 0 <= start <= end < len(words):
+        return None
+    first, last = owner[start], owner[end]
+    lo, hi = max(0, first - NEIGHBOUR_WORDS), min(len(tokens), last + 1 + NEIGHBOUR_WORDS)
+    before = ("... " if lo > 0 else "") + " ".join(tokens[lo:first])
+    after = " ".join(tokens[last + 1 : hi]) + (" ..." if hi < len(tokens) else "")
+    matched = " ".join(tokens[first : last + 1])
+    return f"{before} {on}{matched}{off} {after}".strip()
+
+
+def _locate(words: list[str], want: list[str], start: int | None, end: int | None) -> int | None:
+    """Where the span starts among the document's normalised words."""
+    if not want:
+        return start if start is not None and end is not None else None
+    if start is not None and words[start : start + len(want)] == want:
+        return start
+    hits = [i for i in range(len(words) - len(want) + 1) if words[i : i + len(want)] == want]
+    if not hits:
+        return None
+    return min(hits, key=lambda i: abs(i - (start or 0)))
+
+
+def render(
+    review: Review,
+    where: str,
+    top: int,
+    show: int,
+    color: bool,
+    documents: Documents | None = None,
+) -> str:
     lines = [
         f"reports in {where}: {review.reports} contaminated input file(s), "
         f"{review.clean_files} clean, {review.documents()} contaminated document(s), "
@@ -188,15 +284,24 @@ def render(review: Review, where: str, top: int, show: int, color: bool) -> str:
     )
     items = [(e, i, n, _clip(q, 70)) for e, i, n, q in review.top_items(top)]
     lines += _table("top matched eval items", ("eval", "item", "documents", "question"), items)
+    on, off = (ANSI_ON, ANSI_OFF) if color else (PLAIN_ON, PLAIN_OFF)
     for m in review.best(show):
         score = "?" if m.score is None else f"{m.score:.3f}"
         lines += [
             "",
             f"match: {m.input_file} line {m.training_line} ~ {m.eval_key}[{m.eval_item}] "
             f"score {score} {m.method}".rstrip(),
-            f"  eval:     {m.question}",
-            f"  training: {highlight(m.overlap_text, m.question, color)}",
+            f"  eval:       {m.question}",
         ]
+        text = None
+        if documents is not None and m.training_line is not None:
+            text = documents.text(m.input_file, m.training_line)
+        seen = own_words(text, m, on, off) if text is not None else None
+        if seen is not None:
+            lines.append(f"  document:   {seen}")
+        elif documents is not None:
+            lines.append(f"  document:   (not found: {m.input_file} line {m.training_line})")
+        lines.append(f"  normalised: {highlight(m.overlap_text, m.question, color)}")
     return "\n".join(lines)
 
 
@@ -261,7 +366,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="REPORTS",
         help="report directory or s3://bucket/prefix/ (default: the job's reports prefix)",
     )
-    parser.add_argument("--config", help="job file: its reports prefix and AWS settings")
+    parser.add_argument(
+        "--config", help="job file: its reports and input prefixes, content key, AWS settings"
+    )
+    parser.add_argument(
+        "--inputs",
+        metavar="INPUTS",
+        help="the training files (directory or s3:// prefix) to show matches in their own "
+        "words (default: the job's input.uri)",
+    )
+    parser.add_argument(
+        "--content-key", help="the text's key in each training line (default: the job's, text)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--top", type=int, default=10, metavar="K", help="rows per table (10)")
     parser.add_argument("--show", type=int, default=1, metavar="N", help="matches to show (1)")
@@ -276,10 +392,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     aws = AwsSection()
     where = args.reports
+    inputs = args.inputs
+    content_key = args.content_key
     if args.config:
         cfg = load_config(args.config)
         aws = cfg.aws
         where = where or cfg.output_prefix("reports")
+        inputs = inputs or cfg.input.uri
+        content_key = content_key or cfg.detect.content_key
     if not where:
         raise UserError("review: give REPORTS (a directory or s3:// prefix) or --config")
     if args.top < 1 or args.show < 0:
@@ -289,9 +409,16 @@ def run(args: argparse.Namespace) -> int:
         # S3 has no directories, but a local path that is not one is a typo worth naming
         raise UserError(f"{storage.root}: not a directory")
     review = read_reports(storage)
+    if not review.reports and not review.clean_files:
+        raise UserError(f"{where}: no reports (*.report.jsonl) and no .clean markers")
     if args.json:
         print(json.dumps(to_json(review, args.top, args.show), indent=2, sort_keys=True))
         return 0
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-    print(render(review, where, args.top, args.show, color))
+    documents = Documents(open_storage(inputs, aws), content_key or "text") if inputs else None
+    try:
+        print(render(review, where, args.top, args.show, color, documents))
+    finally:
+        if documents is not None:
+            documents.close()
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from decon.config import ConfigError, load_config
+from decon.config import ConfigError, load_config, require_job
 from decon.fleet.userdata import render_user_data
 
 
@@ -20,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Render, validate and print (or write) one node's cloud-init user-data."""
     cfg = load_config(args.config)
+    require_job(cfg, "render-user-data")
     text = render_user_data(cfg, args.host_index, args.host_count)
     if args.output:
         try:

@@ -27,6 +27,7 @@ class DetectResult(Protocol):
     contaminated_lines: int
     malformed: int
     cancelled: bool
+    # optional: `error` (why the file failed; no outputs then) and `counts()` (line counts)
 
 
 class Detector(Protocol):

@@ -1,8 +1,9 @@
-"""The job's edges: where input files come from (an S3 prefix or a local directory) and where
-outputs go (the reports and cleaned prefixes), each operation with retries."""
+"""The job's edges: where input files come from and where outputs go (the reports and cleaned
+areas), each an S3 prefix or a local directory, each operation with retries."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,8 @@ import botocore.exceptions
 from decon.config import Config
 from decon.errors import UserError
 from decon.jobrun.inputs import InputFile
-from decon.jobrun.transfer import RetryPolicy, S3Transfers
-from decon.storage import StorageError, open_storage, split_s3_uri
+from decon.jobrun.transfer import S3Transfers, file_digest
+from decon.storage import Storage, StorageError, open_storage, split_s3_uri
 
 
 class InputSource(Protocol):
@@ -50,12 +51,11 @@ class S3Source:
     def __init__(self, cfg: Config, transfers: S3Transfers) -> None:
         self.uri = cfg.input.uri if cfg.input.uri.endswith("/") else cfg.input.uri + "/"
         self.storage = open_storage(self.uri, cfg.aws, attempts=1)
-        self.retry = RetryPolicy.from_config(cfg)
         self.transfers = transfers
 
     def list(self) -> list[InputFile]:
         try:
-            infos = self.retry.call(lambda: list(self.storage.list()))
+            infos = self.transfers.call(f"list {self.uri}", lambda: list(self.storage.list()))
         except Exception as exc:
             message = describe_s3_error(exc, "input.uri", self.uri)
             if message:
@@ -101,23 +101,25 @@ def open_source(cfg: Config, transfers: S3Transfers) -> InputSource:
     return LocalSource(cfg)
 
 
-class S3Outputs:
-    """The reports/ and cleaned/ prefixes of the job (SPEC section 6)."""
+class JobOutputs:
+    """The reports/ and cleaned/ areas of the job (SPEC section 6): S3 prefixes, or local
+    directories (a single machine writing to a local disk or a NAS), with the same layout.
+    Each object appears complete or not at all (S3 PUT; a local rename)."""
 
     def __init__(self, cfg: Config, transfers: S3Transfers) -> None:
         self.reports_uri = cfg.output_prefix("reports")
         self.cleaned_uri = cfg.output_prefix("cleaned")
-        for key, uri in (("reports", self.reports_uri), ("cleaned", self.cleaned_uri)):
-            if not uri.startswith("s3://"):
-                raise UserError(f"output.{key}: must be an s3:// prefix, got {uri!r}")
         self.reports = open_storage(self.reports_uri, cfg.aws, attempts=1)
-        self.retry = RetryPolicy.from_config(cfg)
+        self.cleaned = open_storage(self.cleaned_uri, cfg.aws, attempts=1)
         self.transfers = transfers
 
     def done_keys(self) -> set[str]:
         """Every key under reports/ (relative): a report or `.clean` marker means done."""
         try:
-            return {o.key for o in self.retry.call(lambda: list(self.reports.list()))}
+            listed = self.transfers.call(
+                f"list {self.reports_uri}", lambda: list(self.reports.list())
+            )
+            return {o.key for o in listed}
         except Exception as exc:
             message = describe_s3_error(exc, "output.reports", self.reports_uri)
             if message:
@@ -126,10 +128,31 @@ class S3Outputs:
 
     def is_done(self, report: str, marker: str) -> bool:
         """True when the file's report or `.clean` marker exists."""
-        return any(self.retry.call(lambda k=k: self.reports.exists(k)) for k in (report, marker))
+        return any(
+            self.transfers.call(f"head {self.reports_uri}{k}", lambda k=k: self.reports.exists(k))
+            for k in (report, marker)
+        )
 
-    def report_uri(self, name: str) -> str:
-        return self.reports_uri + name
+    def put_report(self, name: str, path: Path | None) -> tuple[str, int, str]:
+        """A report (`path`) or, with `path` None, an empty `.clean` marker under reports/;
+        (uri, size, sha256)."""
+        return self._put(self.reports, name, path)
 
-    def cleaned_uri_of(self, name: str) -> str:
-        return self.cleaned_uri + name
+    def put_cleaned(self, name: str, path: Path) -> tuple[str, int, str]:
+        """A purified copy under cleaned/; (uri, size, sha256)."""
+        return self._put(self.cleaned, name, path)
+
+    def _put(self, area: Storage, name: str, path: Path | None) -> tuple[str, int, str]:
+        uri = area.uri(name)
+        if uri.startswith("s3://"):
+            if path is None:
+                size, digest = self.transfers.put_bytes(b"", uri)
+            else:
+                size, digest = self.transfers.upload(path, uri)
+            return uri, size, digest
+        if path is None:
+            self.transfers.call(f"put {uri}", lambda: area.put_bytes(name, b""))
+            return uri, 0, hashlib.sha256(b"").hexdigest()
+        self.transfers.call(f"put {uri}", lambda: area.put_file(name, path))
+        size, digest = file_digest(path)
+        return uri, size, digest

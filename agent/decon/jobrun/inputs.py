@@ -46,6 +46,7 @@ class Plan:
     done_clean: list[FilePlan]  # done before this run, with a .clean marker
     collisions: list[tuple[FilePlan, str]]  # (file, the other input with the same basename)
     total_inputs: int
+    shard_size: int = 0  # this host's files, before a debug limit cut `assigned` short
 
 
 def is_input_name(rel: str) -> bool:
@@ -87,7 +88,7 @@ def make_plan(
             first_by_base[base] = item.rel
     mine = [file_plan(i) for i in every if shard_of(i.rel, host_count) == host_index]
     mine.sort(key=lambda p: (-p.input.size, p.input.rel))
-    plan = Plan([], [], [], [], [], total_inputs=len(every))
+    plan = Plan([], [], [], [], [], total_inputs=len(every), shard_size=len(mine))
     for fp in mine:
         if fp.report in done_keys:
             plan.done_contaminated.append(fp)

@@ -24,13 +24,13 @@ from decon.config import Config
 from decon.errors import UserError
 from decon.eventlog import EventLog
 from decon.jobrun.detector import DetectorFactory, builtin_detector
-from decon.jobrun.endpoints import S3Outputs, describe_s3_error, open_source
+from decon.jobrun.endpoints import JobOutputs, describe_s3_error, open_source
 from decon.jobrun.heartbeat import HEARTBEAT_NAME
 from decon.jobrun.inputs import FilePlan, Plan, make_plan
 from decon.jobrun.pipeline import Pipeline, PipelineSettings, Publisher, one_line, reset_scratch
 from decon.jobrun.progress import FailedFile, Progress
 from decon.jobrun.signals import StopRequest, exit_code_for_signal
-from decon.jobrun.transfer import RetryPolicy, S3Transfers, is_transient_error
+from decon.jobrun.transfer import S3Transfers, is_transient_error
 from decon.jobrun.workqueue import Leases, WorkQueue, queue_files
 from decon.node.notify import Notifier
 from decon.node.state import NodeState
@@ -93,9 +93,10 @@ def fetch_reference(cfg: Config, transfers: S3Transfers, work: Path, log: EventL
         return path
     target = work / "reference"
     storage = open_storage(uri if uri.endswith("/") else uri + "/", cfg.aws, attempts=1)
-    retry = RetryPolicy.from_config(cfg)
+    log.event("WAITING", on=f"list reference {uri}")
     try:
-        objects = [o for o in retry.call(lambda: list(storage.list())) if not o.key.endswith("/")]
+        listed = transfers.call(f"list {uri}", lambda: list(storage.list()))
+        objects = [o for o in listed if not o.key.endswith("/")]
     except Exception as exc:
         message = describe_s3_error(exc, "reference.uri", uri)
         if message:
@@ -183,7 +184,6 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     def on_retry(what: str, attempt: int, exc: BaseException, wait: float) -> None:
         log.event("S3_RETRY", op=what, attempt=attempt, wait=f"{wait:.1f}", error=one_line(exc))
 
-    transfers = S3Transfers(cfg, on_retry=on_retry)
     queued = cfg.run.distribution == "queue"
     log.event(
         "RUN_START",
@@ -193,10 +193,14 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
         distribution=cfg.run.distribution,
         debug_max_files=debug,
     )
+    # said before the S3 clients are built (a second or more on a small node)
+    waiting_on = "the job queue" if queued else f"list input {cfg.input.uri}"
+    log.event("WAITING", on=waiting_on)
+    transfers = S3Transfers(cfg, on_retry=on_retry)
     work_queue: WorkQueue | None = None
     try:
         source = open_source(cfg, transfers)
-        outputs = S3Outputs(cfg, transfers)
+        outputs = JobOutputs(cfg, transfers)
         if queued:
             work_queue = WorkQueue.open(cfg, on_retry)
             counts = work_queue.counts()
@@ -204,6 +208,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
             inputs = source.list()
             if not inputs:
                 raise UserError(f"input.uri: no objects under {source.uri}")
+            log.event("WAITING", on=f"list done files {outputs.reports_uri}")
             done_keys = outputs.done_keys()
     except Exception as exc:
         # decon.storage raises StorageError (a UserError) also for transient failures.
@@ -246,7 +251,8 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
             host_index=host_index,
             host_count=host_count,
             inputs=plan.total_inputs,
-            assigned=len(plan.assigned),
+            assigned=plan.shard_size,
+            max_files_debug=debug,
             already_done=progress.skipped,
             todo=len(plan.todo),
             todo_bytes=progress.bytes_total,
@@ -301,7 +307,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
                 files,
                 source,
                 detector,
-                None if debug else Publisher(outputs, transfers, state),
+                None if debug else Publisher(outputs, state),
                 PipelineSettings(
                     download_concurrency=cfg.run.download_concurrency,
                     upload_concurrency=cfg.run.upload_concurrency,
@@ -347,7 +353,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
 def received_files(
     work_queue: WorkQueue,
     leases: Leases,
-    outputs: S3Outputs,
+    outputs: JobOutputs,
     progress: Progress,
     log: EventLog,
     stop: StopRequest,

@@ -6,7 +6,8 @@
                       processes, `detect.workers`)
     upload pool       `run.upload_concurrency` files at once: the cleaned copy first, then the
                       report or `.clean` marker LAST (each one object, visible only when
-                      complete), so "done" always means "every output is in S3"
+                      complete), so "done" always means "every output is in the output
+                      area" (S3, or a local directory)
 
 Disk: a file's reservation (input + outputs estimate) is taken before its download and given
 back when its local copies are deleted, so at most `run.max_disk_mb` is in use.
@@ -31,10 +32,10 @@ from typing import Protocol
 from decon.eventlog import EventLog
 from decon.jobrun.budget import DiskBudget
 from decon.jobrun.detector import Detector, DetectResult
-from decon.jobrun.endpoints import InputSource, S3Outputs
+from decon.jobrun.endpoints import InputSource, JobOutputs
 from decon.jobrun.inputs import FilePlan
 from decon.jobrun.progress import FailedFile, Progress
-from decon.jobrun.transfer import S3Transfers, TransferCancelled
+from decon.jobrun.transfer import TransferCancelled
 from decon.node.state import NodeState
 
 OUTPUT_ALLOWANCE = 1 << 20  # reserved per file for the report, beyond the input-sized estimate
@@ -74,28 +75,30 @@ class FileOutcomes(Protocol):
 class Publisher:
     """Uploads one file's outputs in order and records each object in the node state."""
 
-    def __init__(self, outputs: S3Outputs, transfers: S3Transfers, state: NodeState) -> None:
+    def __init__(self, outputs: JobOutputs, state: NodeState) -> None:
         self.outputs = outputs
-        self.transfers = transfers
         self.state = state
 
     def publish(
-        self, fp: FilePlan, contaminated: bool, report: Path, cleaned: Path | None
+        self,
+        fp: FilePlan,
+        contaminated: bool,
+        report: Path,
+        cleaned: Path | None,
+        counts: dict[str, int] | None = None,
     ) -> list[str]:
-        """Cleaned copy (contaminated files only, as Decon does), then report or marker."""
+        """Cleaned copy (contaminated files only, as Decon does), then report or marker (its
+        manifest entry carries the input's line `counts`)."""
         uris = []
         if contaminated and cleaned is not None and cleaned.exists():
-            uri = self.outputs.cleaned_uri_of(fp.cleaned)
-            size, digest = self.transfers.upload(cleaned, uri)
+            uri, size, digest = self.outputs.put_cleaned(fp.cleaned, cleaned)
             self.state.record_upload(uri, size, digest)
             uris.append(uri)
         if contaminated:
-            uri = self.outputs.report_uri(fp.report)
-            size, digest = self.transfers.upload(report, uri)
+            uri, size, digest = self.outputs.put_report(fp.report, report)
         else:
-            uri = self.outputs.report_uri(fp.marker)
-            size, digest = self.transfers.put_bytes(b"", uri)
-        self.state.record_upload(uri, size, digest)
+            uri, size, digest = self.outputs.put_report(fp.marker, None)
+        self.state.record_upload(uri, size, digest, counts)
         uris.append(uri)
         return uris
 
@@ -232,6 +235,11 @@ class Pipeline:
         if result.cancelled:
             self._abandon(item)
             return
+        error = getattr(result, "error", "")
+        if error:
+            self._fail(fp, "detect", error)
+            self._cleanup(item)
+            return
         seconds = time.monotonic() - start
         if self.publisher is None:
             self._finish(item, result, seconds, where=str(self.scratch / "outputs"))
@@ -245,7 +253,7 @@ class Pipeline:
         try:
             assert self.publisher is not None
             uris = self.publisher.publish(
-                fp, contaminated, self.report_path(fp), self.cleaned_path(fp)
+                fp, contaminated, self.report_path(fp), self.cleaned_path(fp), line_counts(result)
             )
         except Exception as exc:
             self._fail(fp, "upload", exc)
@@ -264,10 +272,7 @@ class Pipeline:
             "FILE_DONE",
             file=fp.input.rel,
             contaminated=str(contaminated).lower(),
-            lines=result.lines,
-            matches=result.matches,
-            contaminated_lines=result.contaminated_lines,
-            malformed=result.malformed,
+            **line_counts(result),
             seconds=f"{seconds:.2f}",
             output=where,
         )
@@ -275,8 +280,8 @@ class Pipeline:
             self.outcomes.done(fp)
         self.on_change()
 
-    def _fail(self, fp: FilePlan, stage: str, exc: BaseException) -> None:
-        error = one_line(exc)
+    def _fail(self, fp: FilePlan, stage: str, exc: BaseException | str) -> None:
+        error = exc if isinstance(exc, str) else one_line(exc)
         self.progress.file_failed(FailedFile(fp.input.rel, fp.input.location, stage, error))
         self.log.event("FILE_FAILED", file=fp.input.rel, stage=stage, error=error)
         if self.outcomes is not None:
@@ -303,6 +308,19 @@ class Pipeline:
                     path.unlink(missing_ok=True)
         finally:
             self.budget.release(item.reserved)
+
+
+def line_counts(result: DetectResult) -> dict[str, int]:
+    """A result's line counts (lines, matches, malformed, missing_key, undecodable, ...)."""
+    counts = getattr(result, "counts", None)
+    if counts is not None:
+        return counts()
+    return {
+        "lines": result.lines,
+        "matches": result.matches,
+        "contaminated_lines": result.contaminated_lines,
+        "malformed": result.malformed,
+    }
 
 
 def one_line(exc: BaseException) -> str:

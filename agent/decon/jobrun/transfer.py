@@ -138,7 +138,9 @@ class S3Transfers:
         self.retry = RetryPolicy.from_config(cfg)
         self.on_retry = on_retry
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run `fn` with the retry policy; each retry is reported to `on_retry` as `what`."""
+
         def note(attempt: int, exc: BaseException, wait: float) -> None:
             if self.on_retry is not None:
                 self.on_retry(what, attempt, exc, wait)
@@ -158,7 +160,7 @@ class S3Transfers:
             self.client.download_file(bucket, key, str(dest), Config=self.config, Callback=progress)
             return dest.stat().st_size
 
-        return self._call(f"download {uri}", once)
+        return self.call(f"download {uri}", once)
 
     def upload(self, path: Path, uri: str) -> tuple[int, str]:
         """Put `path` at `uri` (one object, visible only when complete); (size, sha256)."""
@@ -168,7 +170,7 @@ class S3Transfers:
         def once() -> None:
             self.client.upload_file(str(path), bucket, key, Config=self.config)
 
-        self._call(f"upload {uri}", once)
+        self.call(f"upload {uri}", once)
         return size, digest
 
     def put_bytes(self, data: bytes, uri: str) -> tuple[int, str]:
@@ -177,5 +179,5 @@ class S3Transfers:
         def once() -> None:
             self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
-        self._call(f"put {uri}", once)
+        self.call(f"put {uri}", once)
         return len(data), hashlib.sha256(data).hexdigest()

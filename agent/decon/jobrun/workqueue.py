@@ -21,7 +21,7 @@ from typing import Any
 from decon.config import Config
 from decon.errors import UserError
 from decon.fleet.instances import JOB_TAG
-from decon.jobrun.endpoints import S3Outputs, open_source
+from decon.jobrun.endpoints import JobOutputs, open_source
 from decon.jobrun.inputs import FilePlan, InputFile, file_plan, make_plan
 from decon.jobrun.transfer import RetryPolicy, S3Transfers
 from decon.storage import aws_client
@@ -96,7 +96,7 @@ def fill_job_queue(cfg: Config) -> QueueFill:
         return QueueFill(url, 0, held, 0)
     transfers = S3Transfers(cfg)
     source = open_source(cfg, transfers)
-    plan = make_plan(source.list(), 0, 1, S3Outputs(cfg, transfers).done_keys())
+    plan = make_plan(source.list(), 0, 1, JobOutputs(cfg, transfers).done_keys())
     sent = enqueue_files(sqs, url, [fp.input for fp in plan.todo])
     return QueueFill(url, sent, 0, len(plan.collisions))
 

@@ -6,7 +6,8 @@ wrapper, the spot watcher and the finalizer.
     spot-notice.json     the spot notice, written by the watcher (the finalizer's deadline)
     wrapper.pid          the wrapper's PID (the watcher signals it to stop the job)
     progress.json        the job's file counts (assigned/done/contaminated/failed), for sentinel
-    uploads.jsonl        objects the job uploaded ({"uri", "size", "sha256"}), for manifest.json
+    uploads.jsonl        objects the job uploaded ({"uri", "size", "sha256"}, and "lines": the
+                         line counts of a report's or marker's input), for manifest.json
     outbox/              artifacts waiting to be uploaded to runs/{RUN_ID}/
     work/                scratch space of the job
 """
@@ -130,10 +131,16 @@ class NodeState:
     def progress(self) -> dict[str, Any]:
         return self._read_json("progress.json") or {}
 
-    def record_upload(self, uri: str, size: int, sha256: str) -> None:
-        """Append one uploaded object to uploads.jsonl (one line per object, append-only)."""
+    def record_upload(
+        self, uri: str, size: int, sha256: str, lines: dict[str, int] | None = None
+    ) -> None:
+        """Append one uploaded object to uploads.jsonl (one line per object, append-only);
+        a report or `.clean` marker carries its input file's line counts (`lines`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"uri": uri, "size": size, "sha256": sha256}, sort_keys=True)
+        entry: dict[str, Any] = {"uri": uri, "size": size, "sha256": sha256}
+        if lines is not None:
+            entry["lines"] = lines
+        line = json.dumps(entry, sort_keys=True)
         with (self.dir / "uploads.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 

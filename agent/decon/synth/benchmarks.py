@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import os
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -530,3 +531,20 @@ def read_reference_dir(ref_dir: Path) -> list[dict]:
             continue
         records.extend(json.loads(ln) for ln in text.splitlines() if ln.strip() and ln[0] != "#")
     return records
+
+
+# Decon's bundled evals (gsm8k, mmlu, agi_eval), where the shared data sits beside the checkout.
+BUNDLED_EVALS = Path(__file__).resolve().parents[4] / "shared" / "data" / "decon-bundled-evals"
+
+
+def real_reference_dir(scratch: Path) -> Path:
+    """A real-size reference nobody tuned on: Decon's bundled evals (86,133 records) when on this
+    machine (`DECON_BUNDLED_EVALS` or beside the checkout), else every item of every installed
+    benchmark (about 38,000 records) written into `scratch`."""
+    bundled = Path(os.environ.get("DECON_BUNDLED_EVALS") or BUNDLED_EVALS)
+    if bundled.is_dir():
+        return bundled
+    write_reference_dir(
+        (it for name in available_benchmarks() for it in load_benchmark(name)), scratch
+    )
+    return scratch

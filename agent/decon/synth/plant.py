@@ -566,3 +566,16 @@ def make_corpus(out_dir: Path, spec: CorpusSpec) -> CorpusManifest:
         bytes_uncompressed=total,
         docs_per_kind=counts,
     )
+
+
+def plant_records(records: list[dict], documents: list[str], seed: int) -> list[str]:
+    """Each document with its record (question, then answer) inserted as a paragraph at a
+    seeded place: how the natural-text precision checks plant real reference records."""
+    rng = random.Random(seed)
+    out = []
+    for record, text in zip(records, documents, strict=True):
+        item = record["question"] + ("\n" + record["answer"] if record.get("answer") else "")
+        paragraphs = text.split("\n\n")
+        paragraphs.insert(rng.randrange(len(paragraphs) + 1), item)
+        out.append("\n\n".join(paragraphs))
+    return out

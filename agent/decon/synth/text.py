@@ -254,3 +254,20 @@ def web_paragraphs() -> list[str]:
     with open(data / "imdb" / "sample.csv", encoding="utf-8", newline="") as fh:
         pars += [row["text"].replace("<br /><br />", "\n") for row in csv.DictReader(fh)]
     return pars
+
+
+def mixed_documents(n: int, seed: int) -> list[str]:
+    """`n` clean documents, a third each: prose, hard clean text, web text."""
+    rng = random.Random(seed)
+    pool = build_filler_pool()
+    web = web_paragraphs()
+    docs = []
+    for i in range(n):
+        if i % 3 == 0:
+            pars = natural_paragraphs(pool, rng, rng.randint(1500, 5000))
+        elif i % 3 == 1:
+            pars = hard_paragraphs(pool, rng, rng.randint(1500, 5000))
+        else:
+            pars = [rng.choice(web) for _ in range(rng.randint(2, 6))]
+        docs.append("\n\n".join(pars))
+    return docs
