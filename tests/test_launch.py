@@ -348,28 +348,38 @@ def test_cli_dry_run_prints_each_host(s3, tmp_path, monkeypatch, capsys):
     assert instances(s3.client("ec2")) == []
 
 
-def test_queue_mode_enqueues_once_and_add_grows_the_fleet(s3, tmp_path, capsys):
-    from decon.fleet import launch
-    from decon.jobrun.workqueue import decode_file, queue_name
-    from fakes.jobrun_world import IN_BUCKET, IN_PREFIX, OUT_BUCKET, put_shards
+def queue_job(tmp_path, env, **launch):
+    from fakes.jobrun_world import IN_BUCKET, IN_PREFIX, OUT_BUCKET
 
-    env = ec2_env(s3)
-    client = s3.client()
-    truth = put_shards(client, 5)
-    job = write_job(
+    return write_job(
         tmp_path,
         {
             "job": {"id": JOB},
-            "launch": {"ami": env.ami},
+            "launch": {"ami": env.ami, "subnet_id": env.subnet_id, **launch},
             "input": {"uri": f"s3://{IN_BUCKET}/{IN_PREFIX}"},
             "output": {"uri": f"s3://{OUT_BUCKET}/out"},
             "reference": {"uri": f"s3://{IN_BUCKET}/evals/"},
             "run": {"distribution": "queue"},
         },
     )
+
+
+def launch_cli(*argv):
+    from decon.fleet import launch
+
     parser = __import__("argparse").ArgumentParser()
     launch.configure(parser)
-    assert launch.run(parser.parse_args(["--config", job, "--count", "2"]), fake_renderer) == 0
+    return launch.run(parser.parse_args(list(argv)), fake_renderer)
+
+
+def test_queue_mode_enqueues_once_starts_a_group_and_add_grows_it(s3, tmp_path, capsys):
+    from decon.jobrun.workqueue import decode_file, queue_name
+    from fakes.jobrun_world import put_shards
+
+    env = ec2_env(s3)
+    truth = put_shards(s3.client(), 5)
+    job = queue_job(tmp_path, env)
+    assert launch_cli("--config", job, "--count", "2") == 0
     assert "5 file(s) enqueued" in capsys.readouterr().out
     sqs = s3.client("sqs")
     url = sqs.get_queue_url(QueueName=queue_name(JOB))["QueueUrl"]
@@ -377,14 +387,64 @@ def test_queue_mode_enqueues_once_and_add_grows_the_fleet(s3, tmp_path, capsys):
     assert json.loads(attrs["RedrivePolicy"])["maxReceiveCount"] == 3
     assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"decon:job": JOB}
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
-    sizes = {decode_file(m["Body"]).rel: decode_file(m["Body"]).size for m in got["Messages"]}
-    assert set(sizes) == set(truth)
+    assert {decode_file(m["Body"]).rel for m in got["Messages"]} == set(truth)
 
-    ec2 = s3.client("ec2")
-    assert sorted(int(tags_of(i)["decon:host-index"]) for i in instances(ec2)) == [0, 1]
-    assert launch.run(parser.parse_args(["--config", job, "--add", "2"]), fake_renderer) == 0
-    assert "holds 5 message(s); nothing enqueued" in capsys.readouterr().out
-    assert sorted(int(tags_of(i)["decon:host-index"]) for i in instances(ec2)) == [0, 1, 2, 3]
+    autoscaling = s3.client("autoscaling")
+    (group,) = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert group["AutoScalingGroupName"] == f"decon-{JOB}"
+    assert (group["MinSize"], group["DesiredCapacity"]) == (0, 2)
+    assert launch_cli("--config", job, "--add", "2") == 0
+    assert "desired capacity now 4" in capsys.readouterr().out
+    (group,) = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert (group["DesiredCapacity"], group["MaxSize"]) == (4, 4)
+    # A relaunch never queues a file twice, and resizes the same group.
+    assert launch_cli("--config", job, "--count", "3") == 0
+    shown = capsys.readouterr().out
+    assert "holds 5 message(s); nothing enqueued" in shown and "desired capacity now 3" in shown
+    assert len(autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]) == 1
+
+
+def test_group_requests_have_the_exact_shape(s3, tmp_path):
+    from decon.config import load_config
+    from decon.fleet.launch import launch_group
+    from decon.fleet.userdata import parse_user_data
+
+    env = ec2_env(s3)
+    cfg = load_config(queue_job(tmp_path, env, instance_types=["m5.xlarge"], max_price=0.3))
+    ec2, autoscaling = s3.client("ec2"), s3.client("autoscaling")
+    request = launch_group(
+        cfg, 3, ec2=ec2, autoscaling=autoscaling, renderer=render_user_data_for_test
+    )
+    data = request.template["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
+    assert data["ImageId"] == env.ami and "InstanceMarketOptions" not in data
+    user_data = parse_user_data(base64.b64decode(data["UserData"]).decode())
+    node_config = yaml.safe_load(written_files(user_data)["/etc/decon/config.yaml"])
+    assert node_config["run"]["autoscaling_group"] == f"decon-{JOB}"
+    assert node_config["run"]["distribution"] == "queue"
+    group = request.group
+    assert group["CapacityRebalance"] is True
+    assert group["MixedInstancesPolicy"]["InstancesDistribution"] == {
+        "OnDemandBaseCapacity": 0,
+        "OnDemandPercentageAboveBaseCapacity": 0,
+        "SpotAllocationStrategy": "price-capacity-optimized",
+        "SpotMaxPrice": "0.3",
+    }
+    overrides = group["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    assert overrides == [{"InstanceType": "m6i.2xlarge"}, {"InstanceType": "m5.xlarge"}]
+    assert {"Key": "decon:job", "Value": JOB, "PropagateAtLaunch": True} in group["Tags"]
+    assert group["VPCZoneIdentifier"] == env.subnet_id
+    # What AWS holds is what was asked.
+    (made,) = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert made["CapacityRebalance"] is True and made["DesiredCapacity"] == 3
+    template = ec2.describe_launch_template_versions(LaunchTemplateName=f"decon-{JOB}")
+    stored = template["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert stored["MetadataOptions"]["HttpTokens"] == "required"
+
+
+def render_user_data_for_test(cfg, host_index, host_count):
+    return render_user_data(cfg, host_index=host_index, host_count=host_count)
 
 
 def test_add_needs_queue_distribution(s3, tmp_path):

@@ -143,6 +143,7 @@ class RunSection:
     queue_url: str = ""  # default: the queue named decon-{job.id}
     visibility_timeout_seconds: int = 300  # a lost node's file goes to another after this
     max_receive_count: int = 3  # receives before a file's message moves to the DLQ
+    autoscaling_group: str = ""  # set by decon launch: the group this node protects itself in
 
 
 @dataclass

@@ -22,6 +22,11 @@ def ec2_client(aws: AwsSection) -> Any:
     return boto3.client("ec2", region_name=aws.region)
 
 
+def autoscaling_client(aws: AwsSection) -> Any:
+    """An Auto Scaling client for the job's region (AWS_ENDPOINT_URL honoured, as for EC2)."""
+    return boto3.client("autoscaling", region_name=aws.region)
+
+
 def aws_error(what: str, exc: Exception) -> UserError:
     """One line for a failed EC2 call."""
     if isinstance(exc, ClientError):

@@ -10,6 +10,7 @@ finished and that have no pending/running instance (reclaimed spot nodes, failed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -20,14 +21,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from decon.config import Config, ConfigError, load_config, require_job
 from decon.errors import UserError
+from decon.fleet.group import (
+    GroupRequest,
+    build_group_request,
+    create_group,
+    describe_group,
+    group_name,
+    resize_group,
+)
 from decon.fleet.health import missing_hosts
 from decon.fleet.instances import (
     HOST_COUNT_TAG,
     HOST_INDEX_TAG,
     JOB_TAG,
+    autoscaling_client,
     aws_error,
     ec2_client,
-    job_instances,
 )
 from decon.fleet.userdata import render_user_data
 from decon.jobrun.workqueue import fill_job_queue
@@ -122,20 +131,9 @@ def build_requests(
         if single:
             tags[HOST_INDEX_TAG] = str(group[0])
         params: dict[str, Any] = {
-            "ImageId": launch.ami,
             "MinCount": len(group),  # all or nothing: every index 0..N-1 exists
             "MaxCount": len(group),
-            "UserData": user_data,
-            "InstanceInitiatedShutdownBehavior": "terminate",
-            "MetadataOptions": {
-                "HttpTokens": "required",
-                "HttpEndpoint": "enabled",
-                "HttpPutResponseHopLimit": launch.metadata_hop_limit,
-            },
-            "TagSpecifications": [
-                {"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-                for kind in ("instance", "volume")
-            ],
+            **instance_params(cfg, user_data, tags, root_device),
         }
         if use_spot:
             spot_options: dict[str, Any] = {
@@ -145,28 +143,51 @@ def build_requests(
             if launch.max_price is not None:
                 spot_options["MaxPrice"] = f"{launch.max_price:g}"
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot_options}
-        if launch.iam_instance_profile:
-            key = "Arn" if launch.iam_instance_profile.startswith("arn:") else "Name"
-            params["IamInstanceProfile"] = {key: launch.iam_instance_profile}
         if launch.subnet_id:
             params["SubnetId"] = launch.subnet_id
-        if launch.security_group_ids:
-            params["SecurityGroupIds"] = list(launch.security_group_ids)
-        if launch.key_name:
-            params["KeyName"] = launch.key_name
-        if launch.root_volume_gb is not None:
-            params["BlockDeviceMappings"] = [
-                {
-                    "DeviceName": root_device or "<root device of the AMI>",
-                    "Ebs": {
-                        "VolumeSize": launch.root_volume_gb,
-                        "VolumeType": launch.root_volume_type,
-                        "DeleteOnTermination": True,
-                    },
-                }
-            ]
         requests.append(LaunchRequest(group, count, types, params))
     return requests
+
+
+def instance_params(
+    cfg: Config, user_data: str, tags: dict[str, str], root_device: str | None
+) -> dict[str, Any]:
+    """What every node instance has, whether started by RunInstances or by the job's launch
+    template: AMI, user-data, IMDSv2 only, terminate on shutdown, tags, profile, network, disk."""
+    launch = cfg.launch
+    params: dict[str, Any] = {
+        "ImageId": launch.ami,
+        "UserData": user_data,
+        "InstanceInitiatedShutdownBehavior": "terminate",
+        "MetadataOptions": {
+            "HttpTokens": "required",
+            "HttpEndpoint": "enabled",
+            "HttpPutResponseHopLimit": launch.metadata_hop_limit,
+        },
+        "TagSpecifications": [
+            {"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+            for kind in ("instance", "volume")
+        ],
+    }
+    if launch.iam_instance_profile:
+        key = "Arn" if launch.iam_instance_profile.startswith("arn:") else "Name"
+        params["IamInstanceProfile"] = {key: launch.iam_instance_profile}
+    if launch.security_group_ids:
+        params["SecurityGroupIds"] = list(launch.security_group_ids)
+    if launch.key_name:
+        params["KeyName"] = launch.key_name
+    if launch.root_volume_gb is not None:
+        params["BlockDeviceMappings"] = [
+            {
+                "DeviceName": root_device or "<root device of the AMI>",
+                "Ebs": {
+                    "VolumeSize": launch.root_volume_gb,
+                    "VolumeType": launch.root_volume_type,
+                    "DeleteOnTermination": True,
+                },
+            }
+        ]
+    return params
 
 
 @dataclass(frozen=True)
@@ -259,20 +280,11 @@ def launch_fleet(
     renderer: Renderer = default_renderer,
     runs_area: Any = None,
     now: dt.datetime | None = None,
-    add: bool = False,
 ) -> tuple[list[LaunchRequest], list[Launched]]:
-    """Plan and (unless `dry_run`) make the launch; returns the requests and what started.
-    With `add` (queue distribution), `count` more hosts join the running job."""
+    """Plan and (unless `dry_run`) make the launch; returns the requests and what started."""
     check_launch_config(cfg)
     indices = list(range(count))
-    if add:
-        if cfg.run.distribution != "queue":
-            raise UserError("--add: needs run.distribution: queue (shards cannot grow)")
-        known = [i.host_index for i in job_instances(ec2, cfg.job.id) if i.host_index is not None]
-        first = max(known, default=-1) + 1
-        indices = list(range(first, first + count))
-        count = first + count
-    elif only_missing:
+    if only_missing:
         indices = _missing(cfg, count, ec2, runs_area, now)
     if dry_run:
         return build_requests(
@@ -310,6 +322,36 @@ def _missing(
             f"{', '.join(map(str, sorted(counts)))}; a different count reshards the input"
         )
     return missing_hosts(health)
+
+
+def launch_group(
+    cfg: Config,
+    count: int,
+    *,
+    ec2: Any,
+    autoscaling: Any,
+    instance_types: list[str] | None = None,
+    spot: bool | None = None,
+    dry_run: bool = False,
+    renderer: Renderer = default_renderer,
+) -> GroupRequest:
+    """Queue distribution: the job's launch template and Auto Scaling group of `count` nodes
+    (every node renders the same user-data, naming the group it protects itself in)."""
+    check_launch_config(cfg)
+    name = group_name(cfg.job.id)
+    node_cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, autoscaling_group=name))
+    types = list(
+        dict.fromkeys(instance_types or [cfg.launch.instance_type, *cfg.launch.instance_types])
+    )
+    tags = {"Name": name, JOB_TAG: cfg.job.id, **cfg.launch.tags}
+    root = None if dry_run else root_device_name(ec2, cfg.launch.ami)
+    params = instance_params(node_cfg, renderer(node_cfg, 0, 1), tags, root)
+    request = build_group_request(
+        cfg, count, params, types, cfg.launch.spot if spot is None else spot
+    )
+    if not dry_run:
+        create_group(ec2, autoscaling, request)
+    return request
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -357,15 +399,10 @@ def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
     count = args.add if args.add is not None else args.count
     if count < 1:
         raise UserError(f"--{'add' if args.add is not None else 'count'}: must be >= 1")
-    if cfg.run.distribution == "queue" and not args.dry_run:
-        check_launch_config(cfg)  # nothing is enqueued for a launch that cannot start
-        fill = fill_job_queue(cfg)
-        if fill.already_queued:
-            print(f"queue {fill.url}: holds {fill.already_queued} message(s); nothing enqueued")
-        else:
-            print(f"queue {fill.url}: {fill.enqueued} file(s) enqueued")
-        if fill.collisions:
-            print(f"  {fill.collisions} input(s) left out: same output basename as another")
+    if cfg.run.distribution == "queue":
+        return run_queued(cfg, args, count, renderer)
+    if args.add is not None:
+        raise UserError("--add: needs run.distribution: queue (shards cannot grow)")
     ec2 = ec2_client(cfg.aws)
     requests, launched = launch_fleet(
         cfg,
@@ -376,7 +413,6 @@ def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
         spot=args.spot,
         dry_run=args.dry_run,
         renderer=renderer,
-        add=args.add is not None,
     )
     if args.json:
         out = {
@@ -398,10 +434,58 @@ def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
             )
         return 0
     for x in launched:
-        print(f"launched host {x.host_index}: {x.instance_id} {x.instance_type} {x.lifecycle}")
+        print(
+            f"launched host {x.host_index} of {count}: {x.instance_id} "
+            f"{x.instance_type} {x.lifecycle}"
+        )
     print(
         f"job {cfg.job.id}: {len(launched)} instance(s) started; "
         f"watch with: decon status --config {args.config} --watch"
+    )
+    return 0
+
+
+def run_queued(cfg: Config, args: argparse.Namespace, count: int, renderer: Renderer) -> int:
+    """Queue distribution: fill the queue, then start the group (or grow it with --add)."""
+    if args.only_missing:
+        raise UserError("--only-missing: not with run.distribution: queue (use --add)")
+    autoscaling = autoscaling_client(cfg.aws)
+    if args.add is not None and not args.dry_run:
+        desired = resize_group(autoscaling, cfg.job.id, more=count)
+        print(f"job {cfg.job.id}: desired capacity now {desired}")
+        return 0
+    ec2 = ec2_client(cfg.aws)
+    exists = not args.dry_run and describe_group(autoscaling, cfg.job.id) is not None
+    check_launch_config(cfg)  # nothing is enqueued for a launch that cannot start
+    if not args.dry_run:
+        root_device_name(ec2, cfg.launch.ami)
+        fill = fill_job_queue(cfg)
+        if fill.already_queued:
+            print(f"queue {fill.url}: holds {fill.already_queued} message(s); nothing enqueued")
+        else:
+            print(f"queue {fill.url}: {fill.enqueued} file(s) enqueued")
+        if fill.collisions:
+            print(f"  {fill.collisions} input(s) left out: same output basename as another")
+    if exists:  # a relaunch of the job (new files, or after a stop): the same group, resized
+        desired = resize_group(autoscaling, cfg.job.id, to=count)
+        print(f"job {cfg.job.id}: desired capacity now {desired}")
+        return 0
+    request = launch_group(
+        cfg,
+        count,
+        ec2=ec2,
+        autoscaling=autoscaling,
+        instance_types=args.instance_type,
+        spot=args.spot,
+        dry_run=args.dry_run,
+        renderer=renderer,
+    )
+    if args.json or args.dry_run:
+        print(json.dumps(request.describe(), indent=2, sort_keys=True))
+        return 0
+    print(
+        f"job {cfg.job.id}: Auto Scaling group {request.group['AutoScalingGroupName']} "
+        f"with desired capacity {count}; watch with: decon status --config {args.config} --watch"
     )
     return 0
 
