@@ -21,7 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "run": ("decon.jobrun.cli", "the node's job: this host's shard of the S3 input, per file"),
     "render-user-data": ("decon.fleet.userdata_cli", "job file -> cloud-init user-data"),
-    "launch": ("decon.fleet.launch", "start a spot fleet for a job"),
+    "launch": ("decon.fleet.launch", "start a spot fleet for a job (or --add nodes to it)"),
+    "stop": ("decon.fleet.stop", "cancel a queue job: its group to 0, nodes finalize"),
     "status": ("decon.fleet.status", "show a job's progress from EC2 and S3"),
     "review": ("decon.fleet.review", "read reports: counts per eval, top matches, context"),
 }

@@ -32,6 +32,7 @@ from decon.jobrun.progress import FailedFile, Progress
 from decon.jobrun.signals import StopRequest, exit_code_for_signal
 from decon.jobrun.transfer import S3Transfers, is_transient_error
 from decon.jobrun.workqueue import Leases, WorkQueue, queue_files
+from decon.node.capacity import protect_from_scale_in
 from decon.node.notify import Notifier
 from decon.node.state import NodeState
 from decon.storage import StorageError, open_storage
@@ -233,6 +234,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
             print(f"{work_queue.url}\tvisible={counts.visible}\tin_flight={counts.in_flight}")
             return EXIT_DONE
         has_work = counts.visible + counts.in_flight > 0
+        protect_from_scale_in(cfg, instance, log)
         leases = Leases(
             work_queue,
             slots=cfg.run.download_concurrency + 1,

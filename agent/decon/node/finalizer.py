@@ -35,6 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from decon.config import Config, load_config
 from decon.errors import UserError, guarded_main
 from decon.eventlog import EventLog, iso_utc, parse_iso_utc, utc_now
+from decon.node.capacity import scale_to_zero_if_drained
 from decon.node.hooks import run_hooks
 from decon.node.sentinel import (
     FAILED_UPLOAD,
@@ -188,6 +189,9 @@ def finalize_run(
             result = write_success_sentinel(ctx, uploaded)  # 4. the sentinel, last
         except UploadFailed as exc:
             result = record_failure(ctx, str(exc))
+        if result.status == "success":
+            instance = cfg.node.instance_id or socket.gethostname()
+            scale_to_zero_if_drained(cfg, storage, instance, log)
     if result.status == "failed_upload" and request.poweroff:
         apply_failure_policy(ctx)
     return finish(ctx, result)  # 5. post-finalize hooks, TERMINATING, poweroff
