@@ -174,3 +174,37 @@ def test_parse_run_id_and_sentinel():
         }
     )
     assert s.done_normally and s.files == {"done": 3} and s.host_count is None
+
+
+def queue_health(runs, instances=(), waiting=0, in_flight=0, dead=0):
+    from decon.fleet.health import queue_job_health
+
+    return queue_job_health(
+        "job", list(runs), list(instances), NOW, waiting=waiting, in_flight=in_flight, dead=dead
+    )
+
+
+def test_queue_job_is_finished_when_drained_and_nobody_works() -> None:
+    lost = run(0, 50, instance="i-lost", beat_min=40)  # SIGKILLed: its files were redone
+    health = queue_health([run(0, 60, "i-a", sentinel="normal"), lost])
+    assert health.verdict == FINISHED and "queue drained" in health.summary
+    assert [h.why for h in health.hosts][1].startswith("lost (no sentinel)")
+
+
+def test_queue_job_running_projects_its_finish() -> None:
+    # 5 files done in 30 minutes by one node, 10 left: an hour more.
+    health = queue_health([run(0, 30, "i-a", beat_min=1)], waiting=8, in_flight=2)
+    assert health.verdict == RUNNING
+    assert "1 node(s) working" in health.summary
+    assert f"projected finish {NOW + dt.timedelta(minutes=60):%Y-%m-%d %H:%MZ}" in health.summary
+
+
+def test_queue_job_needs_attention_with_work_and_no_node_or_dead_letters() -> None:
+    idle = queue_health([run(0, 60, "i-a", sentinel="interrupted")], waiting=3)
+    assert idle.verdict == ATTENTION and "decon launch --add" in idle.summary
+    starting = queue_health([], [inst(None, instance="i-new", up_min=1)], waiting=3)
+    assert starting.verdict == RUNNING
+    dead = queue_health([run(0, 60, "i-a", sentinel="normal")], dead=1)
+    assert dead.verdict == ATTENTION and "dead-letter" in dead.summary
+    failed = queue_health([run(0, 60, "i-a", sentinel="failed_upload")])
+    assert failed.verdict == ATTENTION and "_FAILED_UPLOAD: AccessDenied" in failed.summary

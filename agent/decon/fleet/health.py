@@ -293,6 +293,78 @@ def job_health(
     return JobHealth(job_id, count, verdict, summary, hosts, totals, stray, problems)
 
 
+def queue_job_health(
+    job_id: str,
+    runs: list[RunFacts],
+    instances: list[InstanceFacts],
+    now: dt.datetime,
+    *,
+    waiting: int,
+    in_flight: int,
+    dead: int,
+    stale_seconds: float = 600.0,
+) -> JobHealth:
+    """A queue job's verdict: no host owns a shard, so each run is a row (a node) and the queue
+    says what is left. Finished when the queue is empty and no node is working; needs
+    attention for dead-letter files, a failed upload, or work left with nobody to do it."""
+    problems = [f"{r.run_id}: {p}" for r in runs for p in r.problems]
+    live = {i.instance_id: i for i in instances if i.live}
+    nodes = []
+    for n, run in enumerate(sorted(runs, key=RunFacts.sort_key)):
+        own = [i for i in instances if i.instance_id == run.instance_id]
+        age = run.age_seconds(now)
+        sentinel = run.sentinel
+        if sentinel is not None and sentinel.status == "failed_upload":
+            err = f": {sentinel.last_error}" if sentinel.last_error else ""
+            verdict, why = ATTENTION, f"_FAILED_UPLOAD{err}"
+        elif sentinel is not None:
+            verdict, why = FINISHED, f"_SUCCESS {sentinel.completion_status}"
+        elif age is not None and age <= stale_seconds:
+            verdict, why = RUNNING, f"heartbeat {_mins(age)} ago"
+        else:
+            # its files return to the queue after the visibility timeout: nothing to relaunch
+            verdict, why = FINISHED, "lost (no sentinel); its files went back to the queue"
+        nodes.append(HostHealth(n, verdict, why, run, own))
+    totals: dict[str, int] = {}
+    for node in nodes:
+        for key, value in (node.latest.files if node.latest else {}).items():
+            totals[key] = totals.get(key, 0) + value
+    working = sum(h.verdict == RUNNING for h in nodes)
+    starting = [i for i in live.values() if i.instance_id not in {r.instance_id for r in runs}]
+    left = waiting + in_flight
+    failed_uploads = [h for h in nodes if h.verdict == ATTENTION]
+    if failed_uploads:
+        verdict = ATTENTION
+        summary = "; ".join(f"{h.latest.run_id}: {h.why}" for h in failed_uploads if h.latest)
+    elif left and not working and not starting:
+        verdict = ATTENTION
+        summary = f"{left} files left in the queue and no node working: decon launch --add K"
+    elif left or working:
+        verdict = RUNNING
+        summary = f"{working} node(s) working, {len(starting)} starting, {left} files left"
+        eta = projected_finish(runs, totals.get("done", 0), left, now)
+        if eta is not None:
+            summary += f", projected finish {eta:%Y-%m-%d %H:%MZ}"
+    elif dead:
+        verdict, summary = ATTENTION, f"queue drained; {dead} file(s) in the dead-letter queue"
+    else:
+        verdict, summary = FINISHED, f"queue drained; {totals.get('done', 0)} files done"
+    return JobHealth(job_id, None, verdict, summary, nodes, totals, [], problems)
+
+
+def projected_finish(
+    runs: list[RunFacts], done: int, left: int, now: dt.datetime
+) -> dt.datetime | None:
+    """`now` plus the files left at the rate observed since the first run started."""
+    starts = [r.started for r in runs if r.started is not None]
+    if not starts or done <= 0:
+        return None
+    elapsed = (now - min(starts)).total_seconds()
+    if elapsed <= 0:
+        return None
+    return now + dt.timedelta(seconds=left * elapsed / done)
+
+
 def missing_hosts(health: JobHealth) -> list[int]:
     """Host indices to (re)launch: shard not finished and no pending/running instance."""
     return [

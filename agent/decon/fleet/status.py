@@ -20,6 +20,7 @@ from decon.fleet.health import (
     SentinelFacts,
     job_health,
     parse_run_id,
+    queue_job_health,
 )
 from decon.fleet.instances import ec2_client, job_instances
 from decon.jobrun.heartbeat import HEARTBEAT_NAME, Heartbeat
@@ -262,16 +263,28 @@ def run(args: argparse.Namespace) -> int:
 
     def once() -> JobHealth:
         now = dt.datetime.now(dt.UTC)
-        health = collect(
-            cfg,
-            ec2,
-            runs_area,
-            now,
-            host_count=args.count,
-            stale_seconds=args.stale_minutes * 60,
-            boot_grace_seconds=args.boot_minutes * 60,
-        )
         queue = queue_summary(cfg) if cfg.run.distribution == "queue" else None
+        if queue is not None:
+            health = queue_job_health(
+                cfg.job.id,
+                collect_runs(runs_area),
+                job_instances(ec2, cfg.job.id) if ec2 is not None else [],
+                now,
+                waiting=queue.counts.visible,
+                in_flight=queue.counts.in_flight,
+                dead=queue.counts.dead,
+                stale_seconds=args.stale_minutes * 60,
+            )
+        else:
+            health = collect(
+                cfg,
+                ec2,
+                runs_area,
+                now,
+                host_count=args.count,
+                stale_seconds=args.stale_minutes * 60,
+                boot_grace_seconds=args.boot_minutes * 60,
+            )
         if args.json:
             data = to_json(health, now)
             if queue is not None:
