@@ -333,7 +333,14 @@ def test_cli_dry_run_prints_each_host(s3, tmp_path, monkeypatch, capsys):
     from decon.fleet import launch
 
     env = ec2_env(s3)
-    job = write_job(tmp_path, {"job": {"id": JOB}, "launch": {"ami": env.ami, "spot": False}})
+    job = write_job(
+        tmp_path,
+        {
+            "job": {"id": JOB},
+            "launch": {"ami": env.ami, "spot": False},
+            "run": {"distribution": "shard"},
+        },
+    )
     parser = __import__("argparse").ArgumentParser()
     launch.configure(parser)
     args = parser.parse_args(["--config", job, "--count", "2", "--dry-run", "--spot"])
@@ -359,8 +366,7 @@ def queue_job(tmp_path, env, **launch):
             "input": {"uri": f"s3://{IN_BUCKET}/{IN_PREFIX}"},
             "output": {"uri": f"s3://{OUT_BUCKET}/out"},
             "reference": {"uri": f"s3://{IN_BUCKET}/evals/"},
-            "run": {"distribution": "queue"},
-        },
+        },  # no run.distribution: queue is decon launch's default
     )
 
 
@@ -447,11 +453,14 @@ def render_user_data_for_test(cfg, host_index, host_count):
     return render_user_data(cfg, host_index=host_index, host_count=host_count)
 
 
-def test_add_needs_queue_distribution(s3, tmp_path):
+def test_add_needs_a_queue_job_with_a_group(s3, tmp_path):
     env = ec2_env(s3)
-    job = write_job(tmp_path, {"job": {"id": JOB}, "launch": {"ami": env.ami}})
-    out = decon("launch", "--config", job, "--add", "1")
-    assert out.returncode == 2 and "--add: needs run.distribution: queue" in out.stderr
+    shard = {"job": {"id": JOB}, "launch": {"ami": env.ami}, "run": {"distribution": "shard"}}
+    out = decon("launch", "--config", write_job(tmp_path, shard), "--add", "1")
+    assert out.returncode == 2 and "--add: not with run.distribution: shard" in out.stderr
+    default = write_job(tmp_path, {"job": {"id": JOB}, "launch": {"ami": env.ami}})
+    out = decon("launch", "--config", default, "--add", "1")
+    assert out.returncode == 2 and "has no Auto Scaling group" in out.stderr
 
 
 def test_cli_help_explains_spot_and_on_demand():

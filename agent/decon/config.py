@@ -139,11 +139,23 @@ class RunSection:
     retry_max_seconds: float = 30.0
     host_index_from_imds: bool = False  # job.host_index := IMDS ami-launch-index
     work_dir: str = ""  # default: {node.state_dir}/work
-    distribution: str = "shard"  # shard: md5(key) mod host_count | queue: the job's SQS queue
+    # shard: md5(key) mod host_count | queue: the job's SQS queue | "": shard for `decon run`,
+    # queue for `decon launch` (which writes queue into the nodes' config)
+    distribution: str = ""
     queue_url: str = ""  # default: the queue named decon-{job.id}
     visibility_timeout_seconds: int = 300  # a lost node's file goes to another after this
     max_receive_count: int = 3  # receives before a file's message moves to the DLQ
     autoscaling_group: str = ""  # set by decon launch: the group this node protects itself in
+
+    @property
+    def queued(self) -> bool:
+        """This node takes its files from the job queue (`decon run`)."""
+        return self.distribution == "queue"
+
+    @property
+    def fleet_queued(self) -> bool:
+        """`decon launch`, `status` and `stop` treat the job as a queue job (their default)."""
+        return self.distribution in ("", "queue")
 
 
 @dataclass
@@ -280,7 +292,7 @@ def validate(cfg: Config) -> list[str]:
 
 def _validate_queue(run: RunSection) -> list[str]:
     problems = []
-    if run.distribution not in ("shard", "queue"):
+    if run.distribution not in ("", "shard", "queue"):
         problems.append(f"run.distribution: must be shard or queue, got {run.distribution!r}")
     # The heartbeat extends held messages: they must not time out between two beats.
     if not 2 * run.heartbeat_seconds < run.visibility_timeout_seconds <= 43200:

@@ -339,7 +339,8 @@ def launch_group(
     (every node renders the same user-data, naming the group it protects itself in)."""
     check_launch_config(cfg)
     name = group_name(cfg.job.id)
-    node_cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, autoscaling_group=name))
+    node_run = dataclasses.replace(cfg.run, distribution="queue", autoscaling_group=name)
+    node_cfg = dataclasses.replace(cfg, run=node_run)
     types = list(
         dict.fromkeys(instance_types or [cfg.launch.instance_type, *cfg.launch.instance_types])
     )
@@ -362,7 +363,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--add",
         type=int,
         metavar="K",
-        help="start K more hosts for a running job (run.distribution: queue)",
+        help="start K more nodes for a running queue job",
     )
     parser.add_argument(
         "--instance-type",
@@ -399,10 +400,10 @@ def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
     count = args.add if args.add is not None else args.count
     if count < 1:
         raise UserError(f"--{'add' if args.add is not None else 'count'}: must be >= 1")
-    if cfg.run.distribution == "queue":
+    if cfg.run.fleet_queued:
         return run_queued(cfg, args, count, renderer)
     if args.add is not None:
-        raise UserError("--add: needs run.distribution: queue (shards cannot grow)")
+        raise UserError("--add: not with run.distribution: shard (shards cannot grow)")
     ec2 = ec2_client(cfg.aws)
     requests, launched = launch_fleet(
         cfg,
@@ -448,7 +449,7 @@ def run(args: argparse.Namespace, renderer: Renderer = default_renderer) -> int:
 def run_queued(cfg: Config, args: argparse.Namespace, count: int, renderer: Renderer) -> int:
     """Queue distribution: fill the queue, then start the group (or grow it with --add)."""
     if args.only_missing:
-        raise UserError("--only-missing: not with run.distribution: queue (use --add)")
+        raise UserError("--only-missing: for run.distribution: shard (a queue job: use --add)")
     autoscaling = autoscaling_client(cfg.aws)
     if args.add is not None and not args.dry_run:
         desired = resize_group(autoscaling, cfg.job.id, more=count)

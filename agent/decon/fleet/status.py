@@ -24,7 +24,7 @@ from decon.fleet.health import (
 )
 from decon.fleet.instances import ec2_client, job_instances
 from decon.jobrun.heartbeat import HEARTBEAT_NAME, Heartbeat
-from decon.jobrun.workqueue import queue_summary
+from decon.jobrun.workqueue import QueueSummary, queue_summary
 from decon.node.sentinel import FAILED_UPLOAD, SUCCESS, Sentinel
 from decon.storage import Storage, StorageError, open_storage
 
@@ -219,6 +219,19 @@ def _sentinel(run: RunFacts | None) -> str:
     return f"{name}({run.sentinel.completion_status})"
 
 
+def job_queue(cfg: Config) -> QueueSummary | None:
+    """The job's queue, or None for a shard job (with no `run.distribution`, a job whose queue
+    does not exist was launched as shards)."""
+    if not cfg.run.fleet_queued:
+        return None
+    try:
+        return queue_summary(cfg)
+    except UserError:
+        if cfg.run.distribution:
+            raise
+        return None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the job file (YAML)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -263,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
 
     def once() -> JobHealth:
         now = dt.datetime.now(dt.UTC)
-        queue = queue_summary(cfg) if cfg.run.distribution == "queue" else None
+        queue = job_queue(cfg)
         if queue is not None:
             health = queue_job_health(
                 cfg.job.id,

@@ -19,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    if cfg.run.distribution != "queue":
-        raise UserError("decon stop: needs run.distribution: queue (a shard job has no group)")
+    if not cfg.run.fleet_queued:
+        raise UserError("decon stop: not with run.distribution: shard (a shard job has no group)")
     stopped = stop_group(autoscaling_client(cfg.aws), cfg.job.id)
     print(
         f"job {cfg.job.id}: desired capacity 0; {len(stopped)} node(s) stopping "

@@ -185,13 +185,13 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     def on_retry(what: str, attempt: int, exc: BaseException, wait: float) -> None:
         log.event("S3_RETRY", op=what, attempt=attempt, wait=f"{wait:.1f}", error=one_line(exc))
 
-    queued = cfg.run.distribution == "queue"
+    queued = cfg.run.queued
     log.event(
         "RUN_START",
         host_index=host_index,
         host_count=host_count,
         input=cfg.input.uri,
-        distribution=cfg.run.distribution,
+        distribution="queue" if queued else "shard",
         debug_max_files=debug,
     )
     # said before the S3 clients are built (a second or more on a small node)

@@ -41,7 +41,7 @@ def scale_to_zero_if_drained(cfg: Config, runs: Storage, instance_id: str, log: 
     """After this node's sentinel: when the queue holds no message, the first node to get here
     (a conditional write of `runs/_SCALED_TO_ZERO`) sets the desired capacity to 0."""
     group = cfg.run.autoscaling_group
-    if not group or cfg.run.distribution != "queue":
+    if not group or not cfg.run.queued:
         return False
     try:
         counts = WorkQueue.open(cfg).counts()
