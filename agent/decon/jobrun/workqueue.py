@@ -70,7 +70,7 @@ def enqueue_files(sqs: Any, queue_url: str, files: Iterable[InputFile]) -> int:
         if reply.get("Failed"):
             first = reply["Failed"][0]
             raise UserError(
-                f"run.queue: could not enqueue {batch[int(first['Id'])].rel}: "
+                f"queue {queue_url}: could not enqueue {batch[int(first['Id'])].rel}: "
                 f"{first.get('Message') or first.get('Code')}"
             )
     return len(ordered)
