@@ -43,6 +43,14 @@ def window_hashes(tokens: np.ndarray, k: int, seed: int) -> np.ndarray:
     return _mix(h)
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """`np.unique(values)` by a sort (numpy's hash-based unique is many times slower here)."""
+    out = np.sort(values)
+    if len(out) > 1:
+        out = out[np.concatenate([[True], out[1:] != out[:-1]])]
+    return out
+
+
 def _windows(tokens: np.ndarray, k: int) -> np.ndarray:
     """The k-token windows of `tokens` as a (count, k) view."""
     return np.lib.stride_tricks.sliding_window_view(tokens, k)
@@ -124,7 +132,7 @@ class NgramTable:
         window_ids = id_of_uniq[inverse]
         keys = matrix[first[by_first]]
         width = int(owner.max(initial=0)) + 1
-        pairs = np.unique(window_ids * width + owner)
+        pairs = sorted_unique(window_ids * width + owner)
         pair_ids, pair_owner = pairs // width, pairs % width
         offsets = np.zeros(len(uniq) + 1, dtype=np.int64)
         np.cumsum(np.bincount(pair_ids, minlength=len(uniq)), out=offsets[1:])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from decon.detect.ngramtable import sorted_unique
 from decon.detect.normalize import WHITESPACE_CHARS, ascii_table, lowered_utf8, non_ascii_utf8
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
@@ -380,7 +381,7 @@ class _KeySet:
 
     @classmethod
     def of(cls, keys: np.ndarray) -> _KeySet:
-        unique = np.unique(keys)
+        unique = sorted_unique(keys)
         bits = min(22, max(10, (16 * len(unique)).bit_length()))
         shift = _U(64 - bits)
         bitmap = np.zeros(1 << bits, dtype=bool)
@@ -463,7 +464,7 @@ class SeedBound:
         allowed) can reach some group's need."""
         out = np.zeros(n_texts, dtype=bool)
         n_seeds = len(self.offsets) - 1
-        pairs = np.unique(texts.astype(np.int64) * n_seeds + seeds)
+        pairs = sorted_unique(texts.astype(np.int64) * n_seeds + seeds)
         texts, seeds = pairs // n_seeds, pairs % n_seeds
         first, counts = self.offsets[seeds], np.diff(self.offsets)[seeds]
         groups = self.groups[_ranges(first, counts)]

@@ -14,11 +14,14 @@ prefilter too, which therefore stays lossless).
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import itertools
 import json
 import math
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from decon.detect.identity import Identity, build_identity, template_key
 from decon.detect.io import is_data_file, iter_lines
-from decon.detect.ngramtable import NgramTable, Postings
+from decon.detect.ngramtable import NgramTable, Postings, sorted_unique
 from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
 from decon.detect.prefilter import Prefilter, WeightedSeeds, _ranges, build_prefilter
@@ -138,7 +141,7 @@ class WordAnchors:
         self.by_length.setdefault(len(run), {}).setdefault(run, []).append((item_id, offset))
 
 
-@dataclass
+@dataclass(slots=True)
 class EvalItem:
     """One indexed eval record (the hot fields used in scoring plus report metadata)."""
 
@@ -170,7 +173,7 @@ class EvalItem:
     question_content_words: int = 0
     template_key: int = 0  # equal for questions made from one template (`identity`)
 
-    @cached_property
+    @property
     def passage_words(self) -> tuple[str, ...]:
         """The normalised words of the passage (its first 1000), for the alignment rules."""
         return tuple(self.passage_text.split()) if self.passage_text else ()
@@ -188,6 +191,203 @@ class EvalItem:
     @property
     def has_passage(self) -> bool:
         return self.passage_token_set is not None
+
+
+_INT_FIELDS = (
+    "eval_line",
+    "eval_instance_index",
+    "question_token_length",
+    "unique_ngrams",
+    "passage_token_length",
+    "question_edits",
+    "question_content_words",
+    "template_key",
+)
+_FLOAT_FIELDS = ("question_idf_sum", "answer_idf_total", "passage_idf_total")
+_NAME_FIELDS = ("eval_key", "split", "reference_file")
+_CSR_FIELDS = ("answer_tokens", "passage_token_set", "answer_ngram_ids", "passage_ngram_ids")
+# Flag bits of an item.
+_NGRAM_INDEXED, _HAS_ANSWER, _HAS_PASSAGE, _ANSWER_TEXT, _PASSAGE_TEXT, _FINGERPRINT = (
+    1,
+    2,
+    4,
+    8,
+    16,
+    32,
+)
+_QWORDS_ARE_TEXT, _AWORDS_ARE_TEXT = 64, 128
+_TEXTS = 6  # per item: fingerprint, question, answer, passage text, question, answer words
+
+
+class ItemTable(Sequence[EvalItem]):
+    """The indexed items in flat arrays (one row each, texts in one UTF-8 buffer, token and
+    n-gram id sets as CSR); `table[i]` makes item i's `EvalItem`, kept in a bounded cache
+    (a job's documents touch few items)."""
+
+    MAX_CACHED = 1 << 15
+
+    def __init__(self, columns: dict[str, Any]) -> None:
+        self.columns = columns
+        self._cache: dict[int, EvalItem] = {}
+
+    @classmethod
+    def of(
+        cls,
+        items: list[EvalItem],
+        passage_sets: dict[int, np.ndarray] | None = None,
+        answer_ngram_ids: list[list[int]] | None = None,
+        passage_ngram_ids: list[list[int]] | None = None,
+    ) -> ItemTable:
+        """The table of `items`; the builder passes their token and n-gram id sets apart
+        (item id -> passage tokens, and per item its ascending answer / passage n-gram ids),
+        so that they are never Python sets."""
+        n = len(items)
+        ints = np.array([[getattr(it, f) for f in _INT_FIELDS] for it in items], dtype=np.int64)
+        floats = np.array(
+            [[getattr(it, f) for f in _FLOAT_FIELDS] for it in items], dtype=np.float64
+        )
+        names: dict[str | None, int] = {}
+        codes = np.array(
+            [[names.setdefault(getattr(it, f), len(names)) for f in _NAME_FIELDS] for it in items],
+            dtype=np.int32,
+        )
+        flags = np.zeros(n, dtype=np.int64)
+        texts: list[bytes] = []
+        csr: dict[str, list[list[int]]] = {f: [] for f in _CSR_FIELDS}
+        for i, it in enumerate(items):
+            bits = _NGRAM_INDEXED if it.ngram_indexed else 0
+            q_words, a_words = " ".join(it.question_words), " ".join(it.answer_words)
+            if q_words == it.question_text:
+                bits |= _QWORDS_ARE_TEXT
+                q_words = ""
+            if a_words == (it.answer_text or ""):
+                bits |= _AWORDS_ARE_TEXT
+                a_words = ""
+            bits |= _HAS_ANSWER if it.answer_tokens is not None else 0
+            has_passage = it.passage_token_set is not None or (
+                passage_sets is not None and i in passage_sets
+            )
+            bits |= _HAS_PASSAGE if has_passage else 0
+            bits |= _ANSWER_TEXT if it.answer_text is not None else 0
+            bits |= _PASSAGE_TEXT if it.passage_text is not None else 0
+            bits |= _FINGERPRINT if it.fingerprint is not None else 0
+            flags[i] = bits
+            for text in (
+                it.fingerprint or "",
+                it.question_text,
+                it.answer_text or "",
+                it.passage_text or "",
+                q_words,
+                a_words,
+            ):
+                texts.append(text.encode("utf-8", "surrogatepass"))
+            csr["answer_tokens"].append(it.answer_tokens or [])
+            if passage_sets is not None:
+                got = passage_sets.get(i)
+                csr["passage_token_set"].append([] if got is None else got.tolist())
+            else:
+                csr["passage_token_set"].append(sorted(it.passage_token_set or ()))
+            csr["answer_ngram_ids"].append(
+                answer_ngram_ids[i] if answer_ngram_ids is not None else sorted(it.answer_ngram_ids)
+            )
+            csr["passage_ngram_ids"].append(
+                passage_ngram_ids[i]
+                if passage_ngram_ids is not None
+                else sorted(it.passage_ngram_ids)
+            )
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in texts], out=offsets[1:])
+        columns: dict[str, Any] = {
+            "ints": ints.reshape(n, len(_INT_FIELDS)),
+            "floats": floats.reshape(n, len(_FLOAT_FIELDS)),
+            "codes": codes.reshape(n, len(_NAME_FIELDS)),
+            "names": list(names),
+            "flags": flags,
+            "text_data": np.frombuffer(b"".join(texts), dtype=np.uint8),
+            "text_offsets": offsets,
+        }
+        for name, rows in csr.items():
+            bounds = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum([len(r) for r in rows], out=bounds[1:])
+            flat = [v for r in rows for v in r]
+            columns[name] = (bounds, np.array(flat, dtype=np.int64))
+        return cls(columns)
+
+    def __len__(self) -> int:
+        return len(self.columns["flags"])
+
+    @property
+    def question_idf_sums(self) -> np.ndarray:
+        return self.columns["floats"][:, 0]
+
+    @property
+    def ngram_indexed(self) -> np.ndarray:
+        return (self.columns["flags"] & _NGRAM_INDEXED).astype(bool)
+
+    def __getitem__(self, i: int) -> EvalItem:  # type: ignore[override]
+        got = self._cache.get(i)
+        if got is None:
+            if not 0 <= i < len(self):
+                raise IndexError(i)
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            got = self._cache[i] = self._make(i)
+        return got
+
+    def __iter__(self) -> Iterator[EvalItem]:
+        return (self._make(i) for i in range(len(self)))
+
+    def _csr(self, name: str, i: int) -> list[int]:
+        bounds, flat = self.columns[name]
+        return flat[bounds[i] : bounds[i + 1]].tolist()
+
+    def _make(self, i: int) -> EvalItem:
+        c = self.columns
+        ints = dict(zip(_INT_FIELDS, c["ints"][i].tolist(), strict=True))
+        floats = dict(zip(_FLOAT_FIELDS, c["floats"][i].tolist(), strict=True))
+        names = {
+            f: c["names"][k] for f, k in zip(_NAME_FIELDS, c["codes"][i].tolist(), strict=True)
+        }
+        bits = int(c["flags"][i])
+        at = c["text_offsets"][_TEXTS * i : _TEXTS * i + _TEXTS + 1].tolist()
+        raw = c["text_data"][at[0] : at[-1]].tobytes()
+        base = at[0]
+        fingerprint, question, answer, passage, q_words, a_words = (
+            raw[a - base : b - base].decode("utf-8", "surrogatepass")
+            for a, b in itertools.pairwise(at)
+        )
+        if bits & _QWORDS_ARE_TEXT:
+            q_words = question
+        if bits & _AWORDS_ARE_TEXT:
+            a_words = answer
+        answer_tokens = self._csr("answer_tokens", i) if bits & _HAS_ANSWER else None
+        return EvalItem(
+            item_id=i,
+            fingerprint=fingerprint if bits & _FINGERPRINT else None,
+            question_text=question,
+            answer_text=answer if bits & _ANSWER_TEXT else None,
+            passage_text=passage if bits & _PASSAGE_TEXT else None,
+            answer_tokens=answer_tokens,
+            answer_token_set=frozenset(answer_tokens or ()),
+            passage_token_set=(
+                frozenset(self._csr("passage_token_set", i)) if bits & _HAS_PASSAGE else None
+            ),
+            answer_ngram_ids=frozenset(self._csr("answer_ngram_ids", i)),
+            passage_ngram_ids=frozenset(self._csr("passage_ngram_ids", i)),
+            ngram_indexed=bool(bits & _NGRAM_INDEXED),
+            question_words=tuple(q_words.split()),
+            answer_words=tuple(a_words.split()),
+            **ints,
+            **floats,
+            **names,
+        )
+
+    def __getstate__(self) -> dict:
+        return {"columns": self.columns}
+
+    def __setstate__(self, state: dict) -> None:
+        self.columns = state["columns"]
+        self._cache = {}
 
 
 @dataclass
@@ -213,7 +413,7 @@ class ReferenceIndex:
 
     options: DetectOptions
     tokenizer: Tokenizer
-    items: list[EvalItem]
+    items: ItemTable
     question_ngrams: NgramTable  # n-gram -> n-gram id (and id -> items)
     ngram_docs: Postings  # n-gram id -> item ids
     ngram_idf: np.ndarray
@@ -230,7 +430,7 @@ class ReferenceIndex:
 
     @property
     def total_docs(self) -> int:
-        return sum(1 for item in self.items if item.ngram_indexed)
+        return int(self.items.ngram_indexed.sum())
 
 
 def reference_files(path: Path) -> list[Path]:
@@ -317,6 +517,7 @@ class _Builder:
         self.anchors = WordAnchors()
         self.anchor_runs: list[tuple[str, ...]] = []  # in order of first addition
         self.pending: list[_Pending] = []
+        self.passage_sets: dict[int, np.ndarray] = {}  # item id -> its passage's tokens
 
     def encode_all(self, texts: list[str]) -> list[list[int]]:
         if isinstance(self.tok, WordTokenizer):
@@ -454,7 +655,6 @@ class _Builder:
             self.df_fields.append(self.q_tokens[-1])
             if a_tokens is not None:
                 item.answer_tokens = a_tokens
-                item.answer_token_set = frozenset(a_tokens)
                 self.df_fields.append(np.asarray(a_tokens, dtype=np.int64))
                 if len(a_tokens) > o.short_answer_token_threshold and len(a_tokens) >= (
                     o.answer_ngram_size
@@ -463,7 +663,7 @@ class _Builder:
             if p_tokens is not None:
                 p_array = np.asarray(p_tokens, dtype=np.int64)
                 item.passage_token_length = len(p_tokens)
-                item.passage_token_set = frozenset(p_tokens)
+                self.passage_sets[item.item_id] = sorted_unique(p_array)
                 self.df_fields.append(p_array)
                 if len(p_tokens) >= o.passage_ngram_size:
                     p_source = p_array
@@ -471,9 +671,10 @@ class _Builder:
         self.p_tokens.append(p_source)
         answer = p.answer if p.has_answer_field and o.index_answers else ""
         if o.extended:
-            words = tuple(p.question.split())
+            # Interned: the items of a reference share most of their words.
+            words = tuple(map(sys.intern, p.question.split()))
             item.question_words = words
-            item.answer_words = tuple(answer.split())
+            item.answer_words = tuple(map(sys.intern, answer.split()))
             item.question_content_words = content_word_count(words)
             edits, offsets = plan_anchors(words, o)
             item.question_edits = edits
@@ -534,18 +735,18 @@ class _Builder:
         self.a_tokens = self.p_tokens = []
         a_idf, p_idf = _idf(a_table.df, total), _idf(p_table.df, total)
         a_list, p_list = a_idf.tolist(), p_idf.tolist()
-        for item, (a0, a1), (p0, p1) in zip(items, a_spans.tolist(), p_spans.tolist(), strict=True):
-            if a1 > a0:
-                item.answer_ngram_ids = frozenset(a_ids[a0:a1].tolist())
-                item.answer_idf_total = sum(a_list[i] for i in sorted(item.answer_ngram_ids))
-            if p1 > p0:
-                item.passage_ngram_ids = frozenset(p_ids[p0:p1].tolist())
-                item.passage_idf_total = sum(p_list[i] for i in sorted(item.passage_ngram_ids))
+        a_sets = _distinct_per_item(a_ids, a_spans, len(items))
+        p_sets = _distinct_per_item(p_ids, p_spans, len(items))
+        for item, a_set, p_set in zip(items, a_sets, p_sets, strict=True):
+            if a_set:
+                item.answer_idf_total = sum([a_list[i] for i in a_set])
+            if p_set:
+                item.passage_idf_total = sum([p_list[i] for i in p_set])
         token_df = _token_df(self.df_fields)
         self.df_fields = []
         answer_tokens: set[int] = set()
         for item in items:
-            answer_tokens |= item.answer_token_set
+            answer_tokens.update(item.answer_tokens or ())
         answer_token_idf = {
             t: math.log(total / int(token_df[t]))
             for t in answer_tokens
@@ -560,14 +761,18 @@ class _Builder:
         is_seed = full.copy()
         is_seed[hot_ids] = False
         seed_ids = np.flatnonzero(is_seed)
-        seeds = [tuple(row) for row in q_table.keys[seed_ids].tolist()]
+        seeds: Iterable[Sequence[int]] = _rows(q_table.keys, seed_ids)
         # compat none: an aligned question keeps one of its anchors intact.
         if self.anchor_runs:
-            seed_set = set(seeds)
             anchor_seeds = {
                 tuple(t) for t in self.encode_all([" ".join(run) for run in self.anchor_runs])
             }
-            seeds.extend(sorted(anchor_seeds - seed_set))
+            extra = []
+            for key in sorted(anchor_seeds):
+                nid = q_table.get(key)
+                if nid is None or not is_seed[nid]:
+                    extra.append(key)
+            seeds = itertools.chain(seeds, extra)
         word_anchors = sorted(run for table in self.anchors.by_length.values() for run in table)
         prefilter = build_prefilter(
             seeds, self.tok, word_anchors, self._idf_bound(q_table, ngram_idf, seed_ids, hot_ids)
@@ -578,11 +783,13 @@ class _Builder:
                 (it.item_id, it.eval_key, it.instance, it.question_words, it.template_key)
                 for it in items
             )
+        table = ItemTable.of(items, self.passage_sets, a_sets, p_sets)
+        self.items = []
         return ReferenceIndex(
             identity=identity,
             options=o,
             tokenizer=self.tok,
-            items=items,
+            items=table,
             question_ngrams=q_table,
             ngram_docs=Postings(q_table),
             ngram_idf=ngram_idf,
@@ -610,8 +817,22 @@ def _distinct_pairs(
     lengths = spans[:, 1] - spans[:, 0]
     owner = np.repeat(np.arange(n_items, dtype=np.int64), lengths)
     width = int(ids.max(initial=0)) + 1
-    pairs = np.unique(owner * width + ids)
+    pairs = sorted_unique(owner * width + ids)
     return pairs // width, pairs % width
+
+
+def _rows(matrix: np.ndarray, ids: np.ndarray) -> Iterator[list[int]]:
+    """The rows `ids` of `matrix` as lists, a slice at a time (never all at once)."""
+    for lo in range(0, len(ids), 1 << 16):
+        yield from matrix[ids[lo : lo + (1 << 16)]].tolist()
+
+
+def _distinct_per_item(ids: np.ndarray, spans: np.ndarray, n_items: int) -> list[list[int]]:
+    """Per item, its distinct ids ascending (from the table's window ids and spans)."""
+    pair_items, pair_ids = _distinct_pairs(ids, spans, n_items)
+    bounds = np.searchsorted(pair_items, np.arange(n_items + 1)).tolist()
+    flat = pair_ids.tolist()
+    return [flat[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _token_df(fields: list[np.ndarray]) -> np.ndarray:
@@ -621,7 +842,7 @@ def _token_df(fields: list[np.ndarray]) -> np.ndarray:
     tokens = np.concatenate(fields)
     owner = np.repeat(np.arange(len(fields), dtype=np.int64), [len(f) for f in fields])
     width = int(tokens.max(initial=0)) + 1
-    distinct = np.unique(owner * width + tokens)
+    distinct = sorted_unique(owner * width + tokens)
     return np.bincount(distinct % width)
 
 
@@ -646,15 +867,30 @@ def _snippet(text: str) -> str:
 
 def build_index(records: Iterable[tuple[str, int, dict]], options: DetectOptions) -> ReferenceIndex:
     """Build the index from (file name, line number, record) triples."""
-    builder = _Builder(options, get_tokenizer(options.tokenizer))
-    for file_name, line_num, record in records:
-        builder.add(file_name, line_num, record)
-    return builder.finish()
+    with _no_gc_pauses():
+        builder = _Builder(options, get_tokenizer(options.tokenizer))
+        for file_name, line_num, record in records:
+            builder.add(file_name, line_num, record)
+        return builder.finish()
 
 
 def load_index(path: Path, options: DetectOptions) -> ReferenceIndex:
     """Read every reference file under `path` and build the index."""
-    builder = _Builder(options, get_tokenizer(options.tokenizer))
-    for file_name, line_num, record in read_records(path, builder.stats):
-        builder.add(file_name, line_num, record)
-    return builder.finish()
+    with _no_gc_pauses():
+        builder = _Builder(options, get_tokenizer(options.tokenizer))
+        for file_name, line_num, record in read_records(path, builder.stats):
+            builder.add(file_name, line_num, record)
+        return builder.finish()
+
+
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """The cyclic garbage collector off while the index is built: the build makes millions of
+    objects and no cycles, and each full collection would walk all of them again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

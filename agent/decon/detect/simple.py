@@ -311,9 +311,9 @@ class Scanner:
                     return True
                 for d in docs_of[nid]:
                     reach[d] = reach.get(d, 0.0) + weight
-        items = self.index.items
+        idf_sums = self.index.items.question_idf_sums
         for d, total in reach.items():
-            need = items[d].question_idf_sum * min_q
+            need = float(idf_sums[d]) * min_q
             if need > 0 and total >= need * (1 - 1e-9):
                 return True
         return False
