@@ -63,10 +63,7 @@ def allowed_edits(n_words: int, options: DetectOptions) -> int:
 
 
 def _prefix(values: Iterable[int]) -> list[int]:
-    out = [0]
-    for v in values:
-        out.append(out[-1] + v)
-    return out
+    return list(itertools.accumulate(values, initial=0))
 
 
 def question_chunks(
