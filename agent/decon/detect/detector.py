@@ -103,7 +103,17 @@ class SimpleDetector:
 def load_detector(reference: Path | str, options: DetectOptions) -> DocumentDetector:
     """Build the detector of `options.mode` from a Decon eval file or directory tree."""
     if options.mode == "simple":
-        return SimpleDetector(load_index(Path(reference), options))
+        from decon.detect.indexfile import is_index_file, open_index
+
+        path = Path(reference)
+        if path.is_file() and is_index_file(path):
+            return SimpleDetector(open_index(path, options))
+        return SimpleDetector(load_index(path, options))
+    if Path(reference).is_file():
+        from decon.detect.indexfile import is_index_file
+
+        if is_index_file(Path(reference)):
+            raise UserError(f"{reference}: index files are for mode simple, not {options.mode}")
     if options.mode == "minhash":
         from decon.detect.minhash import load_minhash
 

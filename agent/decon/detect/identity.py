@@ -36,13 +36,15 @@ def masked_question(question: str) -> str:
     last_end = 0
     for m in _WORD.finditer(question):
         word = m.group()
-        if _NUMBER.search(word):
+        start, end = m.span()
+        # (letters are never digits: only other words can hold a number)
+        if not word.isalpha() and _NUMBER.search(word):
             out.append(_NUMBER.sub("0", word.lower()))
-        elif word[0].isupper() and out and not _SENTENCE_END.search(question[last_end : m.start()]):
+        elif word[0].isupper() and out and not _SENTENCE_END.search(question[last_end:start]):
             out.append("N" if word != "I" else "i")
         else:
             out.append(word.lower())
-        last_end = m.end()
+        last_end = end
     return " ".join(out)
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from decon.detect.ngramtable import sorted_unique
 from decon.detect.normalize import WHITESPACE_CHARS, ascii_table, lowered_utf8, non_ascii_utf8
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
@@ -26,18 +27,19 @@ NgramKey = tuple[int, ...]
 Run = tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Prefilter:
     """Anchors: a document that contains none of them has no match (lossless).
 
-    `runs` is, per run length k, a map from a run of k consecutive words to the texts of which
-    the document (" " + its joined words) must then contain one (no texts: the run suffices);
-    `fragments` are such texts for n-grams that lie inside at most two words.
+    The chunk form (`select...`) is what the pipeline uses. The per-document form
+    (`may_match`) is made from `seed_bytes` on its first use: `runs` is, per run length k, a
+    map from a run of k consecutive words to the texts of which the document (" " + its joined
+    words) must then contain one (no texts: the run suffices); `fragments` are such texts for
+    n-grams that lie inside at most two words.
     """
 
-    runs: tuple[tuple[int, dict[Run, tuple[str, ...]]], ...]
-    fragments: tuple[str, ...]
-    key_sets: dict[int, frozenset[Run]]  # the runs of each table, for set intersection
+    seed_bytes: SeedBytes
+    word_seeds: bool  # the word tokenizer's seeds (a token is a word)
     chunk: ChunkFilter = field(default=None, compare=False)  # type: ignore[assignment]
     # compat none: the word anchors of the alignment rules alone (see `select_anchored`).
     anchors: ChunkFilter | None = field(default=None, compare=False)
@@ -61,15 +63,29 @@ class Prefilter:
         Words are given for the texts that are selected or hold an anchor."""
         return self.chunk.select_marked(texts, punctuation_chars, self.anchors, self.bound)
 
+    @property
+    def document_anchors(self) -> _DocumentAnchors:
+        got = self.__dict__.get("_document_anchors")
+        if got is None:
+            got = _DocumentAnchors.build(self.seed_bytes, self.word_seeds)
+            self.__dict__["_document_anchors"] = got
+        return got
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_document_anchors", None)
+        return state
+
     def may_match(self, words: list[str]) -> bool:
         """False only when no indexed, non-hot question n-gram can occur in `words`."""
+        doc = self.document_anchors
         joined = None
         if self.chunk is not None and self.chunk.surrogates_pass:
             joined = " " + " ".join(words)
             if not joined.isascii() and _has_surrogate(joined):
                 return True
-        for k, table in self.runs:
-            keys = self.key_sets[k]
+        for k, table in doc.runs:
+            keys = doc.key_sets[k]
             # One C-level pass over the document's k-word runs.
             hits = keys.intersection(zip(*(words[i:] for i in range(k)), strict=False))
             for run in hits:
@@ -80,15 +96,58 @@ class Prefilter:
                     joined = " " + " ".join(words)
                 if any(t in joined for t in texts):
                     return True
-        if not self.fragments:
+        if not doc.fragments:
             return False
         if joined is None:
             joined = " " + " ".join(words)
-        return any(f in joined for f in self.fragments)
+        return any(f in joined for f in doc.fragments)
 
     @property
     def size(self) -> int:
-        return sum(len(t) for _, t in self.runs) + len(self.fragments)
+        doc = self.document_anchors
+        return sum(len(t) for _, t in doc.runs) + len(doc.fragments)
+
+
+@dataclass(frozen=True, eq=False)
+class SeedBytes:
+    """Byte strings in one buffer: string i is data[offsets[i]:offsets[i + 1]]."""
+
+    data: bytes
+    offsets: np.ndarray
+
+    @classmethod
+    def of(cls, strings: list[bytes]) -> SeedBytes:
+        offsets = np.zeros(len(strings) + 1, dtype=np.int64)
+        np.cumsum([len(x) for x in strings], out=offsets[1:])
+        return cls(b"".join(strings), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __iter__(self) -> Iterator[bytes]:
+        data, bounds = self.data, self.offsets.tolist()
+        return (data[a:b] for a, b in itertools.pairwise(bounds))
+
+
+@dataclass(frozen=True)
+class _DocumentAnchors:
+    """The per-document form's anchors (see `Prefilter`)."""
+
+    runs: tuple[tuple[int, dict[Run, tuple[str, ...]]], ...]
+    fragments: tuple[str, ...]
+    key_sets: dict[int, frozenset[Run]]  # the runs of each table, for set intersection
+
+    @classmethod
+    def build(cls, seeds: SeedBytes, word_seeds: bool) -> _DocumentAnchors:
+        runs, fragments = _document_anchors(seeds, word_seeds)
+        return cls(
+            runs=tuple(
+                (k, {r: tuple(sorted(t)) for r, t in sorted(table.items())})
+                for k, table in sorted(runs.items())
+            ),
+            key_sets={k: frozenset(table) for k, table in runs.items()},
+            fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
+        )
 
 
 # Longest word run used as a BPE anchor; longer runs reject more but cost a bigger tuple.
@@ -97,14 +156,16 @@ MAX_BPE_ANCHOR_WORDS = 3
 
 @dataclass(frozen=True)
 class WeightedSeeds:
-    """Seeds that bound a score (see `SeedBound`): per seed its groups and weight, and per
-    group the total it needs and the most that seeds left out can add (`slack`)."""
+    """The first `count` seeds bound a score (see `SeedBound`): per seed its groups
+    (`groups[offsets[s]:offsets[s + 1]]`) and weight, and per group the total it needs and
+    the most that seeds left out can add (`slack`)."""
 
-    keys: list[NgramKey]
-    groups: list[frozenset[int]]
-    weights: list[float]
-    needs: list[float]
-    slack: list[float]
+    count: int
+    offsets: np.ndarray
+    groups: np.ndarray
+    weights: np.ndarray
+    needs: np.ndarray
+    slack: np.ndarray
 
 
 def build_prefilter(
@@ -117,7 +178,7 @@ def build_prefilter(
 
     `word_anchors` (runs of normalised words) also get a chunk filter of their own, which says
     which documents can contain one (`Prefilter.select_anchored`). With `weighted`, the chunk
-    form looks for the weighted seeds instead (they must include every seed that can start a
+    form looks for the weighted seeds only (they must include every seed that can start a
     match), and selects a text only when their bound is reached (`SeedBound`).
 
     Why nothing is lost: a document is scanned as the tokens of its normalised words, and the
@@ -140,23 +201,19 @@ def build_prefilter(
     anchor_bytes = [
         (" " + " ".join(run) + " ").encode("utf-8", "surrogatepass") for run in anchor_runs
     ]
-    seeds = list(seeds)
-    runs, fragments = _document_anchors([(key, _seed_bytes(key, tok)) for key in seeds], tok)
+    seed_bytes = seed_byte_strings(seeds, tok)
     # The chunk form: the weighted seeds and their bound, when given.
-    chunk_seeds = seeds if weighted is None else weighted.keys
+    chunk_seeds = seed_bytes if weighted is None else seed_bytes[: weighted.count]
     bound = None
     if weighted is not None:
-        bound = SeedBound.build(weighted.groups, weighted.weights, weighted.needs, weighted.slack)
+        bound = SeedBound(
+            weighted.offsets, weighted.groups, weighted.weights, weighted.needs, weighted.slack
+        )
+    is_word = isinstance(tok, WordTokenizer)
     return Prefilter(
-        runs=tuple(
-            (k, {r: tuple(sorted(t)) for r, t in sorted(table.items())})
-            for k, table in sorted(runs.items())
-        ),
-        key_sets={k: frozenset(table) for k, table in runs.items()},
-        fragments=tuple(sorted(fragments, key=lambda f: (-len(f), f))),
-        chunk=ChunkFilter.build(
-            [_seed_bytes(key, tok) for key in chunk_seeds], bpe=not isinstance(tok, WordTokenizer)
-        ),
+        seed_bytes=SeedBytes.of(seed_bytes),
+        word_seeds=is_word,
+        chunk=ChunkFilter.build(chunk_seeds, bpe=not is_word),
         anchors=ChunkFilter.build(anchor_bytes) if anchor_bytes else None,
         anchor_runs=anchor_runs,
         bound=bound,
@@ -164,15 +221,16 @@ def build_prefilter(
 
 
 def _document_anchors(
-    seeds: list[tuple[NgramKey, bytes]], tok: Tokenizer
+    seeds: Iterable[bytes], word_seeds: bool
 ) -> tuple[dict[int, dict[Run, set[str]]], set[str]]:
-    """The per-document form's anchors of seeds given with their bytes (`_seed_bytes`): word
-    runs with the texts that confirm them, and fragments (see `build_prefilter`)."""
+    """The per-document form's anchors of seeds given by their bytes (`seed_byte_strings`):
+    word runs with the texts that confirm them, and fragments (see `build_prefilter`)."""
     runs: dict[int, dict[Run, set[str]]] = {}
     fragments: set[str] = set()
-    for key, raw in seeds:
-        if isinstance(tok, WordTokenizer):
-            runs.setdefault(len(key), {})[tuple(tok.words[t] for t in key)] = set()
+    for raw in seeds:
+        if word_seeds:
+            run_ = tuple(raw.decode("utf-8", "surrogatepass").split(" ")[1:-1])
+            runs.setdefault(len(run_), {})[run_] = set()
             continue
         # Partial characters can only sit at the ends of a substring of valid UTF-8.
         text = raw.decode("utf-8", errors="ignore")
@@ -195,13 +253,18 @@ def _document_anchors(
     return runs, fragments
 
 
-def _seed_bytes(key: NgramKey, tok: Tokenizer) -> bytes:
-    """The bytes a seed's tokens stand for in " " + the joined words (a word seed's with
+def seed_byte_strings(seeds: Iterable[NgramKey], tok: Tokenizer) -> list[bytes]:
+    """The bytes each seed's tokens stand for in " " + the joined words (a word seed's with
     the spaces that delimit its words)."""
     if isinstance(tok, WordTokenizer):
-        return (" " + " ".join(tok.words[t] for t in key) + " ").encode("utf-8", "surrogatepass")
+        words = tok.words
+        return [
+            (" " + " ".join([words[t] for t in key]) + " ").encode("utf-8", "surrogatepass")
+            for key in seeds
+        ]
     assert isinstance(tok, BpeTokenizer)
-    return b"".join(tok.decode_token(t) for t in key)
+    table = tok.token_bytes
+    return [b"".join([table[t] for t in key]) for key in seeds]
 
 
 def _has_surrogate(text: str) -> bool:
@@ -318,7 +381,7 @@ class _KeySet:
 
     @classmethod
     def of(cls, keys: np.ndarray) -> _KeySet:
-        unique = np.unique(keys)
+        unique = sorted_unique(keys)
         bits = min(22, max(10, (16 * len(unique)).bit_length()))
         shift = _U(64 - bits)
         bitmap = np.zeros(1 << bits, dtype=bool)
@@ -401,7 +464,7 @@ class SeedBound:
         allowed) can reach some group's need."""
         out = np.zeros(n_texts, dtype=bool)
         n_seeds = len(self.offsets) - 1
-        pairs = np.unique(texts.astype(np.int64) * n_seeds + seeds)
+        pairs = sorted_unique(texts.astype(np.int64) * n_seeds + seeds)
         texts, seeds = pairs // n_seeds, pairs % n_seeds
         first, counts = self.offsets[seeds], np.diff(self.offsets)[seeds]
         groups = self.groups[_ranges(first, counts)]
@@ -472,18 +535,22 @@ class ChunkFilter:
                     always.append(seed)
                 continue
             left, inner, right = pieces[0], pieces[1:-1], pieces[-1]
-            if any(not w for w in inner):
+            if b"  " in raw:
                 continue  # two spaces in a row never occur in normalised text
-            try:
-                for w in inner:
-                    w.decode("utf-8", "surrogatepass")
-            except UnicodeDecodeError:
-                continue  # a token sequence that no text encodes to
+            if inner and not raw.isascii():
+                # The inner words, space-separated, are valid UTF-8 iff each one is.
+                try:
+                    b" ".join(inner).decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError:
+                    continue  # a token sequence that no text encodes to
             if inner:
                 k = min(len(inner), MAX_RUN_WORDS)
-                at = max(
-                    range(len(inner) - k + 1), key=lambda i: (sum(map(len, inner[i : i + k])), -i)
-                )
+                at = 0
+                if len(inner) > k:
+                    at = max(
+                        range(len(inner) - k + 1),
+                        key=lambda i: (sum(map(len, inner[i : i + k])), -i),
+                    )
                 run = b" ".join(inner[at : at + k])
                 # The partial words around a run of common words are what make it selective
                 # (only those adjacent to the chosen window can be checked).
@@ -754,7 +821,7 @@ def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes, 
     groups = np.zeros(len(anchors.keys), dtype=np.uint32)
     extended = []
     sizes = np.array([(len(r[1]), len(r[2])) for r in rows]).reshape(-1, 2)
-    for g, (left, right) in enumerate(sorted({(int(x), int(y)) for x, y in sizes})):
+    for g, (left, right) in enumerate(np.unique(sizes, axis=0).tolist()):
         sel = np.flatnonzero((sizes[:, 0] == left) & (sizes[:, 1] == right))
         tails, heads = _neighbours(words, at[sel], max(kind, 0))
         full = _full_keys(keys[sel], tails, heads, left, right)

@@ -14,19 +14,25 @@ prefilter too, which therefore stays lossless).
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import itertools
 import json
 import math
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from decon.detect.identity import Identity, build_identity, template_key
 from decon.detect.io import is_data_file, iter_lines
+from decon.detect.ngramtable import NgramTable, Postings, sorted_unique
 from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
-from decon.detect.prefilter import NgramKey, Prefilter, WeightedSeeds, build_prefilter
+from decon.detect.prefilter import Prefilter, WeightedSeeds, _ranges, build_prefilter
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer, get_tokenizer
 
 # English function words: never count as evidence that a text is a given eval item.
@@ -56,24 +62,32 @@ def allowed_edits(n_words: int, options: DetectOptions) -> int:
     return min(options.max_word_edits, max(1, round(n_words * options.word_edit_rate)))
 
 
-def question_chunks(words: tuple[str, ...], edits: int) -> list[tuple[int, int]]:
+def _prefix(values: Iterable[int]) -> list[int]:
+    return list(itertools.accumulate(values, initial=0))
+
+
+def question_chunks(
+    words: tuple[str, ...], edits: int, content: list[int] | None = None
+) -> list[tuple[int, int]]:
     """At most `edits + 1` contiguous chunks covering `words` (pigeonhole: an occurrence with
     fewer edits than chunks keeps one chunk intact), cut greedily once a chunk has its share of
     the words and a content word; a lone word must be long. No anchor is then a common word or
-    a function-word run (which would make the prefilter pass most documents)."""
+    a function-word run (which would make the prefilter pass most documents). `content`: the
+    prefix counts of content words (computed when not given)."""
+    if content is None:
+        content = _prefix(w not in FUNCTION_WORDS for w in words)
     target = max(2, len(words) // (edits + 1))
     chunks: list[tuple[int, int]] = []
     start = 0
     for i in range(len(words)):
-        piece = words[start : i + 1]
-        lone = len(piece) == 1 and target == 2 and len(piece[0]) >= LONE_ANCHOR_CHARS
-        if (len(piece) >= target or lone) and content_word_count(piece):
+        size = i + 1 - start
+        lone = size == 1 and target == 2 and len(words[i]) >= LONE_ANCHOR_CHARS
+        if (size >= target or lone) and content[i + 1] > content[start]:
             chunks.append((start, i + 1))
             start = i + 1
     if not chunks:
         return [(0, len(words))]
-    tail = words[start:]
-    if len(tail) >= 2 and content_word_count(tail):
+    if len(words) - start >= 2 and content[len(words)] > content[start]:
         chunks.append((start, len(words)))
     chunks[-1] = (chunks[-1][0], len(words))
     if len(chunks) > edits + 1:
@@ -81,15 +95,20 @@ def question_chunks(words: tuple[str, ...], edits: int) -> list[tuple[int, int]]
     return chunks
 
 
-def chunk_anchor(words: tuple[str, ...], start: int, end: int) -> tuple[int, int]:
-    """The run of up to ANCHOR_WORDS words inside [start, end) with the most content letters."""
+def chunk_anchor(
+    words: tuple[str, ...], start: int, end: int, letters: list[int] | None = None
+) -> tuple[int, int]:
+    """The run of up to ANCHOR_WORDS words inside [start, end) with the most content letters
+    (the first such run). `letters`: prefix sums of content-word lengths (computed when not
+    given)."""
+    if letters is None:
+        letters = _prefix(len(w) if w not in FUNCTION_WORDS else 0 for w in words)
     k = min(ANCHOR_WORDS, end - start)
-
-    def weight(i: int) -> tuple[int, int]:
-        run = words[i : i + k]
-        return (sum(len(w) for w in run if w not in FUNCTION_WORDS), -i)
-
-    best = max(range(start, end - k + 1), key=weight)
+    best, weight = start, -1
+    for i in range(start, end - k + 1):
+        w = letters[i + k] - letters[i]
+        if w > weight:
+            best, weight = i, w
     return best, best + k
 
 
@@ -100,10 +119,13 @@ def plan_anchors(
 
     Edits are capped at (anchorable chunks - 1), so no anchor is a lone function word or
     short word (which would make the prefilter pass most documents)."""
-    if len(words) < MIN_ALIGNED_WORDS or content_word_count(words) < options.min_content_words:
+    is_content = [w not in FUNCTION_WORDS for w in words]
+    content = _prefix(is_content)
+    if len(words) < MIN_ALIGNED_WORDS or content[-1] < options.min_content_words:
         return 0, []
-    chunks = question_chunks(words, allowed_edits(len(words), options))
-    return len(chunks) - 1, [chunk_anchor(words, s, e) for s, e in chunks]
+    letters = _prefix(len(w) if c else 0 for w, c in zip(words, is_content, strict=True))
+    chunks = question_chunks(words, allowed_edits(len(words), options), content)
+    return len(chunks) - 1, [chunk_anchor(words, s, e, letters) for s, e in chunks]
 
 
 @dataclass
@@ -116,7 +138,7 @@ class WordAnchors:
         self.by_length.setdefault(len(run), {}).setdefault(run, []).append((item_id, offset))
 
 
-@dataclass
+@dataclass(slots=True)
 class EvalItem:
     """One indexed eval record (the hot fields used in scoring plus report metadata)."""
 
@@ -148,7 +170,7 @@ class EvalItem:
     question_content_words: int = 0
     template_key: int = 0  # equal for questions made from one template (`identity`)
 
-    @cached_property
+    @property
     def passage_words(self) -> tuple[str, ...]:
         """The normalised words of the passage (its first 1000), for the alignment rules."""
         return tuple(self.passage_text.split()) if self.passage_text else ()
@@ -166,6 +188,203 @@ class EvalItem:
     @property
     def has_passage(self) -> bool:
         return self.passage_token_set is not None
+
+
+_INT_FIELDS = (
+    "eval_line",
+    "eval_instance_index",
+    "question_token_length",
+    "unique_ngrams",
+    "passage_token_length",
+    "question_edits",
+    "question_content_words",
+    "template_key",
+)
+_FLOAT_FIELDS = ("question_idf_sum", "answer_idf_total", "passage_idf_total")
+_NAME_FIELDS = ("eval_key", "split", "reference_file")
+_CSR_FIELDS = ("answer_tokens", "passage_token_set", "answer_ngram_ids", "passage_ngram_ids")
+# Flag bits of an item.
+_NGRAM_INDEXED, _HAS_ANSWER, _HAS_PASSAGE, _ANSWER_TEXT, _PASSAGE_TEXT, _FINGERPRINT = (
+    1,
+    2,
+    4,
+    8,
+    16,
+    32,
+)
+_QWORDS_ARE_TEXT, _AWORDS_ARE_TEXT = 64, 128
+_TEXTS = 6  # per item: fingerprint, question, answer, passage text, question, answer words
+
+
+class ItemTable(Sequence[EvalItem]):
+    """The indexed items in flat arrays (one row each, texts in one UTF-8 buffer, token and
+    n-gram id sets as CSR); `table[i]` makes item i's `EvalItem`, kept in a bounded cache
+    (a job's documents touch few items)."""
+
+    MAX_CACHED = 1 << 15
+
+    def __init__(self, columns: dict[str, Any]) -> None:
+        self.columns = columns
+        self._cache: dict[int, EvalItem] = {}
+
+    @classmethod
+    def of(
+        cls,
+        items: list[EvalItem],
+        passage_sets: dict[int, np.ndarray] | None = None,
+        answer_ngram_ids: list[list[int]] | None = None,
+        passage_ngram_ids: list[list[int]] | None = None,
+    ) -> ItemTable:
+        """The table of `items`; the builder passes their token and n-gram id sets apart
+        (item id -> passage tokens, and per item its ascending answer / passage n-gram ids),
+        so that they are never Python sets."""
+        n = len(items)
+        ints = np.array([[getattr(it, f) for f in _INT_FIELDS] for it in items], dtype=np.int64)
+        floats = np.array(
+            [[getattr(it, f) for f in _FLOAT_FIELDS] for it in items], dtype=np.float64
+        )
+        names: dict[str | None, int] = {}
+        codes = np.array(
+            [[names.setdefault(getattr(it, f), len(names)) for f in _NAME_FIELDS] for it in items],
+            dtype=np.int32,
+        )
+        flags = np.zeros(n, dtype=np.int64)
+        texts: list[bytes] = []
+        csr: dict[str, list[list[int]]] = {f: [] for f in _CSR_FIELDS}
+        for i, it in enumerate(items):
+            bits = _NGRAM_INDEXED if it.ngram_indexed else 0
+            q_words, a_words = " ".join(it.question_words), " ".join(it.answer_words)
+            if q_words == it.question_text:
+                bits |= _QWORDS_ARE_TEXT
+                q_words = ""
+            if a_words == (it.answer_text or ""):
+                bits |= _AWORDS_ARE_TEXT
+                a_words = ""
+            bits |= _HAS_ANSWER if it.answer_tokens is not None else 0
+            has_passage = it.passage_token_set is not None or (
+                passage_sets is not None and i in passage_sets
+            )
+            bits |= _HAS_PASSAGE if has_passage else 0
+            bits |= _ANSWER_TEXT if it.answer_text is not None else 0
+            bits |= _PASSAGE_TEXT if it.passage_text is not None else 0
+            bits |= _FINGERPRINT if it.fingerprint is not None else 0
+            flags[i] = bits
+            for text in (
+                it.fingerprint or "",
+                it.question_text,
+                it.answer_text or "",
+                it.passage_text or "",
+                q_words,
+                a_words,
+            ):
+                texts.append(text.encode("utf-8", "surrogatepass"))
+            csr["answer_tokens"].append(it.answer_tokens or [])
+            if passage_sets is not None:
+                got = passage_sets.get(i)
+                csr["passage_token_set"].append([] if got is None else got.tolist())
+            else:
+                csr["passage_token_set"].append(sorted(it.passage_token_set or ()))
+            csr["answer_ngram_ids"].append(
+                answer_ngram_ids[i] if answer_ngram_ids is not None else sorted(it.answer_ngram_ids)
+            )
+            csr["passage_ngram_ids"].append(
+                passage_ngram_ids[i]
+                if passage_ngram_ids is not None
+                else sorted(it.passage_ngram_ids)
+            )
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in texts], out=offsets[1:])
+        columns: dict[str, Any] = {
+            "ints": ints.reshape(n, len(_INT_FIELDS)),
+            "floats": floats.reshape(n, len(_FLOAT_FIELDS)),
+            "codes": codes.reshape(n, len(_NAME_FIELDS)),
+            "names": list(names),
+            "flags": flags,
+            "text_data": np.frombuffer(b"".join(texts), dtype=np.uint8),
+            "text_offsets": offsets,
+        }
+        for name, rows in csr.items():
+            bounds = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum([len(r) for r in rows], out=bounds[1:])
+            flat = [v for r in rows for v in r]
+            columns[name] = (bounds, np.array(flat, dtype=np.int64))
+        return cls(columns)
+
+    def __len__(self) -> int:
+        return len(self.columns["flags"])
+
+    @property
+    def question_idf_sums(self) -> np.ndarray:
+        return self.columns["floats"][:, 0]
+
+    @property
+    def ngram_indexed(self) -> np.ndarray:
+        return (self.columns["flags"] & _NGRAM_INDEXED).astype(bool)
+
+    def __getitem__(self, i: int) -> EvalItem:  # type: ignore[override]
+        got = self._cache.get(i)
+        if got is None:
+            if not 0 <= i < len(self):
+                raise IndexError(i)
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            got = self._cache[i] = self._make(i)
+        return got
+
+    def __iter__(self) -> Iterator[EvalItem]:
+        return (self._make(i) for i in range(len(self)))
+
+    def _csr(self, name: str, i: int) -> list[int]:
+        bounds, flat = self.columns[name]
+        return flat[bounds[i] : bounds[i + 1]].tolist()
+
+    def _make(self, i: int) -> EvalItem:
+        c = self.columns
+        ints = dict(zip(_INT_FIELDS, c["ints"][i].tolist(), strict=True))
+        floats = dict(zip(_FLOAT_FIELDS, c["floats"][i].tolist(), strict=True))
+        names = {
+            f: c["names"][k] for f, k in zip(_NAME_FIELDS, c["codes"][i].tolist(), strict=True)
+        }
+        bits = int(c["flags"][i])
+        at = c["text_offsets"][_TEXTS * i : _TEXTS * i + _TEXTS + 1].tolist()
+        raw = c["text_data"][at[0] : at[-1]].tobytes()
+        base = at[0]
+        fingerprint, question, answer, passage, q_words, a_words = (
+            raw[a - base : b - base].decode("utf-8", "surrogatepass")
+            for a, b in itertools.pairwise(at)
+        )
+        if bits & _QWORDS_ARE_TEXT:
+            q_words = question
+        if bits & _AWORDS_ARE_TEXT:
+            a_words = answer
+        answer_tokens = self._csr("answer_tokens", i) if bits & _HAS_ANSWER else None
+        return EvalItem(
+            item_id=i,
+            fingerprint=fingerprint if bits & _FINGERPRINT else None,
+            question_text=question,
+            answer_text=answer if bits & _ANSWER_TEXT else None,
+            passage_text=passage if bits & _PASSAGE_TEXT else None,
+            answer_tokens=answer_tokens,
+            answer_token_set=frozenset(answer_tokens or ()),
+            passage_token_set=(
+                frozenset(self._csr("passage_token_set", i)) if bits & _HAS_PASSAGE else None
+            ),
+            answer_ngram_ids=frozenset(self._csr("answer_ngram_ids", i)),
+            passage_ngram_ids=frozenset(self._csr("passage_ngram_ids", i)),
+            ngram_indexed=bool(bits & _NGRAM_INDEXED),
+            question_words=tuple(q_words.split()),
+            answer_words=tuple(a_words.split()),
+            **ints,
+            **floats,
+            **names,
+        )
+
+    def __getstate__(self) -> dict:
+        return {"columns": self.columns}
+
+    def __setstate__(self, state: dict) -> None:
+        self.columns = state["columns"]
+        self._cache = {}
 
 
 @dataclass
@@ -191,15 +410,15 @@ class ReferenceIndex:
 
     options: DetectOptions
     tokenizer: Tokenizer
-    items: list[EvalItem]
-    question_ngrams: dict[NgramKey, int]  # n-gram -> n-gram id
-    ngram_docs: list[frozenset[int]]  # n-gram id -> item ids
-    ngram_idf: list[float]
+    items: ItemTable
+    question_ngrams: NgramTable  # n-gram -> n-gram id (and id -> items)
+    ngram_docs: Postings  # n-gram id -> item ids
+    ngram_idf: np.ndarray
     hot: frozenset[int]  # n-gram ids that never seed a cluster
-    answer_ngrams: dict[NgramKey, int]
-    answer_ngram_idf: list[float]
-    passage_ngrams: dict[NgramKey, int]
-    passage_ngram_idf: list[float]
+    answer_ngrams: NgramTable
+    answer_ngram_idf: np.ndarray
+    passage_ngrams: NgramTable
+    passage_ngram_idf: np.ndarray
     answer_token_idf: dict[int, float]
     prefilter: Prefilter
     stats: ReferenceStats
@@ -208,7 +427,7 @@ class ReferenceIndex:
 
     @property
     def total_docs(self) -> int:
-        return sum(1 for item in self.items if item.ngram_indexed)
+        return int(self.items.ngram_indexed.sum())
 
 
 def reference_files(path: Path) -> list[Path]:
@@ -261,37 +480,59 @@ def record_source(file_name: str, line_num: int, record: dict) -> dict[str, Any]
     }
 
 
+# Records normalised and filtered per batch, so BPE encodes a batch at a time (threads).
+BUILD_BATCH = 4096
+
+
+@dataclass
+class _Pending:
+    """One record read, normalised, not yet filtered."""
+
+    file_name: str
+    line_num: int
+    record: dict
+    question: str
+    answer: str
+    passage: str
+    has_answer_field: bool
+    combined: str
+
+
 class _Builder:
+    """Builds the index in batches of records, the n-gram tables in one vectorised pass."""
+
     def __init__(self, options: DetectOptions, tokenizer: Tokenizer) -> None:
         self.o = options
         self.tok = tokenizer
         self.items: list[EvalItem] = []
-        self.q_ngrams: dict[NgramKey, int] = {}
-        self.q_docs: list[set[int]] = []
-        self.q_item_ngrams: list[set[int]] = []
-        self.a_ngrams: dict[NgramKey, int] = {}
-        self.a_df: list[int] = []
-        self.p_ngrams: dict[NgramKey, int] = {}
-        self.p_df: list[int] = []
-        self.token_df: dict[int, int] = {}
+        self.q_tokens: list[np.ndarray | None] = []  # per item (None: aligned only)
+        self.a_tokens: list[np.ndarray | None] = []  # per item: answer n-gram source
+        self.p_tokens: list[np.ndarray | None] = []  # per item: passage n-gram source
+        self.df_fields: list[np.ndarray] = []  # each record field's tokens
         self.seen: set[tuple[str, str]] = set()
         self.stats = ReferenceStats()
         self.anchors = WordAnchors()
-        self.anchor_seeds: set[NgramKey] = set()
+        self.anchor_runs: list[tuple[str, ...]] = []  # in order of first addition
+        self.pending: list[_Pending] = []
+        self.passage_sets: dict[int, np.ndarray] = {}  # item id -> its passage's tokens
 
-    def encode(self, cleaned: str) -> list[int]:
+    def encode_all(self, texts: list[str]) -> list[list[int]]:
         if isinstance(self.tok, WordTokenizer):
-            return self.tok.add(cleaned)
-        return self.tok.encode(cleaned)
+            return [self.tok.add(t) for t in texts]
+        assert isinstance(self.tok, BpeTokenizer)
+        return self.tok.encode_batch(texts) if texts else []
 
-    def count_tokens(self, combined: str) -> int:
+    def count_tokens(self, combined: list[str]) -> list[int]:
         if isinstance(self.tok, BpeTokenizer):
-            tokens = self.tok.encode(combined)
-            return sum(1 for t in tokens if self.tok.decode_token(t).strip(b" "))
-        return len(combined.split())
+            blank = _blank_tokens(self.tok)
+            return [
+                len(t) - int(blank[np.asarray(t, dtype=np.int64)].sum()) if t else 0
+                for t in self.tok.encode_batch(combined)
+            ]
+        return [len(c.split()) for c in combined]
 
     def add(self, file_name: str, line_num: int, record: dict) -> None:
-        o, st = self.o, self.stats
+        o = self.o
         question = normalize(record_text(record, "question"), o.punctuation_chars)
         has_answer_field = "answer" in record
         answer = normalize(record_text(record, "answer"), o.punctuation_chars)
@@ -303,207 +544,314 @@ class _Builder:
             parts.append(question)
         if o.index_answers and has_answer_field and answer:
             parts.append(answer)
-        combined = " ".join(parts)
-        too_short = bool(o.eval_min_token_length) and (
-            self.count_tokens(combined) < o.eval_min_token_length
+        self.pending.append(
+            _Pending(
+                file_name,
+                line_num,
+                record,
+                question,
+                answer,
+                passage,
+                has_answer_field,
+                " ".join(parts),
+            )
         )
-        if too_short and not o.extended:
-            st.skipped_min_tokens += 1
-            return
-        if o.eval_min_unique_word_count and len(set(combined.split())) < (
-            o.eval_min_unique_word_count
-        ):
-            st.skipped_min_unique_words += 1
-            return
-        source = record_source(file_name, line_num, record)
-        fingerprint = source["fingerprint"]
-        if o.eval_dedup and fingerprint is not None:
-            key = (source["eval_key"], fingerprint)
-            if key in self.seen:
-                st.skipped_duplicates += 1
-                return
-            self.seen.add(key)
-        if not question:
-            st.skipped_no_question += 1
-            return
-        item_id = len(self.items)
-        q_tokens = self.encode(question)
-        fields = {
-            "item_id": item_id,
-            **source,
-            "question_text": _snippet(question),
-            "answer_text": _snippet(answer) if has_answer_field else None,
-            "passage_text": _snippet(passage) if passage else None,
-            "question_token_length": len(q_tokens),
-        }
-        if o.extended:
-            fields["template_key"] = template_key(record_text(record, "question"))
-        if too_short:
-            item = EvalItem(**fields, unique_ngrams=0, ngram_indexed=False)
-            self._add_aligned_only(item, question, answer)
-            return
-        self._count_tokens_df(q_tokens)
-        n = o.ngram_size
-        if len(q_tokens) < n:
-            windows = [tuple(q_tokens)]
-        else:
-            windows = [tuple(q_tokens[i : i + n]) for i in range(len(q_tokens) - n + 1)]
-        ids: set[int] = set()
-        for key_ in windows:
-            nid = self.q_ngrams.get(key_)
-            if nid is None:
-                nid = self.q_ngrams[key_] = len(self.q_docs)
-                self.q_docs.append(set())
-            self.q_docs[nid].add(item_id)
-            ids.add(nid)
-        self.q_item_ngrams.append(ids)
-        item = EvalItem(**fields, unique_ngrams=len(ids))
-        if o.index_answers and has_answer_field and answer:
-            a_tokens = self.encode(answer)
-            item.answer_tokens = a_tokens
-            item.answer_token_set = frozenset(a_tokens)
-            self._count_tokens_df(a_tokens)
-            an = o.answer_ngram_size
-            if len(a_tokens) > o.short_answer_token_threshold and len(a_tokens) >= an:
-                a_ids = set()
-                for i in range(len(a_tokens) - an + 1):
-                    key_ = tuple(a_tokens[i : i + an])
-                    aid = self.a_ngrams.get(key_)
-                    if aid is None:
-                        aid = self.a_ngrams[key_] = len(self.a_df)
-                        self.a_df.append(0)
-                    a_ids.add(aid)
-                for aid in a_ids:
-                    self.a_df[aid] += 1
-                item.answer_ngram_ids = frozenset(a_ids)
-        if o.index_passages and passage:
-            p_tokens = self.encode(passage)
-            item.passage_token_length = len(p_tokens)
-            item.passage_token_set = frozenset(p_tokens)
-            self._count_tokens_df(p_tokens)
-            pn = o.passage_ngram_size
-            if len(p_tokens) >= pn:
-                p_ids = set()
-                for i in range(len(p_tokens) - pn + 1):
-                    key_ = tuple(p_tokens[i : i + pn])
-                    pid = self.p_ngrams.get(key_)
-                    if pid is None:
-                        pid = self.p_ngrams[key_] = len(self.p_df)
-                        self.p_df.append(0)
-                    p_ids.add(pid)
-                for pid in p_ids:
-                    self.p_df[pid] += 1
-                item.passage_ngram_ids = frozenset(p_ids)
-        self._append(item, question, answer if has_answer_field and o.index_answers else "")
+        if len(self.pending) >= BUILD_BATCH:
+            self.flush()
 
-    def _append(self, item: EvalItem, question: str, answer: str) -> None:
-        if self.o.extended:
-            words = tuple(question.split())
+    def flush(self) -> None:
+        """Filter the pending records in order, then encode the kept ones."""
+        o, st = self.o, self.stats
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        counts: list[int] = [0] * len(batch)
+        if o.eval_min_token_length:
+            counts = self.count_tokens([p.combined for p in batch])
+        kept: list[tuple[_Pending, dict, bool]] = []
+        for p, n_tokens in zip(batch, counts, strict=True):
+            too_short = bool(o.eval_min_token_length) and n_tokens < o.eval_min_token_length
+            if too_short and not o.extended:
+                st.skipped_min_tokens += 1
+                continue
+            if o.eval_min_unique_word_count and len(set(p.combined.split())) < (
+                o.eval_min_unique_word_count
+            ):
+                st.skipped_min_unique_words += 1
+                continue
+            source = record_source(p.file_name, p.line_num, p.record)
+            fingerprint = source["fingerprint"]
+            if o.eval_dedup and fingerprint is not None:
+                key = (source["eval_key"], fingerprint)
+                if key in self.seen:
+                    st.skipped_duplicates += 1
+                    continue
+                self.seen.add(key)
+            if not p.question:
+                st.skipped_no_question += 1
+                continue
+            kept.append((p, source, too_short))
+        if isinstance(self.tok, WordTokenizer):
+            # The vocabulary grows in record order: question, answer, passage.
+            encoded = []
+            for p, _, too_short in kept:
+                q = self.tok.add(p.question)
+                a = self._answer_indexed(p, too_short) and self.tok.add(p.answer) or None
+                pt = self._passage_indexed(p, too_short) and self.tok.add(p.passage) or None
+                encoded.append((q, a, pt))
+        else:
+            qs = self.encode_all([p.question for p, _, _ in kept])
+            a_texts = [p.answer for p, _, short in kept if self._answer_indexed(p, short)]
+            p_texts = [p.passage for p, _, short in kept if self._passage_indexed(p, short)]
+            a_iter, p_iter = iter(self.encode_all(a_texts)), iter(self.encode_all(p_texts))
+            encoded = [
+                (
+                    q,
+                    next(a_iter) if self._answer_indexed(p, short) else None,
+                    next(p_iter) if self._passage_indexed(p, short) else None,
+                )
+                for (p, _, short), q in zip(kept, qs, strict=True)
+            ]
+        for (p, source, too_short), (q, a, pt) in zip(kept, encoded, strict=True):
+            self._add_item(p, source, too_short, q, a, pt)
+
+    def _answer_indexed(self, p: _Pending, too_short: bool) -> bool:
+        return not too_short and self.o.index_answers and p.has_answer_field and bool(p.answer)
+
+    def _passage_indexed(self, p: _Pending, too_short: bool) -> bool:
+        return not too_short and self.o.index_passages and bool(p.passage)
+
+    def _add_item(
+        self,
+        p: _Pending,
+        source: dict[str, Any],
+        too_short: bool,
+        q_tokens: list[int],
+        a_tokens: list[int] | None,
+        p_tokens: list[int] | None,
+    ) -> None:
+        o = self.o
+        item = EvalItem(
+            item_id=len(self.items),
+            **source,
+            question_text=_snippet(p.question),
+            answer_text=_snippet(p.answer) if p.has_answer_field else None,
+            passage_text=_snippet(p.passage) if p.passage else None,
+            question_token_length=len(q_tokens),
+            unique_ngrams=0,
+            ngram_indexed=not too_short,
+        )
+        if o.extended:
+            item.template_key = template_key(record_text(p.record, "question"))
+        a_source = p_source = None
+        if too_short:
+            self.stats.aligned_only += 1
+            self.q_tokens.append(None)
+        else:
+            self.q_tokens.append(np.asarray(q_tokens, dtype=np.int64))
+            self.df_fields.append(self.q_tokens[-1])
+            if a_tokens is not None:
+                item.answer_tokens = a_tokens
+                self.df_fields.append(np.asarray(a_tokens, dtype=np.int64))
+                if len(a_tokens) > o.short_answer_token_threshold and len(a_tokens) >= (
+                    o.answer_ngram_size
+                ):
+                    a_source = np.asarray(a_tokens, dtype=np.int64)
+            if p_tokens is not None:
+                p_array = np.asarray(p_tokens, dtype=np.int64)
+                item.passage_token_length = len(p_tokens)
+                self.passage_sets[item.item_id] = sorted_unique(p_array)
+                self.df_fields.append(p_array)
+                if len(p_tokens) >= o.passage_ngram_size:
+                    p_source = p_array
+        self.a_tokens.append(a_source)
+        self.p_tokens.append(p_source)
+        answer = p.answer if p.has_answer_field and o.index_answers else ""
+        if o.extended:
+            # Interned: the items of a reference share most of their words.
+            words = tuple(map(sys.intern, p.question.split()))
             item.question_words = words
-            item.answer_words = tuple(answer.split())
+            item.answer_words = tuple(map(sys.intern, answer.split()))
             item.question_content_words = content_word_count(words)
-            edits, offsets = plan_anchors(words, self.o)
+            edits, offsets = plan_anchors(words, o)
             item.question_edits = edits
             for start, end in offsets:
                 run = words[start:end]
+                if run not in self.anchors.by_length.get(len(run), {}):
+                    self.anchor_runs.append(run)
                 self.anchors.add(run, item.item_id, start)
-                self.anchor_seeds.add(tuple(self.encode(" ".join(run))))
         self.items.append(item)
         self.stats.indexed += 1
         self.stats.per_eval[item.eval_key] = self.stats.per_eval.get(item.eval_key, 0) + 1
 
-    def _add_aligned_only(self, item: EvalItem, question: str, answer: str) -> None:
-        """A record under eval_min_token_length (compat none): seen by the alignment rules
-        only, so it takes no part in Decon's n-gram statistics."""
-        o = self.o
-        self.q_item_ngrams.append(set())
-        self.stats.aligned_only += 1
-        self._append(item, question, answer if o.index_answers else "")
-
-    def _count_tokens_df(self, tokens: list[int]) -> None:
-        # Decon counts once per field of each record.
-        for t in set(tokens):
-            self.token_df[t] = self.token_df.get(t, 0) + 1
-
     def _idf_bound(
-        self, ngram_docs: list[frozenset[int]], ngram_idf: list[float], hot: frozenset[int]
+        self, table: NgramTable, ngram_idf: np.ndarray, seed_ids: np.ndarray, hot: np.ndarray
     ) -> WeightedSeeds | None:
         """The chunk prefilter's form of `Scanner.may_score`: the question n-grams that can
-        start a cluster, their items and IDF, per item the IDF sum a cluster needs, and the
-        IDF of its hot n-grams (which clusters count but the prefilter does not look for)."""
+        start a cluster (`seed_ids`, the first seeds), their items and IDF, per item the IDF
+        sum a cluster needs, and the IDF of its hot n-grams (which clusters count but the
+        prefilter does not look for)."""
         min_q = self.o.minimum_question_idf_threshold
-        if min_q <= 0 or any(w < 0 for w in ngram_idf):
+        if min_q <= 0 or (ngram_idf < 0).any():
             return None
-        n = self.o.ngram_size
-        keys = [key for key, nid in self.q_ngrams.items() if len(key) == n and nid not in hot]
-        ids = [self.q_ngrams[key] for key in keys]
-        slack = [0.0] * len(self.items)
-        for key, nid in self.q_ngrams.items():
-            if len(key) == n and nid in hot:
-                for d in ngram_docs[nid]:
-                    slack[d] += ngram_idf[nid]
+        slack = np.zeros(len(self.items), dtype=np.float64)
+        full = (table.keys != -1).all(axis=1)
+        for nid in hot[full[hot]].tolist():
+            np.add.at(slack, table.docs(nid), ngram_idf[nid])
+        counts = table.df[seed_ids]
+        offsets = np.zeros(len(seed_ids) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        groups = table.postings[_ranges(table.offsets[seed_ids], counts)].astype(np.int64)
+        needs = np.array([item.question_idf_sum * min_q for item in self.items], dtype=np.float64)
         return WeightedSeeds(
-            keys=keys,
-            groups=[ngram_docs[i] for i in ids],
-            weights=[ngram_idf[i] for i in ids],
-            needs=[item.question_idf_sum * min_q for item in self.items],
+            count=len(seed_ids),
+            offsets=offsets,
+            groups=groups,
+            weights=ngram_idf[seed_ids],
+            needs=needs,
             slack=slack,
         )
 
     def finish(self) -> ReferenceIndex:
-        o = self.o
-        total = sum(1 for item in self.items if item.ngram_indexed)
-        ngram_docs = [frozenset(d) for d in self.q_docs]
-        ngram_idf = [math.log(total / len(d)) for d in ngram_docs]
-        a_idf = [math.log(total / df) for df in self.a_df]
-        p_idf = [math.log(total / df) for df in self.p_df]
-        for item, ids in zip(self.items, self.q_item_ngrams, strict=True):
-            item.question_idf_sum = sum(ngram_idf[i] for i in sorted(ids))
-            item.answer_idf_total = sum(a_idf[i] for i in sorted(item.answer_ngram_ids))
-            item.passage_idf_total = sum(p_idf[i] for i in sorted(item.passage_ngram_ids))
+        self.flush()
+        o, items = self.o, self.items
+        total = sum(1 for item in items if item.ngram_indexed)
+        n = o.ngram_size
+        q_table, q_ids, q_spans = NgramTable.build(self.q_tokens, n)
+        self.q_tokens = []
+        ngram_idf = _idf(q_table.df, total)
+        # Per item: its distinct n-gram ids ascending, their IDF summed in that order.
+        pair_items, pair_ids = _distinct_pairs(q_ids, q_spans, len(items))
+        bounds = np.searchsorted(pair_items, np.arange(len(items) + 1)).tolist()
+        idf_sorted = ngram_idf[pair_ids].tolist()
+        for item, a, b in zip(items, bounds, bounds[1:], strict=False):
+            item.unique_ngrams = b - a
+            item.question_idf_sum = sum(idf_sorted[a:b])
+        a_table, a_ids, a_spans = NgramTable.build(self.a_tokens, o.answer_ngram_size)
+        p_table, p_ids, p_spans = NgramTable.build(self.p_tokens, o.passage_ngram_size)
+        self.a_tokens = self.p_tokens = []
+        a_idf, p_idf = _idf(a_table.df, total), _idf(p_table.df, total)
+        a_list, p_list = a_idf.tolist(), p_idf.tolist()
+        a_sets = _distinct_per_item(a_ids, a_spans, len(items))
+        p_sets = _distinct_per_item(p_ids, p_spans, len(items))
+        for item, a_set, p_set in zip(items, a_sets, p_sets, strict=True):
+            if a_set:
+                item.answer_idf_total = sum([a_list[i] for i in a_set])
+            if p_set:
+                item.passage_idf_total = sum([p_list[i] for i in p_set])
+        token_df = _token_df(self.df_fields)
+        self.df_fields = []
         answer_tokens: set[int] = set()
-        for item in self.items:
-            answer_tokens |= item.answer_token_set
+        for item in items:
+            answer_tokens.update(item.answer_tokens or ())
         answer_token_idf = {
-            t: math.log(total / self.token_df[t]) for t in answer_tokens if self.token_df.get(t)
+            t: math.log(total / int(token_df[t]))
+            for t in answer_tokens
+            if t < len(token_df) and token_df[t]
         }
         hot_threshold = max(int(math.sqrt(self.stats.indexed)) * 2, o.hot_ngram_min_docs)
-        hot = frozenset(i for i, d in enumerate(ngram_docs) if len(d) > hot_threshold)
+        hot_ids = np.flatnonzero(q_table.df > hot_threshold)
+        hot = frozenset(hot_ids.tolist())
         self.stats.hot_ngrams = len(hot)
         # The scan looks up windows of exactly n tokens: only those can start a cluster.
-        seeds = [
-            key for key, nid in self.q_ngrams.items() if nid not in hot and len(key) == o.ngram_size
-        ]
+        full = (q_table.keys != -1).all(axis=1) if len(q_table) else np.zeros(0, dtype=bool)
+        is_seed = full.copy()
+        is_seed[hot_ids] = False
+        seed_ids = np.flatnonzero(is_seed)
+        seeds: Iterable[Sequence[int]] = _rows(q_table.keys, seed_ids)
         # compat none: an aligned question keeps one of its anchors intact.
-        seeds.extend(sorted(self.anchor_seeds - set(seeds)))
+        if self.anchor_runs:
+            anchor_seeds = {
+                tuple(t) for t in self.encode_all([" ".join(run) for run in self.anchor_runs])
+            }
+            extra = []
+            for key in sorted(anchor_seeds):
+                nid = q_table.get(key)
+                if nid is None or not is_seed[nid]:
+                    extra.append(key)
+            seeds = itertools.chain(seeds, extra)
         word_anchors = sorted(run for table in self.anchors.by_length.values() for run in table)
         prefilter = build_prefilter(
-            seeds, self.tok, word_anchors, self._idf_bound(ngram_docs, ngram_idf, hot)
+            seeds, self.tok, word_anchors, self._idf_bound(q_table, ngram_idf, seed_ids, hot_ids)
         )
         identity = None
         if o.extended:
             identity = build_identity(
                 (it.item_id, it.eval_key, it.instance, it.question_words, it.template_key)
-                for it in self.items
+                for it in items
             )
+        table = ItemTable.of(items, self.passage_sets, a_sets, p_sets)
+        self.items = []
         return ReferenceIndex(
             identity=identity,
             options=o,
             tokenizer=self.tok,
-            items=self.items,
-            question_ngrams=self.q_ngrams,
-            ngram_docs=ngram_docs,
+            items=table,
+            question_ngrams=q_table,
+            ngram_docs=Postings(q_table),
             ngram_idf=ngram_idf,
             hot=hot,
-            answer_ngrams=self.a_ngrams,
+            answer_ngrams=a_table,
             answer_ngram_idf=a_idf,
-            passage_ngrams=self.p_ngrams,
+            passage_ngrams=p_table,
             passage_ngram_idf=p_idf,
             answer_token_idf=answer_token_idf,
             prefilter=prefilter,
             stats=self.stats,
             anchors=self.anchors,
         )
+
+
+def _idf(df: np.ndarray, total: int) -> np.ndarray:
+    """ln(total / df) per entry (math.log: the values the scores have always used)."""
+    return np.array([math.log(total / d) for d in df.tolist()], dtype=np.float64)
+
+
+def _distinct_pairs(
+    ids: np.ndarray, spans: np.ndarray, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(item, id) of every distinct id of each item, sorted by item then id."""
+    lengths = spans[:, 1] - spans[:, 0]
+    owner = np.repeat(np.arange(n_items, dtype=np.int64), lengths)
+    width = int(ids.max(initial=0)) + 1
+    pairs = sorted_unique(owner * width + ids)
+    return pairs // width, pairs % width
+
+
+def _rows(matrix: np.ndarray, ids: np.ndarray) -> Iterator[list[int]]:
+    """The rows `ids` of `matrix` as lists, a slice at a time (never all at once)."""
+    for lo in range(0, len(ids), 1 << 16):
+        yield from matrix[ids[lo : lo + (1 << 16)]].tolist()
+
+
+def _distinct_per_item(ids: np.ndarray, spans: np.ndarray, n_items: int) -> list[list[int]]:
+    """Per item, its distinct ids ascending (from the table's window ids and spans)."""
+    pair_items, pair_ids = _distinct_pairs(ids, spans, n_items)
+    bounds = np.searchsorted(pair_items, np.arange(n_items + 1)).tolist()
+    flat = pair_ids.tolist()
+    return [flat[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def _token_df(fields: list[np.ndarray]) -> np.ndarray:
+    """Per token id, in how many record fields it occurs (Decon counts once per field)."""
+    if not fields:
+        return np.zeros(0, dtype=np.int64)
+    tokens = np.concatenate(fields)
+    owner = np.repeat(np.arange(len(fields), dtype=np.int64), [len(f) for f in fields])
+    width = int(tokens.max(initial=0)) + 1
+    distinct = sorted_unique(owner * width + tokens)
+    return np.bincount(distinct % width)
+
+
+_BLANK: dict[str, np.ndarray] = {}
+
+
+def _blank_tokens(tok: BpeTokenizer) -> np.ndarray:
+    """Per rank: True for a token of spaces only (Decon does not count those)."""
+    got = _BLANK.get(tok.name)
+    if got is None:
+        got = _BLANK[tok.name] = np.array([not b.strip(b" ") for b in tok.token_bytes])
+    return got
 
 
 def _stem(file_name: str) -> str:
@@ -516,15 +864,30 @@ def _snippet(text: str) -> str:
 
 def build_index(records: Iterable[tuple[str, int, dict]], options: DetectOptions) -> ReferenceIndex:
     """Build the index from (file name, line number, record) triples."""
-    builder = _Builder(options, get_tokenizer(options.tokenizer))
-    for file_name, line_num, record in records:
-        builder.add(file_name, line_num, record)
-    return builder.finish()
+    with _no_gc_pauses():
+        builder = _Builder(options, get_tokenizer(options.tokenizer))
+        for file_name, line_num, record in records:
+            builder.add(file_name, line_num, record)
+        return builder.finish()
 
 
 def load_index(path: Path, options: DetectOptions) -> ReferenceIndex:
     """Read every reference file under `path` and build the index."""
-    builder = _Builder(options, get_tokenizer(options.tokenizer))
-    for file_name, line_num, record in read_records(path, builder.stats):
-        builder.add(file_name, line_num, record)
-    return builder.finish()
+    with _no_gc_pauses():
+        builder = _Builder(options, get_tokenizer(options.tokenizer))
+        for file_name, line_num, record in read_records(path, builder.stats):
+            builder.add(file_name, line_num, record)
+        return builder.finish()
+
+
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """The cyclic garbage collector off while the index is built: the build makes millions of
+    objects and no cycles, and each full collection would walk all of them again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -25,6 +25,7 @@ from itertools import compress, count, repeat
 from operator import is_not
 
 from decon.detect.alignment import Alignment, find_alignments, word_to_token_bpe
+from decon.detect.ngramtable import NgramTable
 from decon.detect.normalize import normalized_words
 from decon.detect.reference import EvalItem, ReferenceIndex
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
@@ -168,9 +169,10 @@ class Scanner:
         self.o = index.options
 
     # -- cluster discovery ---------------------------------------------------------------
-    def ngram_ids(self, tokens: list[int], n: int, table: dict) -> list[int | None]:
-        # zip yields the n-token windows as tuples at C speed (len(tokens) - n + 1 of them).
-        return list(map(table.get, zip(*(tokens[j:] for j in range(n)), strict=False)))
+    def ngram_ids(self, tokens: list[int], n: int, table: NgramTable) -> list[int | None]:
+        """The id of every n-token window of `tokens` (None: not an indexed n-gram)."""
+        assert table.n == n
+        return table.ids(tokens)
 
     def find_clusters(self, ids: list[int | None]) -> list[Cluster]:
         """Sample, expand, and (the defect fix) re-check positions inside each cluster."""
@@ -309,9 +311,9 @@ class Scanner:
                     return True
                 for d in docs_of[nid]:
                     reach[d] = reach.get(d, 0.0) + weight
-        items = self.index.items
+        idf_sums = self.index.items.question_idf_sums
         for d, total in reach.items():
-            need = items[d].question_idf_sum * min_q
+            need = float(idf_sums[d]) * min_q
             if need > 0 and total >= need * (1 - 1e-9):
                 return True
         return False
@@ -425,12 +427,12 @@ class Scanner:
         else:
             an = o.answer_ngram_size
             if item.answer_idf_total != 0.0 and w_end > w_start and w_end - w_start >= an:
-                get = index.answer_ngrams.get
+                window_ids = index.answer_ngrams.ids(tokens[w_start:w_end])
                 seen: set[int] = set()
                 positions = []
                 total_idf = 0.0
                 for s in range(w_start, w_end - an + 1):
-                    aid = get(tuple(tokens[s : s + an]))
+                    aid = window_ids[s - w_start]
                     if aid is not None and aid in item.answer_ngram_ids:
                         if aid not in seen:
                             seen.add(aid)
@@ -465,13 +467,13 @@ class Scanner:
         w_start = max(0, w_end - window)
         if w_start >= w_end or w_end - w_start < pn or item.passage_idf_total == 0.0:
             return 0.0, 0.0, None
-        get = index.passage_ngrams.get
+        window_ids = index.passage_ngrams.ids(tokens[w_start:w_end])
         seen: set[int] = set()
         first = last = None
         misses = 0
         total_idf = 0.0
         for s in range(w_end - pn, w_start - 1, -1):
-            pid = get(tuple(tokens[s : s + pn]))
+            pid = window_ids[s - w_start]
             if pid is not None and pid in item.passage_ngram_ids:
                 if pid not in seen:
                     seen.add(pid)

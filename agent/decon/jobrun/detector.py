@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from decon.config import Config
 from decon.errors import UserError
+
+if TYPE_CHECKING:
+    from decon.detect.options import DetectOptions
+    from decon.detect.reference import ReferenceIndex
 
 
 class DetectResult(Protocol):
@@ -57,7 +62,12 @@ def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
     if options.mode == "toxic" and options.toxic_vectors.startswith("s3://"):
         local = fetch_vectors(cfg, options.toxic_vectors)
         options = dataclasses.replace(options, toxic_vectors=str(local))
-    index = load_reference(reference_dir, options)
+    if options.mode == "simple" and cfg.output.uri.startswith("s3://"):
+        from decon.detect.detector import SimpleDetector
+
+        index = SimpleDetector(shared_index(cfg, reference_dir, options))
+    else:
+        index = load_reference(reference_dir, options)
     workers = resolve_workers(options.workers)
     # One pool for the whole job, forked now (before the pipeline's I/O threads exist) rather
     # than once per file; it is stopped when the detector is dropped or at exit.
@@ -77,11 +87,49 @@ def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
     return detect
 
 
+def index_prefix(cfg: Config) -> str:
+    """Where the job's built reference index lives: `{output.uri}/{job.id}/index/`."""
+    return f"{cfg.output.uri.rstrip('/')}/{cfg.job.id}/index/"
+
+
+def shared_index(cfg: Config, reference_dir: Path, options: DetectOptions) -> ReferenceIndex:
+    """The job's reference index, built once per job: the first node that needs it builds it
+    and uploads it with a conditional write (one upload wins); every other node downloads it.
+    A node keeps its copy in `{work_dir}/index`, mapped by all its workers. The file's name
+    holds the digests of the reference's content and of the options that shape the index, so
+    a job with another reference or other options never picks it up."""
+    from decon.detect.indexfile import index_name, open_index, reference_digest, write_index
+    from decon.detect.reference import load_index
+    from decon.eventlog import EventLog
+    from decon.storage import open_storage
+
+    log = EventLog(cfg.node.log_file)
+    digest = reference_digest(reference_dir)
+    name = index_name(digest, options)
+    local = work_dir_of(cfg) / "index" / name
+    storage = open_storage(index_prefix(cfg), cfg.aws)
+    if not local.is_file():
+        if storage.exists(name):
+            storage.get_file(name, local)
+            log.event("INDEX_REUSED", uri=storage.uri(name), bytes=local.stat().st_size)
+        else:
+            t0 = time.perf_counter()
+            write_index(load_index(reference_dir, options), local, digest)
+            log.event("INDEX_BUILT", seconds=f"{time.perf_counter() - t0:.1f}", file=local)
+            won = storage.put_file_if_absent(name, local)
+            log.event("INDEX_UPLOADED" if won else "INDEX_UPLOAD_LOST", uri=storage.uri(name))
+    return open_index(local, options, digest)
+
+
+def work_dir_of(cfg: Config) -> Path:
+    """`run.work_dir`, or `{node.state_dir}/work` (as for `decon run`)."""
+    return Path(cfg.run.work_dir) if cfg.run.work_dir else Path(cfg.node.state_dir) / "work"
+
+
 def vectors_dir(cfg: Config) -> Path:
     """Where S3 word-vector files are kept: `{work_dir}/vectors` (work_dir defaults to
     `{node.state_dir}/work`, as for `decon run`)."""
-    work = Path(cfg.run.work_dir) if cfg.run.work_dir else Path(cfg.node.state_dir) / "work"
-    return work / "vectors"
+    return work_dir_of(cfg) / "vectors"
 
 
 def fetch_vectors(cfg: Config, uri: str) -> Path:
