@@ -93,9 +93,11 @@ def make_slow_file(workdir: Path) -> Path:
     return path
 
 
-def job_config(detect: dict[str, Any] | None = None, **node: Any) -> Config:
+def job_config(
+    detect: dict[str, Any] | None = None, run: dict[str, Any] | None = None, **node: Any
+) -> Config:
     """The job as an operator would write it for EC2, pointed at the harness's services;
-    `detect` and `node` are extra keys for those config sections."""
+    `detect`, `run` and `node` are extra keys for those config sections."""
     data: dict[str, Any] = {
         "job": {"id": JOB_ID},
         "input": {"uri": f"s3://{BUCKET}/{INPUT_PREFIX}"},
@@ -112,6 +114,8 @@ def job_config(detect: dict[str, Any] | None = None, **node: Any) -> Config:
         data["node"] = node
     if detect:
         data["detect"] = detect
+    if run:
+        data["run"] = run
     return config_from_dict(data)
 
 

@@ -197,6 +197,96 @@ def test_spot_interruption_mid_file_stops_uploads_finished_and_powers_off_in_tim
     assert "STATE: SIGNAL_FORWARDED signal=SIGTERM" in seen.journal, seen.journal
 
 
+def test_queue_mode_spot_notice_releases_the_file_and_another_node_finishes_it(
+    boot_vm: BootVm, imds: FakeImds, s3: MotoServer, tmp_path: Path, figures: Figures
+) -> None:
+    """Scenario 2 in queue mode (`run.distribution: queue`, SQS on the same moto server).
+
+    The notice lands while the slow file is detected: the node releases that file's message at
+    once (its visibility timeout is an hour), finalizes and powers off in time. A second node
+    (`decon run` on the host) then takes the file from the queue and finishes it: every input
+    has exactly one output and the queue is empty.
+    """
+    import subprocess
+    import sys
+
+    import yaml
+
+    from decon.config import config_from_dict, config_to_dict
+    from decon.jobrun.workqueue import fill_job_queue, queue_name
+
+    client = s3.client()
+    inputs = put_job_inputs(client, tmp_path, slow_file=True)
+    queue_settings = {"distribution": "queue", "visibility_timeout_seconds": 3600}
+    cfg = job_config(detect={"chunk_lines": 200, "prefilter": False}, run=queue_settings)
+    host = config_to_dict(cfg)
+    host["aws"]["endpoint_url"] = s3.endpoint
+    root = tmp_path / "host-node"
+    host["node"].update(
+        state_dir=str(root / "state"),
+        log_file=str(root / "decon-run.log"),
+        lock_file=str(root / "finalize.lock"),
+        hooks_dir=str(root / "hooks"),
+        instance_id="i-host0000000000001",
+    )
+    host["node"].pop("config_path")
+    host_cfg = config_from_dict(host)
+    fill = fill_job_queue(host_cfg)
+    assert fill.enqueued == len(inputs), fill
+    sqs = s3.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue_name(JOB_ID))["QueueUrl"]
+
+    def queue_counts() -> tuple[int, int]:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return int(attrs[names[0]]), int(attrs[names[1]])
+
+    user_data = render_user_data(cfg, 0, 1)
+    assert "Valid cloud-config" in check_user_data_schema(user_data, ARTIFACTS / "spot-queue")
+    started = time.monotonic()
+    vm = boot_vm(user_data)
+    vm.wait_for_ssh(timeout=300)
+    wait_for_guest_text(vm, RUN_LOG, f"FILE_START file={SLOW_FILE}", timeout=GUEST_RUN_TIMEOUT)
+    assert queue_counts()[1] >= 1  # the slow file is held by the node
+    notice_at = (datetime.now(UTC) + timedelta(seconds=SPOT_WARNING_SECONDS)).replace(microsecond=0)
+    imds.set_instance_action("terminate", iso(notice_at))
+    vm.timings.mark("spot_notice_scheduled")
+    seen = watch_decon_until_poweroff(vm, timeout=SPOT_WARNING_SECONDS + 60, poll=3)
+    record_observation("spot-queue", round(time.monotonic() - started, 1), seen)
+    assert vm.powered_off_at is not None and vm.powered_off_at < notice_at
+    run_id, sentinel = only_success(client)
+    assert sentinel["completion_status"] == "interrupted", sentinel
+    run_log = read_text(client, f"out/{JOB_ID}/runs/{run_id}/decon-run.log")
+    assert event_lines(run_log, f"FILE_ABANDONED file={SLOW_FILE}"), run_log
+    done_in_vm = {x.split(" file=")[1].split()[0] for x in event_lines(run_log, "FILE_DONE")}
+    left = set(inputs) - done_in_vm
+    assert SLOW_FILE in left
+    # Released, not timed out: visible again although their visibility timeout is an hour.
+    assert queue_counts() == (len(left), 0)
+
+    job_file = root / "job.yaml"
+    root.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(yaml.safe_dump(host))
+    t0 = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, "-m", "decon.cli", "run", "--config", str(job_file)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    host_log = (root / "decon-run.log").read_text()
+    done_on_host = {x.split(" file=")[1].split()[0] for x in event_lines(host_log, "FILE_DONE")}
+    assert done_on_host == left, host_log
+    assert_reports_for_all(client, inputs)  # every input exactly once
+    assert queue_counts() == (0, 0)
+    figures["scenario:spot-queue"] = {
+        "notice_to_poweroff": vm.timings.marks["poweroff"]
+        - vm.timings.marks["spot_notice_scheduled"],
+        "second_node_seconds": round(time.monotonic() - t0, 1),
+    }
+
+
 def test_upload_failure_keeps_instance_then_manual_finalize_succeeds(
     boot_vm: BootVm, imds: FakeImds, s3: MotoServer, tmp_path: Path, figures: Figures
 ) -> None:
