@@ -131,3 +131,23 @@ def test_stop_sets_zero_and_lifts_protection(s3, tmp_path: Path, capsys) -> None
     assert desired(s3) == 0
     described = autoscaling.describe_auto_scaling_instances(InstanceIds=ids)
     assert not any(i["ProtectedFromScaleIn"] for i in described["AutoScalingInstances"])
+
+
+def test_status_shows_the_queue_and_the_group(s3, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from decon.fleet import status
+
+    truth = put_shards(s3.client(), 3)
+    start_group(s3, tmp_path, 2)
+    cfg = node_config(tmp_path / "a", "i-laptop")
+    fill(cfg, s3, list(truth))
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"job: {{id: {JOB}}}\noutput: {{uri: '{cfg.output.uri}'}}\nrun: {{distribution: queue}}\n"
+    )
+    parser = __import__("argparse").ArgumentParser()
+    status.configure(parser)
+    status.run(parser.parse_args(["--config", str(job)]))
+    shown = capsys.readouterr().out
+    assert "queue: 3 waiting, 0 in flight, 0 dead-letter" in shown
+    assert f"group decon-{JOB}: desired 2, 2 instances" in shown
+    assert "files left" in shown and "RUNNING" in shown

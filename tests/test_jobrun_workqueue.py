@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import make_config
 from decon.config import Config, ConfigError
+from decon.eventlog import EventLog
 from decon.fleet import status
 from decon.jobrun.inputs import InputFile
 from decon.jobrun.job import EXIT_DONE, EXIT_FILES_FAILED
@@ -25,6 +27,7 @@ from decon.jobrun.workqueue import (
     queue_name,
     sqs_client,
 )
+from decon.node.finalizer import FinalizeRequest, finalize_run
 from decon.node.state import NodeState
 from fakes.jobrun_world import (
     IN_BUCKET,
@@ -181,14 +184,21 @@ def test_a_poison_file_lands_in_the_dead_letter_queue(s3, tmp_path: Path, capsys
     )
     assert [decode_file(m["Body"]).rel for m in dead["Messages"]] == ["bad/poison.jsonl.gz"]
 
-    # decon status names it.
+    # decon status names it, with the error from the run's uploaded log.
+    finalize_run(
+        cfg,
+        FinalizeRequest(status="normal", exit_code=1, poweroff=False),
+        log=EventLog(cfg.node.log_file, io.StringIO()),
+        journal=lambda unit, dest: "journalctl not found",
+    )
     job = write_job_file(cfg, tmp_path / "job.yaml")
     args = argparse.ArgumentParser()
     status.configure(args)
     status.run(args.parse_args(["--config", str(job), "--no-ec2"]))
     shown = capsys.readouterr().out
     assert "queue: 0 waiting, 0 in flight, 1 dead-letter" in shown
-    assert "dead-letter: bad/poison.jsonl.gz (failed 3 times" in shown
+    assert "dead-letter: bad/poison.jsonl.gz (failed 3 times: " in shown
+    assert "gzip" in shown.split("dead-letter: bad/poison.jsonl.gz", 1)[1], shown
 
 
 def test_a_duplicate_delivery_is_skipped(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,11 +7,12 @@ import datetime as dt
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from decon.config import Config, load_config
 from decon.errors import UserError
+from decon.fleet.group import describe_group
 from decon.fleet.health import (
     ATTENTION,
     FINISHED,
@@ -22,9 +23,10 @@ from decon.fleet.health import (
     parse_run_id,
     queue_job_health,
 )
-from decon.fleet.instances import ec2_client, job_instances
+from decon.fleet.instances import autoscaling_client, ec2_client, job_instances
 from decon.jobrun.heartbeat import HEARTBEAT_NAME, Heartbeat
 from decon.jobrun.workqueue import QueueSummary, queue_summary
+from decon.node.finalizer import LOG_NAME
 from decon.node.sentinel import FAILED_UPLOAD, SUCCESS, Sentinel
 from decon.storage import Storage, StorageError, open_storage
 
@@ -219,6 +221,24 @@ def _sentinel(run: RunFacts | None) -> str:
     return f"{name}({run.sentinel.completion_status})"
 
 
+def group_facts(group: dict[str, Any]) -> dict[str, Any]:
+    states = [i.get("LifecycleState", "?") for i in group.get("Instances", [])]
+    return {
+        "name": group["AutoScalingGroupName"],
+        "desired": group["DesiredCapacity"],
+        "instances": len(states),
+        "in_service": states.count("InService"),
+    }
+
+
+def group_line(group: dict[str, Any]) -> str:
+    g = group_facts(group)
+    return (
+        f"group {g['name']}: desired {g['desired']}, {g['instances']} instances "
+        f"({g['in_service']} in service)"
+    )
+
+
 def job_queue(cfg: Config) -> QueueSummary | None:
     """The job's queue, or None for a shard job (with no `run.distribution`, a job whose queue
     does not exist was launched as shards)."""
@@ -230,6 +250,29 @@ def job_queue(cfg: Config) -> QueueSummary | None:
         if cfg.run.distribution:
             raise
         return None
+
+
+def dead_file_errors(runs_area: Storage, files: list[str]) -> dict[str, str]:
+    """The last `FILE_FAILED` error of each file, from the uploaded run logs."""
+    wanted = {f"file={rel}": rel for rel in files}
+    found: dict[tuple[str, str], str] = {}  # (rel, run id) -> error; run ids sort by time
+    if not wanted:
+        return {}
+    for obj in runs_area.list(""):
+        run_id, _, name = obj.key.partition("/")
+        if name != LOG_NAME:
+            continue
+        try:
+            text = runs_area.get_bytes(obj.key).decode("utf-8", "replace")
+        except StorageError:
+            continue
+        for line in text.splitlines():
+            if " FILE_FAILED " not in line or " error=" not in line:
+                continue
+            for needle, rel in wanted.items():
+                if f" {needle} " in line:
+                    found[(rel, run_id)] = line.split(" error=", 1)[1].strip().strip('"')
+    return {rel: error for (rel, _), error in sorted(found.items())}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -278,6 +321,7 @@ def run(args: argparse.Namespace) -> int:
         now = dt.datetime.now(dt.UTC)
         queue = job_queue(cfg)
         if queue is not None:
+            queue = replace(queue, errors=dead_file_errors(runs_area, queue.dead_files))
             health = queue_job_health(
                 cfg.job.id,
                 collect_runs(runs_area),
@@ -298,10 +342,15 @@ def run(args: argparse.Namespace) -> int:
                 stale_seconds=args.stale_minutes * 60,
                 boot_grace_seconds=args.boot_minutes * 60,
             )
+        group = None
+        if queue is not None and ec2 is not None:
+            group = describe_group(autoscaling_client(cfg.aws), cfg.job.id)
         if args.json:
             data = to_json(health, now)
             if queue is not None:
                 data["queue"] = queue.to_json()
+            if group is not None:
+                data["group"] = group_facts(group)
             print(json.dumps(data, sort_keys=True), flush=True)
         else:
             if args.watch is not None and sys.stdout.isatty():
@@ -309,6 +358,8 @@ def run(args: argparse.Namespace) -> int:
             print(render(health, now), flush=True)
             if queue is not None:
                 print(queue.render(), flush=True)
+            if group is not None:
+                print(group_line(group), flush=True)
         return health
 
     health = once()

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from decon.config import Config
@@ -134,19 +134,23 @@ class QueueSummary:
     counts: QueueCounts
     dead_files: list[str]  # files of the dead-letter queue (the first few)
     max_receive_count: int
+    errors: dict[str, str] = field(default_factory=dict)  # dead file -> its last error
 
     def render(self) -> str:
         c = self.counts
         lines = [f"queue: {c.visible} waiting, {c.in_flight} in flight, {c.dead} dead-letter"]
-        lines += [
-            f"  dead-letter: {rel} (failed {self.max_receive_count} times: "
-            "FILE_FAILED lines in the runs' decon-run.log say why)"
-            for rel in self.dead_files
-        ]
+        for rel in self.dead_files:
+            why = self.errors.get(rel, "its FILE_FAILED lines are in the runs' decon-run.log")
+            lines.append(f"  dead-letter: {rel} (failed {self.max_receive_count} times: {why})")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, **vars(self.counts), "dead_files": self.dead_files}
+        return {
+            "url": self.url,
+            **vars(self.counts),
+            "dead_files": self.dead_files,
+            "errors": self.errors,
+        }
 
 
 def queue_summary(cfg: Config, peek: int = 10) -> QueueSummary:
