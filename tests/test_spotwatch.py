@@ -401,26 +401,68 @@ def test_rebalance_runs_hooks_once_and_never_stops_the_job(node, imds, stand_ins
 # --- IMDS errors ---------------------------------------------------------------------------------
 
 
-def test_http_500s_are_logged_shown_backed_off_and_survived(node, imds):
-    watcher = node.watcher(max_backoff_seconds=0.3)
+def test_http_500s_are_logged_shown_retried_at_the_interval_and_survived(node, imds):
+    watcher = node.watcher()
     assert watcher.poll_once()
     imds.fail_next(100)
     delays = []
     for _ in range(5):
         assert not watcher.poll_once()
         delays.append(watcher.next_delay())
-    assert delays == [0.05, 0.1, 0.2, 0.3, 0.3]  # first retry at the poll interval
+    assert delays == [0.05] * 5  # errors never lengthen the wait
     (error,) = node.events("IMDS_ERROR")  # one line for the transition, not one per poll
     assert "kind=http status=500 path=spot/instance-action" in error
     wait_for(lambda: any(s.startswith("IMDS error (http)") for s in node.sink.statuses()))
+    assert all("retry in 0.05s" in s for s in node.sink.statuses() if s.startswith("IMDS error"))
     imds.fail_next(0)
     imds.set_instance_action("terminate", utc_in(120))
     assert watcher.poll_once()
-    assert "after_errors=5" in node.events("IMDS_OK")[0]
+    (ok,) = node.events("IMDS_OK")
+    assert "after_errors=5" in ok and 'message="IMDS answering again after 5 errors"' in ok
     assert watcher.next_delay() == 0.05
     assert len(node.events("SPOT_NOTICE")) == 1
     wait_for(lambda: node.sink.statuses()[-1] == "spot interruption handled; watching")
     assert any(s.endswith("finalizer exited 0") for s in node.sink.statuses())
+
+
+def test_notice_after_500s_then_a_hang_is_acted_on_within_interval_plus_timeout(make_node, imds):
+    """The fault sequence seen on a node: HTTP 500 for a while, then every request hangs, then
+    the notice. Real clocks, windows of seconds instead of tens of seconds."""
+    interval, timeout = 0.2, 0.3
+    node = make_node(poll_interval_seconds=interval, request_timeout_seconds=timeout)
+    watcher = node.watcher()
+    runner = threading.Thread(target=watcher.run)
+    runner.start()
+    try:
+        wait_for(lambda: imds.count("GET", "/latest/meta-data/spot/instance-action") >= 2)
+        imds.fail_next(1_000_000)  # every request, until cleared
+        time.sleep(4.0)
+        imds.fail_next(0)
+        imds.delay_next(1_000_000, 2.5)  # every request hangs 2.5 s
+        time.sleep(2.0)
+        imds.delay_next(0, 0)
+        imds.set_instance_action("terminate", utc_in(120))
+        served = time.monotonic()
+        wait_for(lambda: node.events("SPOT_NOTICE"), timeout=30)
+        reaction = time.monotonic() - served
+        wait_for(lambda: node.finalizer_argv())
+    finally:
+        watcher.edges.stop.set()
+        runner.join(timeout=10)
+    assert not runner.is_alive()
+    time.sleep(max(0.0, served + 2.6 - time.monotonic()))  # hung requests are logged when answered
+    slack = 0.5  # a loaded 2-core box
+    assert reaction <= interval + timeout + slack, f"reacted after {reaction:.2f} s"
+    # No gap between two looks at the notice path grew past interval + one request timeout.
+    looks = sorted(
+        r.at for r in imds.requests if r.path == "/latest/meta-data/spot/instance-action"
+    )  # a hung request is logged when it is answered: order by arrival
+    gaps = [b - a for a, b in zip(looks, looks[1:], strict=False)]
+    assert max(gaps) <= interval + timeout + slack, f"longest gap {max(gaps):.2f} s"
+    kinds = [e.split("kind=")[1].split()[0] for e in node.events("IMDS_ERROR")]
+    assert kinds[:2] == ["http", "timeout"]  # each kind logged once at its start
+    (ok,) = node.events("IMDS_OK")
+    assert "IMDS answering again after" in ok
 
 
 def test_errors_are_rate_limited_to_transitions_and_every_nth(node, imds):
@@ -463,7 +505,7 @@ def test_bad_documents_are_errors_not_notices(node, imds, stand_ins, body, kind)
 def test_outside_ec2_says_so_and_keeps_watching(make_node, imds):
     imds.stop()  # nothing answers: as on a laptop
     node = make_node(poll_interval_seconds=0.02)
-    watcher = node.watcher(max_backoff_seconds=0.05)
+    watcher = node.watcher()
     runner = threading.Thread(target=watcher.run)
     runner.start()
     wait_for(lambda: watcher.errors_in_row >= 4)

@@ -4,7 +4,12 @@ Separation as in aws-node-termination-handler: the IMDS client (`decon.node.imds
 per notice kind (`SpotInterruptionMonitor`, `RebalanceMonitor`) that turns IMDS documents into
 new events, and the actions taken for each event (`InterruptionAction`, `RebalanceAction`).
 `SpotWatcher` is the loop that ties them together, handles IMDS errors (logged rate-limited,
-shown in STATUS, retried with capped exponential backoff, never fatal) and talks to systemd.
+shown in STATUS, retried at the poll interval, never fatal) and talks to systemd.
+
+Reaction bound: errors never lengthen the wait between polls beyond the poll interval, and one
+request is bounded by the request timeout, so once IMDS serves a notice the watcher acts on it
+within poll interval + request timeout, whatever errors came before. IMDS is a local endpoint
+and the notice's two minutes are the whole margin: backing off buys nothing and costs that.
 
 On a spot instance-action (terminate, stop or hibernate), once per notice:
 SPOT_NOTICE -> spot-notice.json -> on-interrupt hooks -> SIGTERM to the wrapper (which forwards
@@ -360,7 +365,6 @@ class SpotWatcher:
         log: EventLog,
         notifier: Notifier | None = None,
         edges: WatchEdges | None = None,
-        max_backoff_seconds: float = 20.0,
         error_log_every: int = 30,
     ) -> None:
         self.cfg = cfg
@@ -373,9 +377,9 @@ class SpotWatcher:
         self.monitors = [SpotInterruptionMonitor(), RebalanceMonitor()]
         self.interruption = InterruptionAction(cfg, self.state, log, self.beat, self.edges)
         self.rebalance = RebalanceAction(cfg, self.state, log, self.beat)
-        self.max_backoff = max(max_backoff_seconds, cfg.spot.poll_interval_seconds)
         self.error_log_every = max(1, error_log_every)
         self.errors_in_row = 0
+        self.first_error_at: float | None = None
         self.ever_reached = False
         self._last_error_key: tuple[str, int | None, str] | None = None
 
@@ -399,11 +403,18 @@ class SpotWatcher:
         self.beat.last_status = None
 
     def poll_once(self) -> bool:
-        """Ask every monitor once and act on new events; False when IMDS failed."""
+        """Ask every monitor once and act on new events; False when IMDS failed.
+
+        The interruption monitor goes first. When IMDS does not answer at all (a hang or a
+        refusal) the other monitors are skipped: another timeout would only delay the next
+        look at `spot/instance-action`."""
         error: ImdsError | None = None
         for monitor in self.monitors:
             try:
                 event = monitor.check(self.client)
+            except ImdsUnreachable as exc:
+                error = error or exc
+                break
             except ImdsError as exc:
                 error = error or exc
                 continue
@@ -431,11 +442,8 @@ class SpotWatcher:
             self.rebalance.handle(event.notice)
 
     def next_delay(self) -> float:
-        """The poll interval, or a capped exponential backoff after IMDS errors."""
-        interval = self.cfg.spot.poll_interval_seconds
-        if self.errors_in_row == 0:
-            return interval
-        return min(self.max_backoff, interval * 2 ** min(self.errors_in_row - 1, 30))
+        """The poll interval, after errors too (see the module docstring)."""
+        return self.cfg.spot.poll_interval_seconds
 
     def run(self) -> int:
         """Poll until a stop is requested; never exits because of IMDS."""
@@ -455,6 +463,8 @@ class SpotWatcher:
 
     def _imds_failed(self, exc: ImdsError) -> None:
         self.errors_in_row += 1
+        if self.first_error_at is None:
+            self.first_error_at = self.edges.clock()
         status = exc.status if isinstance(exc, ImdsHttpError) else None
         key = (exc.kind, status, exc.path)
         delay = self.next_delay()
@@ -484,8 +494,15 @@ class SpotWatcher:
 
     def _imds_ok(self) -> None:
         if self.errors_in_row:
-            self.log.event("IMDS_OK", after_errors=self.errors_in_row)
+            since = self.edges.clock() - (self.first_error_at or self.edges.clock())
+            self.log.event(
+                "IMDS_OK",
+                after_errors=self.errors_in_row,
+                failing_seconds=f"{since:.1f}",
+                message=f"IMDS answering again after {self.errors_in_row} errors",
+            )
         self.errors_in_row = 0
+        self.first_error_at = None
         self._last_error_key = None
         self.ever_reached = True
         self.beat.status(self.idle_status())
