@@ -4,6 +4,7 @@ stand-in, the hooks and the finalizer stub (each records what happened to it).""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import io
 import json
 import os
@@ -26,7 +27,7 @@ from decon.eventlog import EventLog
 from decon.node.imds import ImdsClient
 from decon.node.notify import Notifier
 from decon.node.spotwatch import SpotWatcher, WatchEdges, running_wrapper_pid
-from decon.node.state import NodeState
+from decon.node.state import NodeState, Outcome
 from fakes.imds import FakeImds
 
 VENV_BIN = Path(sys.executable).parent
@@ -96,7 +97,9 @@ class NotifySink:
 class Node:
     """A temporary node: config, hooks and finalizer stubs that record their calls."""
 
-    def __init__(self, root: Path, imds: FakeImds, **spot: object) -> None:
+    def __init__(
+        self, root: Path, imds: FakeImds, sections: dict | None = None, **spot: object
+    ) -> None:
         self.root = root
         self.imds = imds
         self.finalizer_calls = root / "finalizer-calls.jsonl"
@@ -129,9 +132,9 @@ class Node:
             "token_ttl_seconds": 300,
         }
         spot_cfg.update(spot)
-        self.cfg: Config = make_config(
-            root, node={"finalize_command": [str(finalizer)]}, spot=spot_cfg
-        )
+        sections = dict(sections or {})
+        node_cfg = {"finalize_command": [str(finalizer)], **sections.pop("node", {})}
+        self.cfg: Config = make_config(root, node=node_cfg, spot=spot_cfg, **sections)
         self.state = NodeState(self.cfg.node.state_dir)
         self.state.start_run("i-0fake0000000000001")
         self.sink = NotifySink(root / "notify.sock")
@@ -337,6 +340,77 @@ def test_wait_never_runs_past_notice_time_minus_margin(make_node, imds, stand_in
     assert len(node.finalizer_argv()) == 1
 
 
+def test_notice_after_the_job_exited_says_the_wrapper_finalizes_and_waits_on_the_lock(
+    node_root, imds, stand_ins, s3
+):
+    """The job exited before the notice and the wrapper's finalizer holds the lock: the wrapper
+    is not signalled or waited for, the status says what is going on, and the watcher's own
+    (real) finalizer logs that it waited and then skipped."""
+    s3.client().create_bucket(Bucket="bkt")
+    node = Node(
+        node_root,
+        imds,
+        sections={
+            "node": {"finalize_command": [str(VENV_BIN / "decon-finalize")]},
+            "output": {"uri": "s3://bkt/out"},
+            "aws": {"endpoint_url": s3.endpoint},
+        },
+    )
+    try:
+        node.write_config()
+        wrapper = stand_ins(node.root, node.state, linger=float("inf"))
+        time.sleep(0.01)
+        node.state.write_outcome(Outcome.from_exit(0))  # the job exited after the wrapper began
+        lock = Path(node.cfg.node.lock_file)
+        holder = os.open(lock, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # the wrapper's finalizer at work
+        imds.set_instance_action("terminate", utc_in(120))
+        watcher = node.watcher()
+        poll = threading.Thread(target=watcher.poll_once)
+        poll.start()
+        try:
+            wait_for(lambda: any("waits on the lock" in s for s in node.sink.statuses()))
+            wait_for(lambda: node.events("FINALIZE_WAITING"), timeout=30)
+            s3.client().put_object(
+                Bucket="bkt", Key=f"out/test-job/runs/{node.state.run_id()}/_SUCCESS", Body=b"{}"
+            )
+        finally:
+            os.close(holder)  # the wrapper's finalizer is done
+            poll.join(timeout=60)
+        assert not poll.is_alive()
+        statuses = node.sink.statuses()
+    finally:
+        node.sink.close()
+    (skipped,) = node.events("JOB_STOP_SKIPPED")
+    assert 'reason="job already exited; the wrapper is finalizing"' in skipped
+    assert "exit_code=0" in skipped
+    assert wrapper.signals() == [] and wrapper.alive()
+    assert not any("waiting for the job to stop" in s for s in statuses)
+    assert any(
+        s.endswith(f"the wrapper is finalizing; our finalizer waits on the lock {lock}")
+        for s in statuses
+    )
+    launch = node.events("FINALIZE_LAUNCH")[0]
+    pid = launch.split("pid=")[1].split()[0]
+    (exit_line,) = node.events("FINALIZER_EXIT")
+    assert f"pid={pid} returncode=0" in exit_line
+    assert 'outcome="FINALIZE_SKIPPED' in exit_line and "_SUCCESS already written" in exit_line
+    assert "waited_seconds=" in node.events("FINALIZE_LOCKED")[0]
+    assert any(s.endswith("finalizer exited 0 (FINALIZE_SKIPPED)") for s in statuses)
+
+
+def test_an_outcome_left_from_an_earlier_attempt_does_not_pass_for_an_exited_job(
+    node, imds, stand_ins
+):
+    node.state.write_outcome(Outcome.from_exit(143))  # before this wrapper started
+    time.sleep(0.01)
+    wrapper = stand_ins(node.root, node.state)
+    imds.set_instance_action("terminate", utc_in(120))
+    node.watcher().poll_once()
+    assert wrapper.signals() == [signal.SIGTERM]
+    assert len(node.events("WRAPPER_EXITED")) == 1
+
+
 def test_no_wrapper_running_skips_the_signal_but_finalizes(node, imds):
     imds.set_instance_action("terminate", utc_in(120))
     node.watcher().poll_once()
@@ -422,7 +496,7 @@ def test_http_500s_are_logged_shown_retried_at_the_interval_and_survived(node, i
     assert watcher.next_delay() == 0.05
     assert len(node.events("SPOT_NOTICE")) == 1
     wait_for(lambda: node.sink.statuses()[-1] == "spot interruption handled; watching")
-    assert any(s.endswith("finalizer exited 0") for s in node.sink.statuses())
+    assert any(s.endswith("finalizer exited 0 (no outcome logged)") for s in node.sink.statuses())
 
 
 def test_notice_after_500s_then_a_hang_is_acted_on_within_interval_plus_timeout(make_node, imds):

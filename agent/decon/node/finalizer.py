@@ -174,11 +174,18 @@ def finalize_run(
 
     with finalize_lock(Path(cfg.node.lock_file), log):  # 1. one finalizer at a time
         if sentinel_present(ctx):  # 2. already finalized: a logged no-op
-            log.event("FINALIZE_SKIPPED", run_id=run_id, sentinel=storage.uri(ctx.key(SUCCESS)))
+            log.event(
+                "FINALIZE_SKIPPED",
+                run_id=run_id,
+                reason=f"{SUCCESS} already written",
+                sentinel=storage.uri(ctx.key(SUCCESS)),
+                pid=os.getpid(),
+            )
             return FinalizeResult("skipped", run_id)
         log.event(
             "FINALIZE_START",
             run_id=run_id,
+            pid=os.getpid(),
             completion_status=ctx.outcome.completion_status,
             exit_code=ctx.outcome.exit_code,
             deadline=iso_utc(ctx.deadline) if ctx.deadline else None,
@@ -291,7 +298,11 @@ def finalize_lock(path: Path, log: EventLog) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.line(f"waiting for {path}: another finalizer is running")
+            log.event("FINALIZE_WAITING", lock=path, pid=os.getpid())
+            started = time.monotonic()
             fcntl.flock(fd, fcntl.LOCK_EX)
+            waited = time.monotonic() - started
+            log.event("FINALIZE_LOCKED", lock=path, waited_seconds=f"{waited:.1f}", pid=os.getpid())
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
@@ -494,7 +505,7 @@ def write_success_sentinel(ctx: Context, artifacts: list[str]) -> FinalizeResult
         clear_failed_upload(ctx.storage, ctx.run_id)
     except StorageError as exc:
         ctx.log.line(f"cannot remove {FAILED_UPLOAD}: {exc}")
-    ctx.log.event("FINALIZE_SUCCESS", run_id=ctx.run_id, sentinel=uri, written=won)
+    ctx.log.event("FINALIZE_SUCCESS", run_id=ctx.run_id, sentinel=uri, written=won, pid=os.getpid())
     return FinalizeResult("success", ctx.run_id, sentinel, artifacts)
 
 
@@ -513,6 +524,7 @@ def record_failure(ctx: Context, error: str) -> FinalizeResult:
         error=error,
         failed_upload_sentinel=written,
         policy=ctx.cfg.node.on_upload_failure,
+        pid=os.getpid(),
     )
     return FinalizeResult("failed_upload", ctx.run_id, sentinel, error=error)
 

@@ -15,15 +15,20 @@ On a spot instance-action (terminate, stop or hibernate), once per notice:
 SPOT_NOTICE -> spot-notice.json -> on-interrupt hooks -> SIGTERM to the wrapper (which forwards
 it to the job once) -> wait for the wrapper to exit, at most `spot.checkpoint_deadline_seconds`
 and never past the notice time minus `spot.deadline_margin_seconds` -> the finalizer with
-`--status interrupted --deadline <notice time - margin>`. A rebalance recommendation only logs
-REBALANCE_NOTICE and runs the on-rebalance hooks: the job keeps running.
+`--status interrupted --deadline <notice time - margin>`. When the job has already exited and
+the wrapper is finalizing, the wrapper is neither signalled nor waited for: the watcher's
+finalizer starts at once and waits on the finalize lock (and the status says so). A rebalance
+recommendation only logs REBALANCE_NOTICE and runs the on-rebalance hooks: the job keeps
+running.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,7 +44,7 @@ from decon.eventlog import EventLog, iso_utc, utc_now
 from decon.node.hooks import run_hooks
 from decon.node.imds import ImdsClient, ImdsError, ImdsHttpError, ImdsUnreachable, RebalanceNotice
 from decon.node.notify import Notifier
-from decon.node.state import NodeState, SpotNotice
+from decon.node.state import NodeState, Outcome, SpotNotice
 
 # --- events and monitors -----------------------------------------------------------------------
 
@@ -145,6 +150,56 @@ def running_wrapper_pid(state: NodeState) -> int | None:
     return pid
 
 
+def exited_job_outcome(state: NodeState) -> Outcome | None:
+    """The outcome of the running wrapper's job once that job has exited, else None.
+
+    The wrapper writes outcome.json when its job exits and wrapper.pid when it starts, so only
+    an outcome newer than wrapper.pid is this wrapper's; an older one is left from an earlier
+    attempt of the same run.
+    """
+    try:
+        if state.outcome_file.stat().st_mtime < state.wrapper_pid_file.stat().st_mtime:
+            return None
+    except OSError:
+        return None
+    return state.outcome()
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether another process holds the flock on `path` (the finalize lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the probe's own lock
+    return False
+
+
+FINALIZER_OUTCOMES = ("FINALIZE_SUCCESS", "FINALIZE_FAILED", "FINALIZE_SKIPPED")
+
+
+def finalizer_outcome(log_file: Path, pid: int) -> str | None:
+    """The last outcome line (FINALIZE_SUCCESS|FAILED|SKIPPED ...) finalizer `pid` logged."""
+    pattern = re.compile(rf"STATE: ((?:{'|'.join(FINALIZER_OUTCOMES)}) .*\bpid={pid}\b.*)$")
+    try:
+        with log_file.open("rb") as fh:
+            fh.seek(max(0, log_file.stat().st_size - (1 << 20)))  # the run log's tail
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if found := pattern.search(line):
+            return found.group(1)
+    return None
+
+
 # --- the loop's edges --------------------------------------------------------------------------
 
 
@@ -223,6 +278,7 @@ class InterruptionAction:
         self.beat = beat
         self.edges = edges
         self.started = False
+        self.wrapper_finalizing = False
         self.finalizer_exit: int | None = None
 
     def deadline(self, notice: SpotNotice) -> dt.datetime:
@@ -265,6 +321,19 @@ class InterruptionAction:
         if pid is None:
             self.log.event("JOB_STOP_SKIPPED", reason="no wrapper running")
             return
+        exited = exited_job_outcome(self.state)
+        if exited is not None:
+            # The wrapper ignores signals while it finalizes; waiting for it to exit would only
+            # wait for its finalizer, which the finalize lock already serialises with ours.
+            self.wrapper_finalizing = True
+            self.log.event(
+                "JOB_STOP_SKIPPED",
+                reason="job already exited; the wrapper is finalizing",
+                pid=pid,
+                completion_status=exited.completion_status,
+                exit_code=exited.exit_code,
+            )
+            return
         try:
             self.edges.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -303,13 +372,24 @@ class InterruptionAction:
             "--reason",
             f"spot {notice.action} notice for {notice.time}",
         ]
-        self.log.event("FINALIZE_LAUNCH", command=" ".join(command))
-        self.beat.status(f"spot {notice.action} at {notice.time}: finalizing")
+        lock = Path(cfg.node.lock_file)
+        head = f"spot {notice.action} at {notice.time}"
+        if self.wrapper_finalizing:
+            status = (
+                f"{head}: job already exited; the wrapper is finalizing; "
+                f"our finalizer waits on the lock {lock}"
+            )
+        elif lock_is_held(lock):
+            status = f"{head}: another finalizer holds {lock}; our finalizer waits on it"
+        else:
+            status = f"{head}: finalizing"
         try:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         except OSError as exc:
             self.log.event("FINALIZE_LAUNCH_FAILED", command=command[0], error=exc)
             return
+        self.log.event("FINALIZE_LAUNCH", pid=proc.pid, command=" ".join(command))
+        self.beat.status(status)
         step = self.beat.interval or 1.0
         while True:
             try:
@@ -318,10 +398,15 @@ class InterruptionAction:
             except subprocess.TimeoutExpired:
                 self.beat.ping()
         self.finalizer_exit = proc.returncode
-        self.log.event("FINALIZER_EXIT", returncode=proc.returncode)
-        self.beat.status(
-            f"spot {notice.action} at {notice.time}: finalizer exited {proc.returncode}"
+        outcome = finalizer_outcome(Path(cfg.node.log_file), proc.pid)
+        self.log.event(
+            "FINALIZER_EXIT",
+            pid=proc.pid,
+            returncode=proc.returncode,
+            outcome=outcome or "none logged (see its output above)",
         )
+        said = outcome.split()[0] if outcome else "no outcome logged"
+        self.beat.status(f"{head}: finalizer exited {proc.returncode} ({said})")
 
     def _seconds_until(self, when: dt.datetime) -> float:
         return (when - self.edges.wall()).total_seconds()
