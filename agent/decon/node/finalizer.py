@@ -6,7 +6,8 @@
        runs/{RUN_ID}/ with backoff (7 attempts, waits 1..32 s, never past the deadline)
     4. `_SUCCESS` last (conditional write); on final failure `_FAILED_UPLOAD` and the policy
        (`keep`: stay up `keep_seconds` with the lock released, then power off; `poweroff`: now)
-    5. post-finalize hooks, TERMINATING, the poweroff command
+    5. post-finalize hooks, TERMINATING, the run log once more (best effort, same key: now with
+       the sentinel's line and TERMINATING), the poweroff command
 
 botocore's own retries are pinned to one attempt here: the backoff above is the only retry layer.
 """
@@ -56,6 +57,10 @@ Sleep = Callable[[float], None]
 JournalExport = Callable[[str, Path], str | None]
 
 LOG_NAME = "decon-run.log"
+# The manifest lists the run log as uploaded before the sentinel. After the sentinel the object
+# is replaced, best effort, by the complete log; the log only grows, so the listed size and
+# sha256 are then those of the object's first `size` bytes.
+LOG_VERSION = "before-sentinel"
 JOURNAL_NAME = "journal.jsonl"
 MANIFEST_NAME = "manifest.json"
 KEEP_CHECK_SECONDS = 10.0  # during the keep period, how often to look for a rerun's `_SUCCESS`
@@ -381,6 +386,8 @@ def upload_artifacts(ctx: Context, artifacts: list[Artifact]) -> list[str]:
         uris.append(upload_one(ctx, artifact))
         size, sha = artifact.digest()
         manifest.append({"uri": uris[-1], "size": size, "sha256": sha})
+        if artifact.name == LOG_NAME:
+            manifest[-1]["version"] = LOG_VERSION
     body = {"run_id": ctx.run_id, "created_at": iso_utc(ctx.clock()), "objects": manifest}
     data = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
     uris.append(upload_one(ctx, Artifact(MANIFEST_NAME, data=data)))
@@ -394,6 +401,23 @@ def log_snapshot(ctx: Context) -> Artifact:
     except FileNotFoundError:
         data = b""
     return Artifact(LOG_NAME, data=data)
+
+
+def upload_final_log(ctx: Context) -> None:
+    """The run log once more under the same key, now with the run's last lines. One try and
+    never fatal: the sentinel was the last required write, so a failure here changes nothing
+    but this line in the local log and the journal."""
+    artifact = log_snapshot(ctx)
+    key = ctx.key(LOG_NAME)
+    uri = ctx.storage.uri(key)
+    assert artifact.data is not None
+    try:
+        ctx.storage.put_bytes(key, artifact.data)
+    except Exception as exc:  # best effort: nothing here may change the outcome
+        error = " ".join(str(exc).split()) or type(exc).__name__
+        ctx.log.event("FINAL_LOG_UPLOAD_FAILED", uri=uri, error=error, effect="none")
+        return
+    ctx.log.event("FINAL_LOG_UPLOADED", uri=uri, size=len(artifact.data))
 
 
 def upload_one(ctx: Context, artifact: Artifact) -> str:
@@ -573,13 +597,16 @@ def success_written_meanwhile(ctx: Context) -> bool:
 
 
 def finish(ctx: Context, result: FinalizeResult) -> FinalizeResult:
-    """post-finalize hooks, then TERMINATING and the poweroff command (unless --no-poweroff)."""
+    """post-finalize hooks, then TERMINATING, the complete run log and the poweroff command
+    (unless --no-poweroff)."""
     facts = ctx.facts(FINALIZE_STATUS=result.status)
     run_hooks(ctx.cfg.node.hooks_dir, "post-finalize", facts, ctx.log, hook_timeout(ctx))
     if not ctx.request.poweroff:
         ctx.log.event("POWEROFF_SKIPPED", run_id=ctx.run_id, reason="--no-poweroff")
+        upload_final_log(ctx)
         return result
     ctx.log.event("TERMINATING", run_id=ctx.run_id, command=" ".join(ctx.cfg.node.poweroff_command))
+    upload_final_log(ctx)
     result.powered_off = power_off(ctx.cfg.node.poweroff_command, ctx.log)
     return result
 
