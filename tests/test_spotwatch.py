@@ -392,11 +392,46 @@ def test_notice_after_the_job_exited_says_the_wrapper_finalizes_and_waits_on_the
     )
     launch = node.events("FINALIZE_LAUNCH")[0]
     pid = launch.split("pid=")[1].split()[0]
+    # The job's recorded outcome stands (exit 0, normal): no --status interrupted, no --reason.
+    assert "--deadline" in launch and "--status" not in launch and "--reason" not in launch
     (exit_line,) = node.events("FINALIZER_EXIT")
     assert f"pid={pid} returncode=0" in exit_line
     assert 'outcome="FINALIZE_SKIPPED' in exit_line and "_SUCCESS already written" in exit_line
     assert "waited_seconds=" in node.events("FINALIZE_LOCKED")[0]
     assert any(s.endswith("finalizer exited 0 (FINALIZE_SKIPPED)") for s in statuses)
+
+
+def test_when_our_finalizer_gets_the_lock_first_the_job_s_real_outcome_is_kept(
+    node_root, imds, stand_ins, s3
+):
+    """The job exited 0 just before the notice and the wrapper's finalizer has not taken the
+    lock yet: the watcher's finalizer writes the sentinel, with the job's outcome (normal),
+    not 'interrupted'."""
+    s3.client().create_bucket(Bucket="bkt")
+    node = Node(
+        node_root,
+        imds,
+        sections={
+            "node": {"finalize_command": [str(VENV_BIN / "decon-finalize")]},
+            "output": {"uri": "s3://bkt/out"},
+            "aws": {"endpoint_url": s3.endpoint},
+        },
+    )
+    try:
+        node.write_config()
+        stand_ins(node.root, node.state, linger=float("inf"))
+        time.sleep(0.01)
+        node.state.write_outcome(Outcome.from_exit(0))
+        notice_time = utc_in(120)
+        imds.set_instance_action("terminate", notice_time)
+        node.watcher().poll_once()
+    finally:
+        node.sink.close()
+    key = f"out/test-job/runs/{node.state.run_id()}/_SUCCESS"
+    sentinel = json.loads(s3.client().get_object(Bucket="bkt", Key=key)["Body"].read())
+    assert sentinel["completion_status"] == "normal" and sentinel["exit_code"] == 0
+    assert sentinel["reason"] == f"job exited 0; spot terminate notice for {notice_time}"
+    assert 'outcome="FINALIZE_SUCCESS' in node.events("FINALIZER_EXIT")[0]
 
 
 def test_an_outcome_left_from_an_earlier_attempt_does_not_pass_for_an_exited_job(
@@ -525,7 +560,7 @@ def test_notice_after_500s_then_a_hang_is_acted_on_within_interval_plus_timeout(
         runner.join(timeout=10)
     assert not runner.is_alive()
     time.sleep(max(0.0, served + 2.6 - time.monotonic()))  # hung requests are logged when answered
-    slack = 0.5  # a loaded 2-core box
+    slack = 1.0  # a loaded 2-core box (the old backoff left gaps of 3.2 s here)
     assert reaction <= interval + timeout + slack, f"reacted after {reaction:.2f} s"
     # No gap between two looks at the notice path grew past interval + one request timeout.
     looks = sorted(
@@ -534,7 +569,7 @@ def test_notice_after_500s_then_a_hang_is_acted_on_within_interval_plus_timeout(
     gaps = [b - a for a, b in zip(looks, looks[1:], strict=False)]
     assert max(gaps) <= interval + timeout + slack, f"longest gap {max(gaps):.2f} s"
     kinds = [e.split("kind=")[1].split()[0] for e in node.events("IMDS_ERROR")]
-    assert kinds[:2] == ["http", "timeout"]  # each kind logged once at its start
+    assert kinds.count("timeout") == 1 and "http" in kinds[: kinds.index("timeout")]
     (ok,) = node.events("IMDS_OK")
     assert "IMDS answering again after" in ok
 

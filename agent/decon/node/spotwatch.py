@@ -359,19 +359,18 @@ class InterruptionAction:
         self.log.event("WRAPPER_EXITED", pid=pid, waited_seconds=f"{waited:.1f}")
 
     def finalize(self, notice: SpotNotice, deadline_iso: str) -> None:
-        """Run the finalizer as a child and wait for it, keeping the watchdog fed."""
+        """Run the finalizer as a child and wait for it, keeping the watchdog fed.
+
+        When the job had exited before the notice, its recorded outcome stands (the finalizer
+        reads outcome.json and adds the notice to the reason): whichever finalizer gets the lock
+        first, the sentinel says how the job really ended."""
         cfg = self.cfg
-        command = [
-            *cfg.node.finalize_command,
-            "--config",
-            cfg.node.config_path,
-            "--status",
-            "interrupted",
-            "--deadline",
-            deadline_iso,
-            "--reason",
-            f"spot {notice.action} notice for {notice.time}",
-        ]
+        command = [*cfg.node.finalize_command, "--config", cfg.node.config_path]
+        if not self.wrapper_finalizing:
+            command += ["--status", "interrupted"]
+        command += ["--deadline", deadline_iso]
+        if not self.wrapper_finalizing:
+            command += ["--reason", f"spot {notice.action} notice for {notice.time}"]
         lock = Path(cfg.node.lock_file)
         head = f"spot {notice.action} at {notice.time}"
         if self.wrapper_finalizing:
