@@ -528,6 +528,8 @@ def test_http_500s_are_logged_shown_retried_at_the_interval_and_survived(node, i
     assert watcher.poll_once()
     (ok,) = node.events("IMDS_OK")
     assert "after_errors=5" in ok and 'message="IMDS answering again after 5 errors"' in ok
+    log = Path(node.cfg.node.log_file).read_text()
+    assert log.index("STATE: IMDS_OK") < log.index("STATE: SPOT_NOTICE")  # before acting on it
     assert watcher.next_delay() == 0.05
     assert len(node.events("SPOT_NOTICE")) == 1
     wait_for(lambda: node.sink.statuses()[-1] == "spot interruption handled; watching")

@@ -503,6 +503,8 @@ class SpotWatcher:
                 error = error or exc
                 continue
             if event is not None:
+                if self.errors_in_row:  # say so now: acting on the notice can take minutes
+                    self._imds_recovered()
                 self.dispatch(event)
         self.beat.ping()
         if error is not None:
@@ -578,18 +580,22 @@ class SpotWatcher:
 
     def _imds_ok(self) -> None:
         if self.errors_in_row:
-            since = self.edges.clock() - (self.first_error_at or self.edges.clock())
-            self.log.event(
-                "IMDS_OK",
-                after_errors=self.errors_in_row,
-                failing_seconds=f"{since:.1f}",
-                message=f"IMDS answering again after {self.errors_in_row} errors",
-            )
+            self._imds_recovered()
+        self.ever_reached = True
+        self.beat.status(self.idle_status())
+
+    def _imds_recovered(self) -> None:
+        since = self.edges.clock() - (self.first_error_at or self.edges.clock())
+        self.log.event(
+            "IMDS_OK",
+            after_errors=self.errors_in_row,
+            failing_seconds=f"{since:.1f}",
+            message=f"IMDS answering again after {self.errors_in_row} errors",
+        )
         self.errors_in_row = 0
         self.first_error_at = None
         self._last_error_key = None
         self.ever_reached = True
-        self.beat.status(self.idle_status())
 
 
 # --- command line ------------------------------------------------------------------------------
