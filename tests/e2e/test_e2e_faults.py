@@ -218,14 +218,17 @@ def test_connection_resets_on_upload_part_leave_every_output_exactly_once(
         vm.wait_for_ssh(timeout=300)
         seen = watch_decon_until_poweroff(vm, timeout=GUEST_RUN_TIMEOUT)
         seconds = round(time.monotonic() - started, 1)
-        part_puts = [r for r in proxy.requests if r.method == "PUT" and "partNumber=" in r.path]
+        cleaned_puts = [  # Seen.path is the key without the query string
+            r for r in proxy.requests if r.method == "PUT" and "/cleaned/" in r.path
+        ]
     finally:
         proxy.stop()
     figures["scenario:upload_part_resets"] = {"boot_to_poweroff": seconds}
     record_observation("upload_part_resets", seconds, seen)
 
     assert resets.hits == 2, (resets.hits, resets.matched)
-    assert [r.fault for r in part_puts].count("reset") == 2
+    assert [r.fault for r in cleaned_puts].count("reset") == 2
+    assert len(cleaned_puts) >= 6  # 3 parts, the failed attempts' parts and the retries
     run_id, sentinel = only_success(client)
     assert sentinel["completion_status"] == "normal" and sentinel["files"]["failed"] == 0
     assert_reports_for_all(client, inputs)
