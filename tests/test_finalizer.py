@@ -174,7 +174,9 @@ def test_normal_run_uploads_everything_then_sentinel_then_powers_off(node_root, 
         "reports/b.report.jsonl",
     ]  # fmt: skip
     puts = [r.path for r in faulty_proxy.requests if r.method == "PUT"]
-    assert puts[-1].endswith("/_SUCCESS")  # step 4: the sentinel is written last
+    assert puts[-2].endswith("/_SUCCESS")  # step 4: the sentinel is the last required write
+    assert puts[-1].endswith("/decon-run.log")  # then, best effort, the complete log
+    assert [p for p in puts if p.endswith("/decon-run.log")] == [puts[-1]] * 2
 
     sentinel = node.sentinel(s3)
     assert set(sentinel) == SPEC_FIELDS
@@ -204,7 +206,7 @@ def test_normal_run_uploads_everything_then_sentinel_then_powers_off(node_root, 
     assert manifest["run_id"] == node.run_id
     objects = {o["uri"]: o for o in manifest["objects"]}
     assert objects[JOB_UPLOAD[0]] == dict(zip(("uri", "size", "sha256"), JOB_UPLOAD, strict=True))
-    for uri in sentinel["artifacts"][:-1]:  # every uploaded artifact, hashed as stored
+    for uri in sentinel["artifacts"][:-2]:  # every uploaded artifact, hashed as stored
         data = node.body(s3, uri[len(base) :])
         assert objects[uri] == {
             "uri": uri,
@@ -213,13 +215,26 @@ def test_normal_run_uploads_everything_then_sentinel_then_powers_off(node_root, 
         }
     assert len(objects) == 5
 
-    uploaded_log = node.body(s3, "decon-run.log").decode()
+    # The log as listed is the one uploaded before the sentinel; the object now is the complete
+    # log, which starts with exactly those bytes.
+    listed = objects[base + "decon-run.log"]
+    assert listed["version"] == "before-sentinel"
+    final_log = node.body(s3, "decon-run.log")
+    assert len(final_log) > listed["size"]
+    assert hashlib.sha256(final_log[: listed["size"]]).hexdigest() == listed["sha256"]
+    uploaded_log = final_log.decode()
     assert "STATE: FINALIZE_START" in uploaded_log
+    assert "STATE: FINALIZE_SUCCESS" not in uploaded_log[: listed["size"]]
+    final_states = states(uploaded_log)
+    assert final_states[-1] == "TERMINATING" and "FINALIZE_SUCCESS" in final_states
+    local = node.log_text().splitlines(keepends=True)
+    assert uploaded_log == "".join(local[:-1])  # all but the line about this very upload
     assert json.loads(node.body(s3, "journal.jsonl"))["_SYSTEMD_UNIT"] == "decon.service"
 
     seen = states(node.log_text())
     assert seen.index("FINALIZE_START") < seen.index("UPLOAD_SUCCESS")
     assert seen.index("FINALIZE_SUCCESS") < seen.index("TERMINATING")
+    assert seen[-1] == "FINAL_LOG_UPLOADED"
     assert seen.count("UPLOAD_SUCCESS") == 6 and "UPLOAD_FAIL" not in seen
     assert "completion_status=normal exit_code=0" in node.log_text()
 
@@ -375,6 +390,52 @@ def test_persistent_access_denied_gives_failed_upload_after_full_schedule(
     seen = states(node.log_text())
     assert seen.index("FINALIZE_FAILED") < seen.index("TERMINATING")
     assert "FINALIZE_KEEP" not in seen
+
+
+def test_a_failed_last_log_upload_changes_nothing(node_root, s3, faulty_proxy):
+    node = make_node(node_root, s3, endpoint=faulty_proxy.endpoint)
+    faulty_proxy.fail("500", key_contains="/decon-run.log", every=2, times=-1)  # the 2nd PUT
+
+    result, time = finalize(node)
+
+    assert result.status == "success" and result.exit_code == 0 and result.powered_off
+    assert time.waits == []
+    assert node.poweroffs() == ["poweroff success=yes failed=no"]
+    assert node.sentinel(s3)["status"] == "success"
+    assert [r.fault for r in faulty_proxy.requests if r.path.endswith("/decon-run.log")] == [
+        None,
+        "500",
+    ]  # one try, no retries
+    seen = states(node.log_text())
+    assert seen[-2:] == ["TERMINATING", "FINAL_LOG_UPLOAD_FAILED"]
+    assert "effect=none" in node.log_text().splitlines()[-1]
+    stored = node.body(s3, "decon-run.log")  # the before-sentinel copy, as the manifest lists
+    listed = {o["uri"]: o for o in json.loads(node.body(s3, "manifest.json"))["objects"]}
+    entry = next(o for uri, o in listed.items() if uri.endswith("/decon-run.log"))
+    assert hashlib.sha256(stored).hexdigest() == entry["sha256"]
+
+
+def test_after_failed_upload_the_log_goes_up_with_its_last_lines(node_root, s3, faulty_proxy):
+    node = make_node(node_root, s3, endpoint=faulty_proxy.endpoint, on_upload_failure="poweroff")
+    faulty_proxy.fail("503", key_contains="/notes.txt", times=-1)
+
+    result, _ = finalize(node)
+
+    assert result.status == "failed_upload" and result.exit_code == 1
+    assert node.keys(s3) == ["_FAILED_UPLOAD", "decon-run.log"]
+    puts = [r.path for r in faulty_proxy.requests if r.method == "PUT" and r.fault is None]
+    assert puts[-2].endswith("/_FAILED_UPLOAD") and puts[-1].endswith("/decon-run.log")
+    uploaded = node.body(s3, "decon-run.log").decode()
+    assert states(uploaded)[-2:] == ["FINALIZE_FAILED", "TERMINATING"]
+    assert node.poweroffs() == ["poweroff success=no failed=yes"]
+
+
+def test_no_poweroff_still_uploads_the_complete_log(node_root, s3):
+    node = make_node(node_root, s3)
+    result, _ = finalize(node, FinalizeRequest(poweroff=False))
+    assert result.status == "success" and not result.powered_off
+    assert states(node.body(s3, "decon-run.log").decode())[-1] == "POWEROFF_SKIPPED"
+    assert node.poweroffs() == []
 
 
 @pytest.mark.parametrize("source", ["flag", "spot-notice"])

@@ -4,6 +4,7 @@ stand-in, the hooks and the finalizer stub (each records what happened to it).""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import io
 import json
 import os
@@ -26,7 +27,7 @@ from decon.eventlog import EventLog
 from decon.node.imds import ImdsClient
 from decon.node.notify import Notifier
 from decon.node.spotwatch import SpotWatcher, WatchEdges, running_wrapper_pid
-from decon.node.state import NodeState
+from decon.node.state import NodeState, Outcome
 from fakes.imds import FakeImds
 
 VENV_BIN = Path(sys.executable).parent
@@ -96,7 +97,9 @@ class NotifySink:
 class Node:
     """A temporary node: config, hooks and finalizer stubs that record their calls."""
 
-    def __init__(self, root: Path, imds: FakeImds, **spot: object) -> None:
+    def __init__(
+        self, root: Path, imds: FakeImds, sections: dict | None = None, **spot: object
+    ) -> None:
         self.root = root
         self.imds = imds
         self.finalizer_calls = root / "finalizer-calls.jsonl"
@@ -129,9 +132,9 @@ class Node:
             "token_ttl_seconds": 300,
         }
         spot_cfg.update(spot)
-        self.cfg: Config = make_config(
-            root, node={"finalize_command": [str(finalizer)]}, spot=spot_cfg
-        )
+        sections = dict(sections or {})
+        node_cfg = {"finalize_command": [str(finalizer)], **sections.pop("node", {})}
+        self.cfg: Config = make_config(root, node=node_cfg, spot=spot_cfg, **sections)
         self.state = NodeState(self.cfg.node.state_dir)
         self.state.start_run("i-0fake0000000000001")
         self.sink = NotifySink(root / "notify.sock")
@@ -337,6 +340,112 @@ def test_wait_never_runs_past_notice_time_minus_margin(make_node, imds, stand_in
     assert len(node.finalizer_argv()) == 1
 
 
+def test_notice_after_the_job_exited_says_the_wrapper_finalizes_and_waits_on_the_lock(
+    node_root, imds, stand_ins, s3
+):
+    """The job exited before the notice and the wrapper's finalizer holds the lock: the wrapper
+    is not signalled or waited for, the status says what is going on, and the watcher's own
+    (real) finalizer logs that it waited and then skipped."""
+    s3.client().create_bucket(Bucket="bkt")
+    node = Node(
+        node_root,
+        imds,
+        sections={
+            "node": {"finalize_command": [str(VENV_BIN / "decon-finalize")]},
+            "output": {"uri": "s3://bkt/out"},
+            "aws": {"endpoint_url": s3.endpoint},
+        },
+    )
+    try:
+        node.write_config()
+        wrapper = stand_ins(node.root, node.state, linger=float("inf"))
+        time.sleep(0.01)
+        node.state.write_outcome(Outcome.from_exit(0))  # the job exited after the wrapper began
+        lock = Path(node.cfg.node.lock_file)
+        holder = os.open(lock, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # the wrapper's finalizer at work
+        imds.set_instance_action("terminate", utc_in(120))
+        watcher = node.watcher()
+        poll = threading.Thread(target=watcher.poll_once)
+        poll.start()
+        try:
+            wait_for(lambda: any("waits on the lock" in s for s in node.sink.statuses()))
+            wait_for(lambda: node.events("FINALIZE_WAITING"), timeout=30)
+            s3.client().put_object(
+                Bucket="bkt", Key=f"out/test-job/runs/{node.state.run_id()}/_SUCCESS", Body=b"{}"
+            )
+        finally:
+            os.close(holder)  # the wrapper's finalizer is done
+            poll.join(timeout=60)
+        assert not poll.is_alive()
+        statuses = node.sink.statuses()
+    finally:
+        node.sink.close()
+    (skipped,) = node.events("JOB_STOP_SKIPPED")
+    assert 'reason="job already exited; the wrapper is finalizing"' in skipped
+    assert "exit_code=0" in skipped
+    assert wrapper.signals() == [] and wrapper.alive()
+    assert not any("waiting for the job to stop" in s for s in statuses)
+    assert any(
+        s.endswith(f"the wrapper is finalizing; our finalizer waits on the lock {lock}")
+        for s in statuses
+    )
+    launch = node.events("FINALIZE_LAUNCH")[0]
+    pid = launch.split("pid=")[1].split()[0]
+    # The job's recorded outcome stands (exit 0, normal): no --status interrupted, no --reason.
+    assert "--deadline" in launch and "--status" not in launch and "--reason" not in launch
+    (exit_line,) = node.events("FINALIZER_EXIT")
+    assert f"pid={pid} returncode=0" in exit_line
+    assert 'outcome="FINALIZE_SKIPPED' in exit_line and "_SUCCESS already written" in exit_line
+    assert "waited_seconds=" in node.events("FINALIZE_LOCKED")[0]
+    assert any(s.endswith("finalizer exited 0 (FINALIZE_SKIPPED)") for s in statuses)
+
+
+def test_when_our_finalizer_gets_the_lock_first_the_job_s_real_outcome_is_kept(
+    node_root, imds, stand_ins, s3
+):
+    """The job exited 0 just before the notice and the wrapper's finalizer has not taken the
+    lock yet: the watcher's finalizer writes the sentinel, with the job's outcome (normal),
+    not 'interrupted'."""
+    s3.client().create_bucket(Bucket="bkt")
+    node = Node(
+        node_root,
+        imds,
+        sections={
+            "node": {"finalize_command": [str(VENV_BIN / "decon-finalize")]},
+            "output": {"uri": "s3://bkt/out"},
+            "aws": {"endpoint_url": s3.endpoint},
+        },
+    )
+    try:
+        node.write_config()
+        stand_ins(node.root, node.state, linger=float("inf"))
+        time.sleep(0.01)
+        node.state.write_outcome(Outcome.from_exit(0))
+        notice_time = utc_in(120)
+        imds.set_instance_action("terminate", notice_time)
+        node.watcher().poll_once()
+    finally:
+        node.sink.close()
+    key = f"out/test-job/runs/{node.state.run_id()}/_SUCCESS"
+    sentinel = json.loads(s3.client().get_object(Bucket="bkt", Key=key)["Body"].read())
+    assert sentinel["completion_status"] == "normal" and sentinel["exit_code"] == 0
+    assert sentinel["reason"] == f"job exited 0; spot terminate notice for {notice_time}"
+    assert 'outcome="FINALIZE_SUCCESS' in node.events("FINALIZER_EXIT")[0]
+
+
+def test_an_outcome_left_from_an_earlier_attempt_does_not_pass_for_an_exited_job(
+    node, imds, stand_ins
+):
+    node.state.write_outcome(Outcome.from_exit(143))  # before this wrapper started
+    time.sleep(0.01)
+    wrapper = stand_ins(node.root, node.state)
+    imds.set_instance_action("terminate", utc_in(120))
+    node.watcher().poll_once()
+    assert wrapper.signals() == [signal.SIGTERM]
+    assert len(node.events("WRAPPER_EXITED")) == 1
+
+
 def test_no_wrapper_running_skips_the_signal_but_finalizes(node, imds):
     imds.set_instance_action("terminate", utc_in(120))
     node.watcher().poll_once()
@@ -401,26 +510,70 @@ def test_rebalance_runs_hooks_once_and_never_stops_the_job(node, imds, stand_ins
 # --- IMDS errors ---------------------------------------------------------------------------------
 
 
-def test_http_500s_are_logged_shown_backed_off_and_survived(node, imds):
-    watcher = node.watcher(max_backoff_seconds=0.3)
+def test_http_500s_are_logged_shown_retried_at_the_interval_and_survived(node, imds):
+    watcher = node.watcher()
     assert watcher.poll_once()
     imds.fail_next(100)
     delays = []
     for _ in range(5):
         assert not watcher.poll_once()
         delays.append(watcher.next_delay())
-    assert delays == [0.05, 0.1, 0.2, 0.3, 0.3]  # first retry at the poll interval
+    assert delays == [0.05] * 5  # errors never lengthen the wait
     (error,) = node.events("IMDS_ERROR")  # one line for the transition, not one per poll
     assert "kind=http status=500 path=spot/instance-action" in error
     wait_for(lambda: any(s.startswith("IMDS error (http)") for s in node.sink.statuses()))
+    assert all("retry in 0.05s" in s for s in node.sink.statuses() if s.startswith("IMDS error"))
     imds.fail_next(0)
     imds.set_instance_action("terminate", utc_in(120))
     assert watcher.poll_once()
-    assert "after_errors=5" in node.events("IMDS_OK")[0]
+    (ok,) = node.events("IMDS_OK")
+    assert "after_errors=5" in ok and 'message="IMDS answering again after 5 errors"' in ok
+    log = Path(node.cfg.node.log_file).read_text()
+    assert log.index("STATE: IMDS_OK") < log.index("STATE: SPOT_NOTICE")  # before acting on it
     assert watcher.next_delay() == 0.05
     assert len(node.events("SPOT_NOTICE")) == 1
     wait_for(lambda: node.sink.statuses()[-1] == "spot interruption handled; watching")
-    assert any(s.endswith("finalizer exited 0") for s in node.sink.statuses())
+    assert any(s.endswith("finalizer exited 0 (no outcome logged)") for s in node.sink.statuses())
+
+
+def test_notice_after_500s_then_a_hang_is_acted_on_within_interval_plus_timeout(make_node, imds):
+    """The fault sequence seen on a node: HTTP 500 for a while, then every request hangs, then
+    the notice. Real clocks, windows of seconds instead of tens of seconds."""
+    interval, timeout = 0.2, 0.3
+    node = make_node(poll_interval_seconds=interval, request_timeout_seconds=timeout)
+    watcher = node.watcher()
+    runner = threading.Thread(target=watcher.run)
+    runner.start()
+    try:
+        wait_for(lambda: imds.count("GET", "/latest/meta-data/spot/instance-action") >= 2)
+        imds.fail_next(1_000_000)  # every request, until cleared
+        time.sleep(4.0)
+        imds.fail_next(0)
+        imds.delay_next(1_000_000, 2.5)  # every request hangs 2.5 s
+        time.sleep(2.0)
+        imds.delay_next(0, 0)
+        imds.set_instance_action("terminate", utc_in(120))
+        served = time.monotonic()
+        wait_for(lambda: node.events("SPOT_NOTICE"), timeout=30)
+        reaction = time.monotonic() - served
+        wait_for(lambda: node.finalizer_argv())
+    finally:
+        watcher.edges.stop.set()
+        runner.join(timeout=10)
+    assert not runner.is_alive()
+    time.sleep(max(0.0, served + 2.6 - time.monotonic()))  # hung requests are logged when answered
+    slack = 1.0  # a loaded 2-core box (the old backoff left gaps of 3.2 s here)
+    assert reaction <= interval + timeout + slack, f"reacted after {reaction:.2f} s"
+    # No gap between two looks at the notice path grew past interval + one request timeout.
+    looks = sorted(
+        r.at for r in imds.requests if r.path == "/latest/meta-data/spot/instance-action"
+    )  # a hung request is logged when it is answered: order by arrival
+    gaps = [b - a for a, b in zip(looks, looks[1:], strict=False)]
+    assert max(gaps) <= interval + timeout + slack, f"longest gap {max(gaps):.2f} s"
+    kinds = [e.split("kind=")[1].split()[0] for e in node.events("IMDS_ERROR")]
+    assert kinds.count("timeout") == 1 and "http" in kinds[: kinds.index("timeout")]
+    (ok,) = node.events("IMDS_OK")
+    assert "IMDS answering again after" in ok
 
 
 def test_errors_are_rate_limited_to_transitions_and_every_nth(node, imds):
@@ -463,7 +616,7 @@ def test_bad_documents_are_errors_not_notices(node, imds, stand_ins, body, kind)
 def test_outside_ec2_says_so_and_keeps_watching(make_node, imds):
     imds.stop()  # nothing answers: as on a laptop
     node = make_node(poll_interval_seconds=0.02)
-    watcher = node.watcher(max_backoff_seconds=0.05)
+    watcher = node.watcher()
     runner = threading.Thread(target=watcher.run)
     runner.start()
     wait_for(lambda: watcher.errors_in_row >= 4)

@@ -114,18 +114,18 @@ def boot_vm(
     Every VM is killed at teardown if still up. The console log, seed and qemu command line stay
     in build/e2e/<test>/ for post-mortems.
     """
-    s3_port = urlsplit(s3.endpoint).port
-    assert s3_port is not None
+    moto_port = urlsplit(s3.endpoint).port
+    assert moto_port is not None
     vms: list[Vm] = []
 
-    def boot(user_data: str) -> Vm:
+    def boot(user_data: str, s3_port: int | None = None) -> Vm:
         workdir = ARTIFACTS / request.node.name / f"vm{len(vms)}"
         shutil.rmtree(workdir, ignore_errors=True)
         spec = VmSpec(
             image=guest_image,
             workdir=workdir,
             user_data=user_data,
-            forwards=standard_forwards(imds.port, s3_port, wheelhouse.port),
+            forwards=standard_forwards(imds.port, s3_port or moto_port, wheelhouse.port),
             instance_id=imds.metadata["instance-id"],
         )
         vm = Vm(spec)

@@ -270,6 +270,7 @@ class Vm:
         self.timings = Timings()
         self.process: subprocess.Popen[bytes] | None = None
         self.powered_off_at: datetime | None = None  # wall clock, to compare with a spot notice
+        self.boots = 0
 
     def qemu_command(self) -> list[str]:
         spec = self.spec
@@ -310,9 +311,25 @@ class Vm:
         }
         network = {"version": 2, "ethernets": {"eth0": {"dhcp4": True}}}
         write_seed_iso(self.workdir / "seed.iso", spec.user_data, meta_data, network)
+        self._launch()
+
+    def boot_again(self) -> None:
+        """Boot the same disk again after a poweroff, as EC2 starts a stopped instance: the
+        overlay keeps what the guest wrote, the seed (same instance id) stays. The previous
+        boot's console log is kept as console.boot<N>.log."""
+        if self.running():
+            raise HarnessError("boot_again: the guest is still up")
+        if self.console_log.exists():
+            self.console_log.rename(self.workdir / f"console.boot{self.boots}.log")
+        self.powered_off_at = None
+        self._launch()
+
+    def _launch(self) -> None:
+        self.boots += 1
         command = self.qemu_command()
         (self.workdir / "qemu-command.txt").write_text(" ".join(_quote(a) for a in command) + "\n")
-        self.timings.started_at = time.monotonic()
+        if self.boots == 1:
+            self.timings.started_at = time.monotonic()
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -446,8 +463,9 @@ class Vm:
                 self.process.wait()
 
 
-BootVm = Callable[[str], Vm]
-"""The `boot_vm` fixture: user-data in, a started Vm wired to the test's host services out."""
+BootVm = Callable[..., Vm]
+"""The `boot_vm` fixture: user-data (and optionally `s3_port`, e.g. a fault proxy's, for the
+guest's S3 address) in, a started Vm wired to the test's host services out."""
 
 
 @contextlib.contextmanager

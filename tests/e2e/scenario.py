@@ -36,13 +36,24 @@ SLOW_FILE_DOCS = 6000
 SLOW_FILE_REPEATS = 10
 
 
+BIG_FILE = "part-m/big-000.jsonl"  # uncompressed: its cleaned copy is as large as it
+
+
 def put_job_inputs(
-    client: Any, workdir: Path, files: int = 3, slow_file: bool = False
+    client: Any,
+    workdir: Path,
+    files: int = 3,
+    slow_file: bool = False,
+    slow_repeats: int = SLOW_FILE_REPEATS,
+    big_file_mb: int = 0,
 ) -> list[str]:
     """Plant a corpus, upload its shards and reference to S3; return the input names.
 
     Question+answer documents (long enough to be flagged, as in tests/test_jobrun_wrapper_e2e.py)
-    and clean ones. `slow_file` adds SLOW_FILE, a large clean file that takes minutes in the VM.
+    and clean ones. `slow_file` adds SLOW_FILE, a large clean file that takes minutes in the VM
+    (`slow_repeats` times SLOW_FILE_DOCS documents). `big_file_mb` adds BIG_FILE: the corpus's
+    documents (planted ones included) repeated to about that size, uncompressed, so that with
+    `detect.purify` its cleaned copy is a multipart upload.
     """
     corpus = make_corpus(
         workdir / "corpus",
@@ -63,15 +74,41 @@ def put_job_inputs(
             rel = path.relative_to(corpus.reference_dir).as_posix()
             client.upload_file(str(path), BUCKET, REFERENCE_PREFIX + rel)
     names = list(corpus.files)
+    if big_file_mb:
+        path = make_big_file(corpus.train_dir, list(corpus.files), workdir / "big", big_file_mb)
+        client.upload_file(str(path), BUCKET, INPUT_PREFIX + BIG_FILE)
+        names.append(BIG_FILE)
     if slow_file:
-        path = make_slow_file(workdir / "slow")
+        path = make_slow_file(workdir / "slow", slow_repeats)
         client.upload_file(str(path), BUCKET, INPUT_PREFIX + SLOW_FILE)
         names.append(SLOW_FILE)
     return names
 
 
-def make_slow_file(workdir: Path) -> Path:
-    """A large gzip JSONL of clean natural documents (SLOW_FILE_DOCS x SLOW_FILE_REPEATS lines)."""
+def make_big_file(train_dir: Path, files: list[str], workdir: Path, mb: int) -> Path:
+    """The corpus's documents (planted ones included) once, then clean natural documents to
+    about `mb` MB, as plain JSONL: its cleaned copy is nearly as large as it."""
+    planted = b"".join(gzip.decompress((train_dir / rel).read_bytes()) for rel in files)
+    doc_chars = 4000
+    filler = make_corpus(
+        workdir / "filler",
+        CorpusSpec(
+            benchmarks=("humaneval", "gsm8k"),
+            items_per_benchmark=1,
+            held_out_per_benchmark=0,
+            docs_per_kind=0,
+            kind_counts={"clean_natural": (mb << 20) // doc_chars},
+            files=1,
+            doc_chars=doc_chars,
+        ),
+    )
+    path = workdir / "big.jsonl"
+    path.write_bytes(planted + gzip.decompress((filler.train_dir / filler.files[0]).read_bytes()))
+    return path
+
+
+def make_slow_file(workdir: Path, repeats: int = SLOW_FILE_REPEATS) -> Path:
+    """A large gzip JSONL of clean natural documents (SLOW_FILE_DOCS x `repeats` lines)."""
     corpus = make_corpus(
         workdir,
         CorpusSpec(
@@ -88,7 +125,7 @@ def make_slow_file(workdir: Path) -> Path:
         lines = src.read()
     path = workdir / "slow.jsonl.gz"
     with gzip.open(path, "wb", compresslevel=1) as out:
-        for _ in range(SLOW_FILE_REPEATS):
+        for _ in range(repeats):
             out.write(lines)
     return path
 

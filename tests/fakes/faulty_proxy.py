@@ -5,14 +5,17 @@
     proxy.fail("reset", key_contains="decon-run.log")          # RST instead of a response
     proxy.fail("truncate", method="GET", key_contains="part-2/")  # half the body, then RST
     proxy.fail("503", method="PUT", key_contains="partNumber=2")  # matches path + "?" + query
+    proxy.fail("delay", seconds=2.0, key_contains="_SUCCESS")   # forwarded 2 s late
+    proxy.fail("reset", key_contains="uploadId=", every=3, times=-1)  # every 3rd UploadPart
     client = boto3.client("s3", endpoint_url=proxy.endpoint, ...)
     ...
     assert [r.fault for r in proxy.requests if ...] == [...]
     proxy.stop()
 
-Rules are checked in the order they were added; the first rule that matches a request and has
-`times` left (-1 = forever) decides its fate. Everything else is forwarded unchanged, with the
-original Host header so SigV4 signatures stay valid. Fixture: `faulty_proxy` (uses `s3`).
+Rules are checked in the order they were added; the first rule that matches a request, has
+`times` left (-1 = forever) and whose turn it is (`every=N`: only each Nth request the rule
+matches, counting from its creation) decides its fate. Everything else is forwarded unchanged,
+with the original Host header so SigV4 signatures stay valid. Fixture: `faulty_proxy` (uses `s3`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import http.client
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,18 +51,31 @@ ERRORS = {
 }
 
 
+ACTIONS = (*ERRORS, "reset", "truncate", "delay")
+
+
 @dataclass
 class FaultRule:
-    action: str  # "500" | "503" | "403" | "reset" | "truncate"
+    action: str  # "500" | "503" | "403" | "reset" | "truncate" | "delay"
     method: str | None = "PUT"  # None: any method
     key_contains: str = ""
-    times: int = 1  # -1: forever
-    hits: int = 0
+    times: int = 1  # how many times it fires; -1: forever
+    every: int = 1  # fire on every Nth matching request only
+    seconds: float = 0.0  # "delay": how long to hold the request before forwarding it
+    hits: int = 0  # times fired
+    matched: int = 0  # matching requests seen (fired or not)
 
-    def matches(self, method: str, path: str) -> bool:
+    def fires(self, method: str, path: str) -> bool:
+        """Whether this request matches and it is the rule's turn (counts the match)."""
         if self.times != -1 and self.hits >= self.times:
             return False
-        return (self.method is None or self.method == method) and self.key_contains in path
+        if not ((self.method is None or self.method == method) and self.key_contains in path):
+            return False
+        self.matched += 1
+        if self.matched % self.every:
+            return False
+        self.hits += 1
+        return True
 
 
 @dataclass
@@ -88,12 +105,24 @@ class FaultyProxy:
         return f"http://{host}:{port}"
 
     def fail(
-        self, action: str, *, method: str | None = "PUT", key_contains: str = "", times: int = 1
+        self,
+        action: str,
+        *,
+        method: str | None = "PUT",
+        key_contains: str = "",
+        times: int = 1,
+        every: int = 1,
+        seconds: float = 0.0,
     ) -> FaultRule:
-        """Add a rule: the next `times` requests matching `method` and `key_contains` fail."""
-        if action not in ERRORS and action not in ("reset", "truncate"):
+        """Add a rule: the next `times` requests matching `method` and `key_contains` (of
+        those, each `every`-th) fail, or with "delay" are held `seconds` and then forwarded."""
+        if action not in ACTIONS:
             raise ValueError(f"unknown fault {action!r}")
-        rule = FaultRule(action, method, key_contains, times)
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        if (action == "delay") != (seconds > 0):
+            raise ValueError("seconds > 0 goes with the delay fault, and only with it")
+        rule = FaultRule(action, method, key_contains, times, every, seconds)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -122,12 +151,11 @@ class FaultyProxy:
             self._server.server_close()
             self._server = None
 
-    def _decide(self, method: str, path: str) -> str | None:
+    def _decide(self, method: str, path: str) -> FaultRule | None:
         with self._lock:
             for rule in self.rules:
-                if rule.matches(method, path):
-                    rule.hits += 1
-                    return rule.action
+                if rule.fires(method, path):
+                    return rule
         return None
 
     def _record(self, seen: Seen) -> None:
@@ -160,8 +188,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         url = urlparse(self.path)
         path = unquote(url.path)
-        fault = self.owner._decide(self.command, f"{path}?{url.query}" if url.query else path)
-        if fault == "reset":
+        rule = self.owner._decide(self.command, f"{path}?{url.query}" if url.query else path)
+        fault = rule.action if rule else None
+        if fault == "delay":
+            assert rule is not None
+            time.sleep(rule.seconds)
+            self._forward(body, path, fault="delay")
+        elif fault == "reset":
             self.owner._record(Seen(self.command, path, fault, None))
             self._reset()
         elif fault in ERRORS:
@@ -169,9 +202,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._record(Seen(self.command, path, fault, status))
             self._send_error_xml(status, code, message)
         else:
-            self._forward(body, path, truncate=fault == "truncate")
+            self._forward(body, path, fault=fault)
 
-    def _forward(self, body: bytes, path: str, truncate: bool = False) -> None:
+    def _forward(self, body: bytes, path: str, fault: str | None = None) -> None:
+        """Pass the request upstream; `fault` "truncate" cuts the answer, "delay" is recorded."""
+        truncate = fault == "truncate"
         conn = http.client.HTTPConnection(
             self.owner.upstream_host, self.owner.upstream_port, timeout=60
         )
@@ -188,9 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             conn.close()
         # Recorded before the client hears back, so a test never looks too early.
-        self.owner._record(
-            Seen(self.command, path, "truncate" if truncate else None, response.status)
-        )
+        self.owner._record(Seen(self.command, path, fault, response.status))
         self.send_response(response.status, response.reason)
         for name, value in response.getheaders():
             if name.lower() not in HOP_BY_HOP:

@@ -19,7 +19,7 @@ Python API (tests): `FakeImds(clock=...)` then `.start()`; `.url`; `set_instance
 time)`, `clear_instance_action()`, `set_rebalance(notice_time)`, `clear_rebalance()`,
 `fail_next(n, status=500)`, `delay_next(n, seconds)` (hang), `bad_json(path, body)`,
 `stop()` (connection refused from then on), `start()` again on the same port, `requests` (log of
-`Request(method, path, status, token)`), `reset()`.
+`Request(method, path, status, token, at)`, `at` the arrival time on the fake's clock), `reset()`.
 
 Standalone (to serve a VM or a manual run from a shell):
 
@@ -40,7 +40,7 @@ Control API (JSON bodies, on --control-port, so it keeps answering while IMDS "r
     POST   /_fake/imds/stop   stop the IMDS listener (connections refused)
     POST   /_fake/imds/start  start it again on the same port
     POST   /_fake/reset       clear notices, faults and the request log
-    GET    /_fake/requests    the request log: [{"method", "path", "status", "token"}]
+    GET    /_fake/requests    the request log: [{"method", "path", "status", "token", "at"}]
     GET    /_fake/state       notices, pending faults, listener state
 
 Every control call answers 200 with the resulting state as JSON (400 on a bad body).
@@ -82,6 +82,7 @@ class Request:
     path: str
     status: int
     token: bool  # whether a session token header was sent
+    at: float = 0.0  # arrival time on the fake's clock
 
 
 @dataclass
@@ -252,6 +253,7 @@ class FakeImds:
     # --- request handling (called from handler threads) ----------------------------------------
 
     def handle(self, method: str, path: str, headers: Any) -> tuple[int, dict[str, str], bytes]:
+        arrived = self.clock()
         with self._lock:
             delay = 0.0
             if self._faults.delay_count > 0:
@@ -261,7 +263,7 @@ class FakeImds:
             time.sleep(delay)
         with self._lock:
             status, extra, body = self._answer(method, path, headers)
-            self.requests.append(Request(method, path, status, TOKEN_HEADER in headers))
+            self.requests.append(Request(method, path, status, TOKEN_HEADER in headers, arrived))
         return status, extra, body
 
     def _answer(self, method: str, path: str, headers: Any) -> tuple[int, dict[str, str], bytes]:

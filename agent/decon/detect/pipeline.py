@@ -12,6 +12,7 @@ import ctypes
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -246,12 +247,28 @@ def _batches(texts: list[str], chars: int) -> Iterator[list[str]]:
 _WORKER_DETECTOR: list[DocumentDetector] = []
 
 
-def _init_worker(detector: DocumentDetector) -> None:
+def _init_worker(detector: DocumentDetector, parent: int) -> None:
+    die_with_parent(parent)
     keep_freed_memory()
     _WORKER_DETECTOR[:] = [detector]
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this worker as soon as its parent dies. A worker that outlived
+    a killed job would finish its chunk, fail to send it back and print a BrokenPipeError
+    traceback into the journal. (The signal follows the thread that forked the worker, so a
+    pool lives no longer than the thread that made it.) A no-op without Linux's prctl."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(0)
 
 
 def keep_freed_memory() -> None:
@@ -283,7 +300,7 @@ class WorkerPool:
     def __init__(self, detector: DocumentDetector, workers: int) -> None:
         self.workers = workers
         ctx = multiprocessing.get_context("fork")
-        self._pool = ctx.Pool(workers, initializer=_init_worker, initargs=(detector,))
+        self._pool = ctx.Pool(workers, initializer=_init_worker, initargs=(detector, os.getpid()))
 
     def submit(
         self, rel_name: str, first_line: int, lines: list[bytes], deflate_kept: bool = False

@@ -6,7 +6,8 @@
        runs/{RUN_ID}/ with backoff (7 attempts, waits 1..32 s, never past the deadline)
     4. `_SUCCESS` last (conditional write); on final failure `_FAILED_UPLOAD` and the policy
        (`keep`: stay up `keep_seconds` with the lock released, then power off; `poweroff`: now)
-    5. post-finalize hooks, TERMINATING, the poweroff command
+    5. post-finalize hooks, TERMINATING, the run log once more (best effort, same key: now with
+       the sentinel's line and TERMINATING), the poweroff command
 
 botocore's own retries are pinned to one attempt here: the backoff above is the only retry layer.
 """
@@ -56,6 +57,10 @@ Sleep = Callable[[float], None]
 JournalExport = Callable[[str, Path], str | None]
 
 LOG_NAME = "decon-run.log"
+# The manifest lists the run log as uploaded before the sentinel. After the sentinel the object
+# is replaced, best effort, by the complete log; the log only grows, so the listed size and
+# sha256 are then those of the object's first `size` bytes.
+LOG_VERSION = "before-sentinel"
 JOURNAL_NAME = "journal.jsonl"
 MANIFEST_NAME = "manifest.json"
 KEEP_CHECK_SECONDS = 10.0  # during the keep period, how often to look for a rerun's `_SUCCESS`
@@ -174,11 +179,18 @@ def finalize_run(
 
     with finalize_lock(Path(cfg.node.lock_file), log):  # 1. one finalizer at a time
         if sentinel_present(ctx):  # 2. already finalized: a logged no-op
-            log.event("FINALIZE_SKIPPED", run_id=run_id, sentinel=storage.uri(ctx.key(SUCCESS)))
+            log.event(
+                "FINALIZE_SKIPPED",
+                run_id=run_id,
+                reason=f"{SUCCESS} already written",
+                sentinel=storage.uri(ctx.key(SUCCESS)),
+                pid=os.getpid(),
+            )
             return FinalizeResult("skipped", run_id)
         log.event(
             "FINALIZE_START",
             run_id=run_id,
+            pid=os.getpid(),
             completion_status=ctx.outcome.completion_status,
             exit_code=ctx.outcome.exit_code,
             deadline=iso_utc(ctx.deadline) if ctx.deadline else None,
@@ -291,7 +303,11 @@ def finalize_lock(path: Path, log: EventLog) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.line(f"waiting for {path}: another finalizer is running")
+            log.event("FINALIZE_WAITING", lock=path, pid=os.getpid())
+            started = time.monotonic()
             fcntl.flock(fd, fcntl.LOCK_EX)
+            waited = time.monotonic() - started
+            log.event("FINALIZE_LOCKED", lock=path, waited_seconds=f"{waited:.1f}", pid=os.getpid())
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
@@ -370,6 +386,8 @@ def upload_artifacts(ctx: Context, artifacts: list[Artifact]) -> list[str]:
         uris.append(upload_one(ctx, artifact))
         size, sha = artifact.digest()
         manifest.append({"uri": uris[-1], "size": size, "sha256": sha})
+        if artifact.name == LOG_NAME:
+            manifest[-1]["version"] = LOG_VERSION
     body = {"run_id": ctx.run_id, "created_at": iso_utc(ctx.clock()), "objects": manifest}
     data = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
     uris.append(upload_one(ctx, Artifact(MANIFEST_NAME, data=data)))
@@ -383,6 +401,23 @@ def log_snapshot(ctx: Context) -> Artifact:
     except FileNotFoundError:
         data = b""
     return Artifact(LOG_NAME, data=data)
+
+
+def upload_final_log(ctx: Context) -> None:
+    """The run log once more under the same key, now with the run's last lines. One try and
+    never fatal: the sentinel was the last required write, so a failure here changes nothing
+    but this line in the local log and the journal."""
+    artifact = log_snapshot(ctx)
+    key = ctx.key(LOG_NAME)
+    uri = ctx.storage.uri(key)
+    assert artifact.data is not None
+    try:
+        ctx.storage.put_bytes(key, artifact.data)
+    except Exception as exc:  # best effort: nothing here may change the outcome
+        error = " ".join(str(exc).split()) or type(exc).__name__
+        ctx.log.event("FINAL_LOG_UPLOAD_FAILED", uri=uri, error=error, effect="none")
+        return
+    ctx.log.event("FINAL_LOG_UPLOADED", uri=uri, size=len(artifact.data))
 
 
 def upload_one(ctx: Context, artifact: Artifact) -> str:
@@ -494,7 +529,7 @@ def write_success_sentinel(ctx: Context, artifacts: list[str]) -> FinalizeResult
         clear_failed_upload(ctx.storage, ctx.run_id)
     except StorageError as exc:
         ctx.log.line(f"cannot remove {FAILED_UPLOAD}: {exc}")
-    ctx.log.event("FINALIZE_SUCCESS", run_id=ctx.run_id, sentinel=uri, written=won)
+    ctx.log.event("FINALIZE_SUCCESS", run_id=ctx.run_id, sentinel=uri, written=won, pid=os.getpid())
     return FinalizeResult("success", ctx.run_id, sentinel, artifacts)
 
 
@@ -513,6 +548,7 @@ def record_failure(ctx: Context, error: str) -> FinalizeResult:
         error=error,
         failed_upload_sentinel=written,
         policy=ctx.cfg.node.on_upload_failure,
+        pid=os.getpid(),
     )
     return FinalizeResult("failed_upload", ctx.run_id, sentinel, error=error)
 
@@ -561,13 +597,16 @@ def success_written_meanwhile(ctx: Context) -> bool:
 
 
 def finish(ctx: Context, result: FinalizeResult) -> FinalizeResult:
-    """post-finalize hooks, then TERMINATING and the poweroff command (unless --no-poweroff)."""
+    """post-finalize hooks, then TERMINATING, the complete run log and the poweroff command
+    (unless --no-poweroff)."""
     facts = ctx.facts(FINALIZE_STATUS=result.status)
     run_hooks(ctx.cfg.node.hooks_dir, "post-finalize", facts, ctx.log, hook_timeout(ctx))
     if not ctx.request.poweroff:
         ctx.log.event("POWEROFF_SKIPPED", run_id=ctx.run_id, reason="--no-poweroff")
+        upload_final_log(ctx)
         return result
     ctx.log.event("TERMINATING", run_id=ctx.run_id, command=" ".join(ctx.cfg.node.poweroff_command))
+    upload_final_log(ctx)
     result.powered_off = power_off(ctx.cfg.node.poweroff_command, ctx.log)
     return result
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from urllib3.util import Timeout
 
 from decon.eventlog import parse_iso_utc
 from decon.node.state import SpotNotice
@@ -108,8 +109,9 @@ class ImdsClient:
             raise ValueError(f"token_ttl must be in 1..21600, got {token_ttl}")
         self.endpoint = endpoint.rstrip("/")
         self.token_ttl = token_ttl
-        # connect timeout short (link-local answers at once or not at all), read per `timeout`
-        self.timeout = (min(1.0, timeout), timeout)
+        # `timeout` bounds one request as a whole (connect + answer); the connect part is short
+        # because the link-local endpoint answers at once or not at all.
+        self.timeout = Timeout(connect=min(1.0, timeout), read=timeout, total=timeout)
         self._clock = clock
         self._token: str | None = None
         self._token_expires = 0.0

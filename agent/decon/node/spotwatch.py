@@ -4,21 +4,31 @@ Separation as in aws-node-termination-handler: the IMDS client (`decon.node.imds
 per notice kind (`SpotInterruptionMonitor`, `RebalanceMonitor`) that turns IMDS documents into
 new events, and the actions taken for each event (`InterruptionAction`, `RebalanceAction`).
 `SpotWatcher` is the loop that ties them together, handles IMDS errors (logged rate-limited,
-shown in STATUS, retried with capped exponential backoff, never fatal) and talks to systemd.
+shown in STATUS, retried at the poll interval, never fatal) and talks to systemd.
+
+Reaction bound: errors never lengthen the wait between polls beyond the poll interval, and one
+request is bounded by the request timeout, so once IMDS serves a notice the watcher acts on it
+within poll interval + request timeout, whatever errors came before. IMDS is a local endpoint
+and the notice's two minutes are the whole margin: backing off buys nothing and costs that.
 
 On a spot instance-action (terminate, stop or hibernate), once per notice:
 SPOT_NOTICE -> spot-notice.json -> on-interrupt hooks -> SIGTERM to the wrapper (which forwards
 it to the job once) -> wait for the wrapper to exit, at most `spot.checkpoint_deadline_seconds`
 and never past the notice time minus `spot.deadline_margin_seconds` -> the finalizer with
-`--status interrupted --deadline <notice time - margin>`. A rebalance recommendation only logs
-REBALANCE_NOTICE and runs the on-rebalance hooks: the job keeps running.
+`--status interrupted --deadline <notice time - margin>`. When the job has already exited and
+the wrapper is finalizing, the wrapper is neither signalled nor waited for: the watcher's
+finalizer starts at once and waits on the finalize lock (and the status says so). A rebalance
+recommendation only logs REBALANCE_NOTICE and runs the on-rebalance hooks: the job keeps
+running.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +44,7 @@ from decon.eventlog import EventLog, iso_utc, utc_now
 from decon.node.hooks import run_hooks
 from decon.node.imds import ImdsClient, ImdsError, ImdsHttpError, ImdsUnreachable, RebalanceNotice
 from decon.node.notify import Notifier
-from decon.node.state import NodeState, SpotNotice
+from decon.node.state import NodeState, Outcome, SpotNotice
 
 # --- events and monitors -----------------------------------------------------------------------
 
@@ -140,6 +150,56 @@ def running_wrapper_pid(state: NodeState) -> int | None:
     return pid
 
 
+def exited_job_outcome(state: NodeState) -> Outcome | None:
+    """The outcome of the running wrapper's job once that job has exited, else None.
+
+    The wrapper writes outcome.json when its job exits and wrapper.pid when it starts, so only
+    an outcome newer than wrapper.pid is this wrapper's; an older one is left from an earlier
+    attempt of the same run.
+    """
+    try:
+        if state.outcome_file.stat().st_mtime < state.wrapper_pid_file.stat().st_mtime:
+            return None
+    except OSError:
+        return None
+    return state.outcome()
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether another process holds the flock on `path` (the finalize lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the probe's own lock
+    return False
+
+
+FINALIZER_OUTCOMES = ("FINALIZE_SUCCESS", "FINALIZE_FAILED", "FINALIZE_SKIPPED")
+
+
+def finalizer_outcome(log_file: Path, pid: int) -> str | None:
+    """The last outcome line (FINALIZE_SUCCESS|FAILED|SKIPPED ...) finalizer `pid` logged."""
+    pattern = re.compile(rf"STATE: ((?:{'|'.join(FINALIZER_OUTCOMES)}) .*\bpid={pid}\b.*)$")
+    try:
+        with log_file.open("rb") as fh:
+            fh.seek(max(0, log_file.stat().st_size - (1 << 20)))  # the run log's tail
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if found := pattern.search(line):
+            return found.group(1)
+    return None
+
+
 # --- the loop's edges --------------------------------------------------------------------------
 
 
@@ -218,6 +278,7 @@ class InterruptionAction:
         self.beat = beat
         self.edges = edges
         self.started = False
+        self.wrapper_finalizing = False
         self.finalizer_exit: int | None = None
 
     def deadline(self, notice: SpotNotice) -> dt.datetime:
@@ -260,6 +321,19 @@ class InterruptionAction:
         if pid is None:
             self.log.event("JOB_STOP_SKIPPED", reason="no wrapper running")
             return
+        exited = exited_job_outcome(self.state)
+        if exited is not None:
+            # The wrapper ignores signals while it finalizes; waiting for it to exit would only
+            # wait for its finalizer, which the finalize lock already serialises with ours.
+            self.wrapper_finalizing = True
+            self.log.event(
+                "JOB_STOP_SKIPPED",
+                reason="job already exited; the wrapper is finalizing",
+                pid=pid,
+                completion_status=exited.completion_status,
+                exit_code=exited.exit_code,
+            )
+            return
         try:
             self.edges.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -285,26 +359,36 @@ class InterruptionAction:
         self.log.event("WRAPPER_EXITED", pid=pid, waited_seconds=f"{waited:.1f}")
 
     def finalize(self, notice: SpotNotice, deadline_iso: str) -> None:
-        """Run the finalizer as a child and wait for it, keeping the watchdog fed."""
+        """Run the finalizer as a child and wait for it, keeping the watchdog fed.
+
+        When the job had exited before the notice, its recorded outcome stands (the finalizer
+        reads outcome.json and adds the notice to the reason): whichever finalizer gets the lock
+        first, the sentinel says how the job really ended."""
         cfg = self.cfg
-        command = [
-            *cfg.node.finalize_command,
-            "--config",
-            cfg.node.config_path,
-            "--status",
-            "interrupted",
-            "--deadline",
-            deadline_iso,
-            "--reason",
-            f"spot {notice.action} notice for {notice.time}",
-        ]
-        self.log.event("FINALIZE_LAUNCH", command=" ".join(command))
-        self.beat.status(f"spot {notice.action} at {notice.time}: finalizing")
+        command = [*cfg.node.finalize_command, "--config", cfg.node.config_path]
+        if not self.wrapper_finalizing:
+            command += ["--status", "interrupted"]
+        command += ["--deadline", deadline_iso]
+        if not self.wrapper_finalizing:
+            command += ["--reason", f"spot {notice.action} notice for {notice.time}"]
+        lock = Path(cfg.node.lock_file)
+        head = f"spot {notice.action} at {notice.time}"
+        if self.wrapper_finalizing:
+            status = (
+                f"{head}: job already exited; the wrapper is finalizing; "
+                f"our finalizer waits on the lock {lock}"
+            )
+        elif lock_is_held(lock):
+            status = f"{head}: another finalizer holds {lock}; our finalizer waits on it"
+        else:
+            status = f"{head}: finalizing"
         try:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         except OSError as exc:
             self.log.event("FINALIZE_LAUNCH_FAILED", command=command[0], error=exc)
             return
+        self.log.event("FINALIZE_LAUNCH", pid=proc.pid, command=" ".join(command))
+        self.beat.status(status)
         step = self.beat.interval or 1.0
         while True:
             try:
@@ -313,10 +397,15 @@ class InterruptionAction:
             except subprocess.TimeoutExpired:
                 self.beat.ping()
         self.finalizer_exit = proc.returncode
-        self.log.event("FINALIZER_EXIT", returncode=proc.returncode)
-        self.beat.status(
-            f"spot {notice.action} at {notice.time}: finalizer exited {proc.returncode}"
+        outcome = finalizer_outcome(Path(cfg.node.log_file), proc.pid)
+        self.log.event(
+            "FINALIZER_EXIT",
+            pid=proc.pid,
+            returncode=proc.returncode,
+            outcome=outcome or "none logged (see its output above)",
         )
+        said = outcome.split()[0] if outcome else "no outcome logged"
+        self.beat.status(f"{head}: finalizer exited {proc.returncode} ({said})")
 
     def _seconds_until(self, when: dt.datetime) -> float:
         return (when - self.edges.wall()).total_seconds()
@@ -360,7 +449,6 @@ class SpotWatcher:
         log: EventLog,
         notifier: Notifier | None = None,
         edges: WatchEdges | None = None,
-        max_backoff_seconds: float = 20.0,
         error_log_every: int = 30,
     ) -> None:
         self.cfg = cfg
@@ -373,9 +461,9 @@ class SpotWatcher:
         self.monitors = [SpotInterruptionMonitor(), RebalanceMonitor()]
         self.interruption = InterruptionAction(cfg, self.state, log, self.beat, self.edges)
         self.rebalance = RebalanceAction(cfg, self.state, log, self.beat)
-        self.max_backoff = max(max_backoff_seconds, cfg.spot.poll_interval_seconds)
         self.error_log_every = max(1, error_log_every)
         self.errors_in_row = 0
+        self.first_error_at: float | None = None
         self.ever_reached = False
         self._last_error_key: tuple[str, int | None, str] | None = None
 
@@ -399,15 +487,24 @@ class SpotWatcher:
         self.beat.last_status = None
 
     def poll_once(self) -> bool:
-        """Ask every monitor once and act on new events; False when IMDS failed."""
+        """Ask every monitor once and act on new events; False when IMDS failed.
+
+        The interruption monitor goes first. When IMDS does not answer at all (a hang or a
+        refusal) the other monitors are skipped: another timeout would only delay the next
+        look at `spot/instance-action`."""
         error: ImdsError | None = None
         for monitor in self.monitors:
             try:
                 event = monitor.check(self.client)
+            except ImdsUnreachable as exc:
+                error = error or exc
+                break
             except ImdsError as exc:
                 error = error or exc
                 continue
             if event is not None:
+                if self.errors_in_row:  # say so now: acting on the notice can take minutes
+                    self._imds_recovered()
                 self.dispatch(event)
         self.beat.ping()
         if error is not None:
@@ -431,11 +528,8 @@ class SpotWatcher:
             self.rebalance.handle(event.notice)
 
     def next_delay(self) -> float:
-        """The poll interval, or a capped exponential backoff after IMDS errors."""
-        interval = self.cfg.spot.poll_interval_seconds
-        if self.errors_in_row == 0:
-            return interval
-        return min(self.max_backoff, interval * 2 ** min(self.errors_in_row - 1, 30))
+        """The poll interval, after errors too (see the module docstring)."""
+        return self.cfg.spot.poll_interval_seconds
 
     def run(self) -> int:
         """Poll until a stop is requested; never exits because of IMDS."""
@@ -455,6 +549,8 @@ class SpotWatcher:
 
     def _imds_failed(self, exc: ImdsError) -> None:
         self.errors_in_row += 1
+        if self.first_error_at is None:
+            self.first_error_at = self.edges.clock()
         status = exc.status if isinstance(exc, ImdsHttpError) else None
         key = (exc.kind, status, exc.path)
         delay = self.next_delay()
@@ -484,11 +580,22 @@ class SpotWatcher:
 
     def _imds_ok(self) -> None:
         if self.errors_in_row:
-            self.log.event("IMDS_OK", after_errors=self.errors_in_row)
-        self.errors_in_row = 0
-        self._last_error_key = None
+            self._imds_recovered()
         self.ever_reached = True
         self.beat.status(self.idle_status())
+
+    def _imds_recovered(self) -> None:
+        since = self.edges.clock() - (self.first_error_at or self.edges.clock())
+        self.log.event(
+            "IMDS_OK",
+            after_errors=self.errors_in_row,
+            failing_seconds=f"{since:.1f}",
+            message=f"IMDS answering again after {self.errors_in_row} errors",
+        )
+        self.errors_in_row = 0
+        self.first_error_at = None
+        self._last_error_key = None
+        self.ever_reached = True
 
 
 # --- command line ------------------------------------------------------------------------------

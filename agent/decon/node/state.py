@@ -90,6 +90,10 @@ class NodeState:
     def wrapper_pid_file(self) -> Path:
         return self.dir / "wrapper.pid"
 
+    @property
+    def outcome_file(self) -> Path:
+        return self.dir / "outcome.json"
+
     def run_id(self) -> str | None:
         """The current run id, or None when no run has started on this node."""
         try:
