@@ -771,7 +771,9 @@ class _Builder:
             encoded = self.encode_all([" ".join(run) for run in self.anchor_runs])
             rows = _distinct_rows(padded_rows(encoded))
             known = q_table.row_ids(rows)
-            extra = rows[(known < 0) | ~is_seed[np.maximum(known, 0)]]
+            is_new = known < 0
+            is_new[~is_new] = ~is_seed[known[~is_new]]
+            extra = rows[is_new]
             blocks = itertools.chain(blocks, [extra])
         word_anchors = sorted(run for table in self.anchors.by_length.values() for run in table)
         prefilter = build_prefilter(
