@@ -74,3 +74,16 @@ def test_a_hash_collision_is_never_a_false_hit() -> None:
     tampered.hash_ids = np.zeros(2, dtype=np.int64)
     assert tampered.ids([4, 5, 6]) == [None]
     assert tampered.ids([1, 2, 3]) == [0]
+
+
+def test_row_ids_is_get_of_each_row() -> None:
+    from decon.detect.prefilter import padded_rows
+
+    rng = random.Random(2)
+    sequences = [[rng.randrange(20) for _ in range(rng.randint(0, 12))] for _ in range(200)]
+    table = NgramTable.build(sequences, 4)[0]
+    keys = [tuple(s[i : i + rng.randint(1, 6)]) for s in sequences if s for i in range(2)]
+    keys += [table.key(i) for i in range(0, len(table), 5)]
+    got = table.row_ids(padded_rows(keys)).tolist()
+    assert got == [table.get(k, -1) for k in keys]
+    assert sum(i >= 0 for i in got) >= len(keys) // 3

@@ -147,3 +147,55 @@ def test_seed_bound_adds_each_distinct_seed_once_per_group() -> None:
         want.append(any(0 < needs[g] <= total * (1 + 1e-6) for g, total in totals.items()))
     assert got == want
     assert 5 <= sum(want) <= n_texts - 5
+
+
+def _tables(cf) -> list:  # noqa: ANN001
+    out: list = [sorted(cf.inside.items()), list(cf.always)]
+    for variant, table in cf.tables.items():
+        out.append((variant, table.keys.keys.tolist(), table.groups.tolist()))
+        for ext in table.extended:
+            out.append((ext.left, ext.right, ext.keys.keys.tolist(), ext.offsets.tolist()))
+            out.append(ext.seeds.tolist())
+    return out
+
+
+def test_chunk_filter_is_the_same_built_in_small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeds are classified and anchor rows hashed a block at a time: a row's anchors depend
+    on its own seed alone, so any block size gives the same tables."""
+    from decon.detect import prefilter
+
+    rng = random.Random(11)
+    pieces = [b"a", b"the", b"ab", b"x1", b"\xc3\xa9", b"\xc3", b"\xa9", b"\xed\xa0\x80",
+              b"verylongwordhere", b" ", b" ", b" ", b"  "]  # fmt: skip
+    seeds = [b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 14))) for _ in range(3000)]
+    for bpe in (False, True):
+        whole = prefilter.ChunkFilter.build(seeds, bpe=bpe)
+        monkeypatch.setattr(prefilter, "_BUILD_BLOCK", 7)
+        small = prefilter.ChunkFilter.build(seeds, bpe=bpe)
+        monkeypatch.undo()
+        assert _tables(small) == _tables(whole)
+        assert len(whole.tables) >= 8 and whole.inside and whole.always
+        # `count` builds the filter of a prefix of the seeds.
+        head = prefilter.ChunkFilter.build(prefilter.SeedBytes.of(seeds), bpe=bpe, count=1000)
+        assert _tables(head) == _tables(prefilter.ChunkFilter.build(seeds[:1000], bpe=bpe))
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "cl100k"])
+def test_seed_bytes_are_each_seeds_tokens_joined(tokenizer: str) -> None:
+    from decon.detect.prefilter import padded_rows, seed_bytes
+
+    rng = random.Random(4)
+    tok = get_tokenizer(tokenizer)
+    token_lists = [tokens_of(tok, noisy_text(rng, 12)) for _ in range(50)]
+    seeds = [tuple(t[: rng.randint(1, 8)]) for t in token_lists if t]
+    if tokenizer == "word":
+        seeds.append(())  # no words: " " + "" + " "
+        want = [
+            (" " + " ".join(tok.words[t] for t in s) + " ").encode("utf-8", "surrogatepass")
+            for s in seeds
+        ]
+    else:
+        want = [b"".join(tok.decode_token(t) for t in s) for s in seeds]
+    rows = padded_rows(seeds)
+    got = seed_bytes([rows[:7], rows[7:]], tok)
+    assert list(got) == want

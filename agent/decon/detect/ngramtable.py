@@ -182,6 +182,23 @@ class NgramTable:
         """`lookup` as a list with None for a window not in the table."""
         return [None if i < 0 else i for i in self.lookup(tokens).tolist()]
 
+    def row_ids(self, rows: np.ndarray) -> np.ndarray:
+        """`get` of every row of a matrix of keys (-1 past each key's end; -1 where absent)."""
+        out = np.full(len(rows), -1, dtype=np.int64)
+        if not len(rows) or not len(self.hashes):
+            return out
+        fits = (rows[:, self.n :] == _PAD).all(axis=1)
+        matrix = np.full((len(rows), self.n), _PAD, dtype=np.int64)
+        width = min(self.n, rows.shape[1])
+        matrix[:, :width] = rows[:, :width]
+        h = _row_hashes(matrix, self.seed)
+        at = np.searchsorted(self.hashes, h)
+        at[at == len(self.hashes)] = 0
+        ids = self.hash_ids[at]
+        hit = fits & (self.hashes[at] == h) & (self.keys[ids] == matrix).all(axis=1)
+        out[hit] = ids[hit]
+        return out
+
     def get(self, key: tuple[int, ...], default: int | None = None) -> int | None:
         """The id of one key (of any length up to n), or `default`."""
         if len(key) > self.n or not len(self.hashes):

@@ -169,12 +169,13 @@ class WeightedSeeds:
 
 
 def build_prefilter(
-    seeds: Iterable[NgramKey],
+    seeds: Iterable[NgramKey] | SeedBytes,
     tok: Tokenizer,
     word_anchors: Iterable[tuple[str, ...]] = (),
     weighted: WeightedSeeds | None = None,
 ) -> Prefilter:
-    """Anchors for the token sequences (`seeds`, any length >= 1) at which a scan can start.
+    """Anchors for the token sequences (`seeds`, any length >= 1, or their `seed_bytes`) at
+    which a scan can start.
 
     `word_anchors` (runs of normalised words) also get a chunk filter of their own, which says
     which documents can contain one (`Prefilter.select_anchored`). With `weighted`, the chunk
@@ -201,9 +202,10 @@ def build_prefilter(
     anchor_bytes = [
         (" " + " ".join(run) + " ").encode("utf-8", "surrogatepass") for run in anchor_runs
     ]
-    seed_bytes = seed_byte_strings(seeds, tok)
+    if not isinstance(seeds, SeedBytes):
+        seeds = seed_bytes([padded_rows(list(seeds))], tok)
     # The chunk form: the weighted seeds and their bound, when given.
-    chunk_seeds = seed_bytes if weighted is None else seed_bytes[: weighted.count]
+    chunk_count = None if weighted is None else weighted.count
     bound = None
     if weighted is not None:
         bound = SeedBound(
@@ -211,10 +213,10 @@ def build_prefilter(
         )
     is_word = isinstance(tok, WordTokenizer)
     return Prefilter(
-        seed_bytes=SeedBytes.of(seed_bytes),
+        seed_bytes=seeds,
         word_seeds=is_word,
-        chunk=ChunkFilter.build(chunk_seeds, bpe=not is_word),
-        anchors=ChunkFilter.build(anchor_bytes) if anchor_bytes else None,
+        chunk=ChunkFilter.build(seeds, bpe=not is_word, count=chunk_count),
+        anchors=ChunkFilter.build(SeedBytes.of(anchor_bytes)) if anchor_bytes else None,
         anchor_runs=anchor_runs,
         bound=bound,
     )
@@ -223,7 +225,7 @@ def build_prefilter(
 def _document_anchors(
     seeds: Iterable[bytes], word_seeds: bool
 ) -> tuple[dict[int, dict[Run, set[str]]], set[str]]:
-    """The per-document form's anchors of seeds given by their bytes (`seed_byte_strings`):
+    """The per-document form's anchors of seeds given by their bytes (`seed_bytes`):
     word runs with the texts that confirm them, and fragments (see `build_prefilter`)."""
     runs: dict[int, dict[Run, set[str]]] = {}
     fragments: set[str] = set()
@@ -253,18 +255,56 @@ def _document_anchors(
     return runs, fragments
 
 
-def seed_byte_strings(seeds: Iterable[NgramKey], tok: Tokenizer) -> list[bytes]:
-    """The bytes each seed's tokens stand for in " " + the joined words (a word seed's with
-    the spaces that delimit its words)."""
+def padded_rows(keys: list[NgramKey]) -> np.ndarray:
+    """Token sequences as the rows of a matrix, -1 past each one's end."""
+    width = max(map(len, keys), default=0)
+    rows = np.full((len(keys), width), -1, dtype=np.int64)
+    for i, key in enumerate(keys):
+        rows[i, : len(key)] = key
+    return rows
+
+
+def _token_pieces(tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """Per token id the bytes it adds to " " + the joined words (a word: " " + the word), as
+    one buffer and offsets."""
     if isinstance(tok, WordTokenizer):
-        words = tok.words
-        return [
-            (" " + " ".join([words[t] for t in key]) + " ").encode("utf-8", "surrogatepass")
-            for key in seeds
-        ]
-    assert isinstance(tok, BpeTokenizer)
-    table = tok.token_bytes
-    return [b"".join([table[t] for t in key]) for key in seeds]
+        pieces = [(" " + w).encode("utf-8", "surrogatepass") for w in tok.words]
+    else:
+        assert isinstance(tok, BpeTokenizer)
+        pieces = tok.token_bytes
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)), out=offsets[1:])
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8), offsets
+
+
+def seed_bytes(blocks: Iterable[np.ndarray], tok: Tokenizer) -> SeedBytes:
+    """The bytes each seed's tokens stand for in " " + the joined words (a word seed's with
+    the spaces that delimit its words); seeds given as blocks of rows of token ids, -1 past
+    each seed's end (`padded_rows`)."""
+    data, bounds = _token_pieces(tok)
+    sizes = np.diff(bounds)
+    is_word = isinstance(tok, WordTokenizer)
+    parts: list[bytes] = []
+    lengths: list[np.ndarray] = []
+    for block in blocks:
+        valid = block >= 0
+        tokens = block[valid]  # row by row
+        token_sizes = sizes[tokens]
+        per_row = np.where(valid, sizes[np.where(valid, block, 0)], 0).sum(axis=1)
+        gathered = data[_ranges(bounds[tokens], token_sizes)]
+        if is_word:
+            # " " + " ".join(words) + " ": a space after the words, two for no words.
+            extra = np.where(valid.any(axis=1), 1, 2)
+            total = per_row + extra
+            out = np.full(int(total.sum()), 0x20, dtype=np.uint8)
+            out[_ranges(np.cumsum(total) - total, per_row)] = gathered
+            gathered, per_row = out, total
+        parts.append(gathered.tobytes())
+        lengths.append(per_row)
+    offsets = np.zeros(sum(map(len, lengths)) + 1, dtype=np.int64)
+    if lengths:
+        np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    return SeedBytes(b"".join(parts), offsets)
 
 
 def _has_surrogate(text: str) -> bool:
@@ -518,58 +558,29 @@ class ChunkFilter:
     surrogates_pass: bool = False
 
     @classmethod
-    def build(cls, seeds: Iterable[bytes], bpe: bool = False) -> ChunkFilter:
-        """Anchors for seeds given as the bytes their tokens decode to (see build_prefilter).
+    def build(
+        cls, seeds: SeedBytes | Iterable[bytes], bpe: bool = False, count: int | None = None
+    ) -> ChunkFilter:
+        """Anchors for seeds given as the bytes their tokens decode to (see build_prefilter);
+        with `count`, for the first `count` seeds only.
 
         `bpe`: the seeds are tiktoken's, which sees a lone surrogate as U+FFFD.
         """
-        rows: dict[tuple[int, int], list[tuple[bytes, bytes, bytes, int]]] = {}
-        inside: dict[bytes, list[int]] = {}
-        always: list[int] = []
-        for seed, raw in enumerate(seeds):
-            pieces = raw.split(b" ")
-            if len(pieces) == 1:
-                if raw:
-                    inside.setdefault(raw, []).append(seed)
-                else:
-                    always.append(seed)
-                continue
-            left, inner, right = pieces[0], pieces[1:-1], pieces[-1]
-            if b"  " in raw:
-                continue  # two spaces in a row never occur in normalised text
-            if inner and not raw.isascii():
-                # The inner words, space-separated, are valid UTF-8 iff each one is.
-                try:
-                    b" ".join(inner).decode("utf-8", "surrogatepass")
-                except UnicodeDecodeError:
-                    continue  # a token sequence that no text encodes to
-            if inner:
-                k = min(len(inner), MAX_RUN_WORDS)
-                at = 0
-                if len(inner) > k:
-                    at = max(
-                        range(len(inner) - k + 1),
-                        key=lambda i: (sum(map(len, inner[i : i + k])), -i),
-                    )
-                run = b" ".join(inner[at : at + k])
-                # The partial words around a run of common words are what make it selective
-                # (only those adjacent to the chosen window can be checked).
-                left = left if at == 0 else b""
-                right = right if at + k == len(inner) else b""
-                rows.setdefault((k, 0), []).append((run, _tail(left), _head(right), seed))
-            elif right:
-                size = _EDGE_BYTES[min(len(right), 8)]
-                rows.setdefault((_PREFIX, size), []).append((right[:size], _tail(left), b"", seed))
-            elif left:
-                size = _EDGE_BYTES[min(len(left), 8)]
-                rows.setdefault((_SUFFIX, size), []).append((left[-size:], b"", b"", seed))
-            else:
-                always.append(seed)
-        tables = {v: _make_table(v, r) for v, r in sorted(rows.items())}
+        if not isinstance(seeds, SeedBytes):
+            seeds = SeedBytes.of(list(seeds))
+        n_seeds = len(seeds) if count is None else count
+        rows = _AnchorRows()
+        for lo in range(0, n_seeds, _BUILD_BLOCK):
+            rows.add(seeds, lo, min(n_seeds, lo + _BUILD_BLOCK))
+        data = np.frombuffer(seeds.data, dtype=np.uint8)
+        tables = {
+            (kind, size): _make_table(kind, size, data, *fields)
+            for (kind, size), fields in rows.variants()
+        }
         return cls(
             tables,
-            {frag: tuple(ids) for frag, ids in sorted(inside.items())},
-            tuple(always),
+            {frag: tuple(ids) for frag, ids in sorted(rows.inside.items())},
+            tuple(sorted(rows.always)),
             surrogates_pass=bpe,
         )
 
@@ -805,29 +816,210 @@ def _mapped(
     return buf, np.asarray(starts, dtype=np.int64)
 
 
-def _make_table(variant: tuple[int, int], rows: list[tuple[bytes, bytes, bytes, int]]) -> _Table:
-    kind, size = variant
-    # Hash each row's anchor exactly as a chunk's words are hashed: from a buffer holding
-    # the rows as "left run right", each piece a word.
-    pad = b" " * _PAD
-    line = [b" ".join(p for p in (left, anchor, right) if p) for anchor, left, right, _ in rows]
-    words = _Words.of(np.frombuffer(pad + b" ".join(line) + pad, dtype=np.uint8))
-    counts = np.array([a.count(b" ") + 1 + bool(lf) + bool(rt) for a, lf, rt, _ in rows])
-    has_left = np.array([bool(r[1]) for r in rows])
-    at = np.cumsum(counts) - counts + has_left  # first word of each row's anchor
-    keys = words.runs([kind])[kind][at] if kind >= 1 else _edge_keys(words, kind, size)[at]
-    row_seeds = np.array([r[3] for r in rows], dtype=np.int64)
-    anchors = _KeySet.of(keys)
+# Seeds classified, and anchor rows hashed, this many at a time (bounds the temporaries).
+_BUILD_BLOCK = 1 << 18
+
+
+@dataclass
+class _AnchorRows:
+    """The anchor rows of seeds (see `ChunkFilter.build`), as arrays: per row its variant
+    (kind, size), the bytes [start, end) of the seed that hold "left run right" (each piece
+    a word, the partial ones cut to their compared bytes), its word count, the sizes of its
+    partial words (left, right) and its seed. Seeds within one word are `inside`, seeds with
+    nothing to anchor on `always`."""
+
+    inside: dict[bytes, list[int]] = field(default_factory=dict)
+    always: list[int] = field(default_factory=list)
+    columns: list[list[np.ndarray]] = field(default_factory=lambda: [[] for _ in range(8)])
+
+    def add(self, seeds: SeedBytes, lo: int, hi: int) -> None:
+        """The rows of seeds lo .. hi - 1."""
+        raw, off = seeds.data, seeds.offsets[lo : hi + 1]
+        starts, ends = off[:-1], off[1:]
+        block = np.frombuffer(raw, dtype=np.uint8, count=int(off[-1] - off[0]), offset=int(off[0]))
+        spaces = np.flatnonzero(block == 0x20) + off[0]
+        owner = np.searchsorted(off, spaces, side="right") - 1
+        n_spaces = np.bincount(owner, minlength=hi - lo)
+        first_at = np.searchsorted(owner, np.arange(hi - lo))
+        first = spaces[np.minimum(first_at, max(len(spaces) - 1, 0))] if len(spaces) else starts
+        last = spaces[np.maximum(first_at + n_spaces - 1, 0)] if len(spaces) else starts
+        for s in np.flatnonzero(n_spaces == 0).tolist():
+            a, b = int(starts[s]), int(ends[s])
+            if a < b:
+                self.inside.setdefault(raw[a:b], []).append(lo + s)
+            else:
+                self.always.append(lo + s)
+        bad = np.zeros(hi - lo, dtype=bool)
+        twice = np.flatnonzero((spaces[1:] == spaces[:-1] + 1) & (owner[1:] == owner[:-1]))
+        bad[owner[twice]] = True  # two spaces in a row never occur in normalised text
+        inner = n_spaces - 1
+        # The inner words, space-separated, are valid UTF-8 iff each one is.
+        high = np.zeros(len(block) + 1, dtype=np.int64)
+        np.cumsum(block >= 0x80, out=high[1:])
+        base = off[0]
+        some = np.flatnonzero(~bad & (inner >= 1))
+        non_ascii = some[high[last[some] - base] > high[first[some] + 1 - base]]
+        for s in non_ascii.tolist():
+            try:
+                raw[int(first[s]) + 1 : int(last[s])].decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                bad[s] = True  # a token sequence that no text encodes to
+        # (Clipped: seeds without a space have no first or last space.)
+        left_len, right_len = np.maximum(first - starts, 0), np.maximum(ends - last - 1, 0)
+        tail = _EDGE_SIZES[np.minimum(left_len, 8)]
+        head = _EDGE_SIZES[np.minimum(right_len, 8)]
+        zero = np.zeros(hi - lo, dtype=np.int64)
+        # Runs of 1 .. MAX_RUN_WORDS whole words, with both partial words.
+        runs = np.flatnonzero(~bad & (inner >= 1) & (inner <= MAX_RUN_WORDS))
+        self._put(
+            lo + runs,
+            inner[runs],
+            zero[runs],
+            np.where(tail[runs] > 0, first[runs] - tail[runs], first[runs] + 1),
+            np.where(head[runs] > 0, last[runs] + 1 + head[runs], last[runs]),
+            inner[runs] + (tail[runs] > 0) + (head[runs] > 0),
+            tail[runs],
+            head[runs],
+        )
+        # Longer runs: cut to their longest window (rare; the partial words only next to it).
+        for s in np.flatnonzero(~bad & (inner > MAX_RUN_WORDS)).tolist():
+            self._put_long(raw, int(starts[s]), int(ends[s]), lo + s)
+        one = (n_spaces == 1) & ~bad
+        # No whole word: the first bytes of the right word (with the left's last ones) ...
+        pre = np.flatnonzero(one & (right_len > 0))
+        size = _EDGE_SIZES[np.minimum(right_len[pre], 8)]
+        self._put(
+            lo + pre,
+            np.full(len(pre), _PREFIX),
+            size,
+            np.where(tail[pre] > 0, first[pre] - tail[pre], first[pre] + 1),
+            first[pre] + 1 + size,
+            1 + (tail[pre] > 0),
+            tail[pre],
+            zero[pre],
+        )
+        # ... or the last bytes of the left word ...
+        suf = np.flatnonzero(one & (right_len == 0) & (left_len > 0))
+        size = _EDGE_SIZES[np.minimum(left_len[suf], 8)]
+        self._put(
+            lo + suf,
+            np.full(len(suf), _SUFFIX),
+            size,
+            first[suf] - size,
+            first[suf],
+            np.ones(len(suf), dtype=np.int64),
+            zero[suf],
+            zero[suf],
+        )
+        # ... or nothing at all (a lone space).
+        self.always += (lo + np.flatnonzero(one & (right_len == 0) & (left_len == 0))).tolist()
+
+    def _put_long(self, raw: bytes, start: int, end: int, seed: int) -> None:
+        pieces = raw[start:end].split(b" ")
+        left, inner, right = pieces[0], pieces[1:-1], pieces[-1]
+        k = MAX_RUN_WORDS
+        at = max(range(len(inner) - k + 1), key=lambda i: (sum(map(len, inner[i : i + k])), -i))
+        left = left if at == 0 else b""
+        right = right if at + k == len(inner) else b""
+        tail, head = _EDGE_BYTES[min(len(left), 8)], _EDGE_BYTES[min(len(right), 8)]
+        run_start = start + len(pieces[0]) + 1 + sum(len(w) + 1 for w in inner[:at])
+        run_end = run_start + len(b" ".join(inner[at : at + k]))
+        one = np.ones(1, dtype=np.int64)
+        self._put(
+            one * seed,
+            one * k,
+            one * 0,
+            one * (run_start - tail - 1 if tail else run_start),
+            one * (run_end + 1 + head if head else run_end),
+            one * (k + bool(tail) + bool(head)),
+            one * tail,
+            one * head,
+        )
+
+    def _put(self, *columns: np.ndarray) -> None:
+        for into, values in zip(self.columns, columns, strict=True):
+            into.append(np.asarray(values, dtype=np.int64))
+
+    def variants(self) -> Iterator[tuple[tuple[int, int], list[np.ndarray]]]:
+        """Per variant (kind, size), ascending: its rows' (start, end, words, left size,
+        right size, seed), in seed order."""
+        seed, kind, size, start, end, words, left, right = (
+            np.concatenate(c) if c else np.zeros(0, dtype=np.int64) for c in self.columns
+        )
+        self.columns = [[] for _ in range(8)]
+        if not len(seed):
+            return
+        order = np.lexsort((seed, size, kind))
+        kind, size = kind[order], size[order]
+        cuts = np.flatnonzero((kind[1:] != kind[:-1]) | (size[1:] != size[:-1])) + 1
+        for a, b in itertools.pairwise([0, *cuts.tolist(), len(order)]):
+            rows = order[a:b]
+            yield (
+                (int(kind[a]), int(size[a])),
+                [start[rows], end[rows], words[rows], left[rows], right[rows], seed[rows]],
+            )
+
+
+_EDGE_SIZES = np.array(_EDGE_BYTES, dtype=np.int64)
+
+
+def _row_keys(
+    kind: int,
+    size: int,
+    data: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    words: np.ndarray,
+    has_left: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per anchor row: its key, hashed exactly as a chunk's words are, and its neighbours
+    (`_neighbours`), from a buffer holding the rows as "left run right" (a block at a time:
+    a row's key and neighbours depend on its own bytes only)."""
+    keys, tails, heads = [], [], []
+    pad = _PAD
+    for lo in range(0, len(start), _BUILD_BLOCK):
+        a, b = start[lo : lo + _BUILD_BLOCK], end[lo : lo + _BUILD_BLOCK]
+        lens = b - a
+        at_buf = pad + np.cumsum(lens + 1) - (lens + 1)
+        buf = np.full(int(lens.sum() + len(lens)) - 1 + 2 * pad, 0x20, dtype=np.uint8)
+        buf[_ranges(at_buf, lens)] = data[_ranges(a, lens)]
+        found = _Words.of(buf)
+        count = words[lo : lo + _BUILD_BLOCK]
+        at = np.cumsum(count) - count + has_left[lo : lo + _BUILD_BLOCK]
+        if kind >= 1:
+            keys.append(found.runs([kind])[kind][at])
+        else:
+            keys.append(_edge_keys(found, kind, size)[at])
+        t, h = _neighbours(found, at, max(kind, 0))
+        tails.append(t)
+        heads.append(h)
+    return np.concatenate(keys), np.concatenate(tails), np.concatenate(heads)
+
+
+def _make_table(
+    kind: int,
+    size: int,
+    data: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    words: np.ndarray,
+    left_sizes: np.ndarray,
+    right_sizes: np.ndarray,
+    row_seeds: np.ndarray,
+) -> _Table:
+    """The table of one variant's anchor rows (see `_AnchorRows`)."""
+    all_keys, all_tails, all_heads = _row_keys(kind, size, data, start, end, words, left_sizes > 0)
+    anchors = _KeySet.of(all_keys)
     groups = np.zeros(len(anchors.keys), dtype=np.uint32)
     extended = []
-    sizes = np.array([(len(r[1]), len(r[2])) for r in rows]).reshape(-1, 2)
+    sizes = np.stack([left_sizes, right_sizes], axis=1)
     for g, (left, right) in enumerate(np.unique(sizes, axis=0).tolist()):
         sel = np.flatnonzero((sizes[:, 0] == left) & (sizes[:, 1] == right))
-        tails, heads = _neighbours(words, at[sel], max(kind, 0))
-        full = _full_keys(keys[sel], tails, heads, left, right)
+        keys = all_keys[sel]
+        full = _full_keys(keys, all_tails[sel], all_heads[sel], left, right)
         order = np.argsort(full, kind="stable")
         first = np.unique(full[order], return_index=True)[1]
         offsets = np.append(first, len(order)).astype(np.int64)
         extended.append(_Extended(left, right, _KeySet.of(full), offsets, row_seeds[sel][order]))
-        groups[np.searchsorted(anchors.keys, keys[sel])] |= np.uint32(1 << g)
+        groups[np.searchsorted(anchors.keys, keys)] |= np.uint32(1 << g)
     return _Table(keys=anchors, groups=groups, extended=extended)

@@ -32,7 +32,14 @@ from decon.detect.io import is_data_file, iter_lines
 from decon.detect.ngramtable import NgramTable, Postings, sorted_unique
 from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
-from decon.detect.prefilter import Prefilter, WeightedSeeds, _ranges, build_prefilter
+from decon.detect.prefilter import (
+    Prefilter,
+    WeightedSeeds,
+    _ranges,
+    build_prefilter,
+    padded_rows,
+    seed_bytes,
+)
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer, get_tokenizer
 
 # English function words: never count as evidence that a text is a given eval item.
@@ -758,21 +765,22 @@ class _Builder:
         is_seed = full.copy()
         is_seed[hot_ids] = False
         seed_ids = np.flatnonzero(is_seed)
-        seeds: Iterable[Sequence[int]] = _rows(q_table.keys, seed_ids)
+        blocks = _row_blocks(q_table.keys, seed_ids)
         # compat none: an aligned question keeps one of its anchors intact.
         if self.anchor_runs:
-            anchor_seeds = {
-                tuple(t) for t in self.encode_all([" ".join(run) for run in self.anchor_runs])
-            }
-            extra = []
-            for key in sorted(anchor_seeds):
-                nid = q_table.get(key)
-                if nid is None or not is_seed[nid]:
-                    extra.append(key)
-            seeds = itertools.chain(seeds, extra)
+            encoded = self.encode_all([" ".join(run) for run in self.anchor_runs])
+            rows = _distinct_rows(padded_rows(encoded))
+            known = q_table.row_ids(rows)
+            is_new = known < 0
+            is_new[~is_new] = ~is_seed[known[~is_new]]
+            extra = rows[is_new]
+            blocks = itertools.chain(blocks, [extra])
         word_anchors = sorted(run for table in self.anchors.by_length.values() for run in table)
         prefilter = build_prefilter(
-            seeds, self.tok, word_anchors, self._idf_bound(q_table, ngram_idf, seed_ids, hot_ids)
+            seed_bytes(blocks, self.tok),
+            self.tok,
+            word_anchors,
+            self._idf_bound(q_table, ngram_idf, seed_ids, hot_ids),
         )
         identity = None
         if o.extended:
@@ -818,10 +826,20 @@ def _distinct_pairs(
     return pairs // width, pairs % width
 
 
-def _rows(matrix: np.ndarray, ids: np.ndarray) -> Iterator[list[int]]:
-    """The rows `ids` of `matrix` as lists, a slice at a time (never all at once)."""
-    for lo in range(0, len(ids), 1 << 16):
-        yield from matrix[ids[lo : lo + (1 << 16)]].tolist()
+def _row_blocks(matrix: np.ndarray, ids: np.ndarray) -> Iterator[np.ndarray]:
+    """The rows `ids` of `matrix`, a slice at a time (never all at once)."""
+    for lo in range(0, len(ids), 1 << 18):
+        yield matrix[ids[lo : lo + (1 << 18)]]
+
+
+def _distinct_rows(rows: np.ndarray) -> np.ndarray:
+    """The distinct rows in the order of their tuples (-1 padding sorts a prefix first)."""
+    if not len(rows):
+        return rows
+    rows = rows[np.lexsort(rows.T[::-1])]
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = (rows[1:] != rows[:-1]).any(axis=1)
+    return rows[new]
 
 
 def _distinct_per_item(ids: np.ndarray, spans: np.ndarray, n_items: int) -> list[list[int]]:
