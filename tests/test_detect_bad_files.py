@@ -14,12 +14,7 @@ from decon.cli import main
 from decon.detect.io import iter_lines
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import FileTask, load_reference, process_file, process_files
-
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()  # noqa: SIM905
-
-
-def sentence(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(n))
+from fakes.words import sentence
 
 
 @pytest.fixture

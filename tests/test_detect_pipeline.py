@@ -30,12 +30,7 @@ from decon.detect.pipeline import (
     output_names,
     process_file,
 )
-
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()  # noqa: SIM905
-
-
-def sentence(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(n))
+from fakes.words import sentence
 
 
 @pytest.fixture
