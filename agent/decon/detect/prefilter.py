@@ -421,7 +421,11 @@ class _KeySet:
 
     @classmethod
     def of(cls, keys: np.ndarray) -> _KeySet:
-        unique = sorted_unique(keys)
+        return cls.of_sorted(sorted_unique(keys))
+
+    @classmethod
+    def of_sorted(cls, unique: np.ndarray) -> _KeySet:
+        """From keys already sorted and unique."""
         bits = min(22, max(10, (16 * len(unique)).bit_length()))
         shift = _U(64 - bits)
         bitmap = np.zeros(1 << bits, dtype=bool)
@@ -949,7 +953,8 @@ class _AnchorRows:
         self.columns = [[] for _ in range(8)]
         if not len(seed):
             return
-        order = np.lexsort((seed, size, kind))
+        # By (kind, size, seed): kinds are -2 .. MAX_RUN_WORDS, sizes at most 8 bytes.
+        order = np.argsort(((kind + 2) * 16 + size) << 32 | seed, kind="stable")
         kind, size = kind[order], size[order]
         cuts = np.flatnonzero((kind[1:] != kind[:-1]) | (size[1:] != size[:-1])) + 1
         for a, b in itertools.pairwise([0, *cuts.tolist(), len(order)]):
@@ -1012,14 +1017,18 @@ def _make_table(
     anchors = _KeySet.of(all_keys)
     groups = np.zeros(len(anchors.keys), dtype=np.uint32)
     extended = []
-    sizes = np.stack([left_sizes, right_sizes], axis=1)
-    for g, (left, right) in enumerate(np.unique(sizes, axis=0).tolist()):
-        sel = np.flatnonzero((sizes[:, 0] == left) & (sizes[:, 1] == right))
+    # (left, right) pairs in lexicographic order; sizes are at most 8 bytes
+    pair = left_sizes.astype(np.int64) * 256 + right_sizes
+    for g, code in enumerate(sorted_unique(pair).tolist()):
+        left, right = divmod(code, 256)
+        sel = np.flatnonzero(pair == code)
         keys = all_keys[sel]
         full = _full_keys(keys, all_tails[sel], all_heads[sel], left, right)
         order = np.argsort(full, kind="stable")
-        first = np.unique(full[order], return_index=True)[1]
+        ordered = full[order]
+        first = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
         offsets = np.append(first, len(order)).astype(np.int64)
-        extended.append(_Extended(left, right, _KeySet.of(full), offsets, row_seeds[sel][order]))
+        ext_keys = _KeySet.of_sorted(ordered[first])
+        extended.append(_Extended(left, right, ext_keys, offsets, row_seeds[sel][order]))
         groups[np.searchsorted(anchors.keys, keys)] |= np.uint32(1 << g)
     return _Table(keys=anchors, groups=groups, extended=extended)
