@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from decon.detect.ngramtable import NgramTable, Postings
+from decon.detect.ngramtable import NgramTable, Postings, _unique_first_inverse
 
 
 def plain_table(sequences: list[list[int] | None], n: int) -> tuple[dict, list[set[int]]]:
@@ -87,3 +87,14 @@ def test_row_ids_is_get_of_each_row() -> None:
     got = table.row_ids(padded_rows(keys)).tolist()
     assert got == [table.get(k, -1) for k in keys]
     assert sum(i >= 0 for i in got) >= len(keys) // 3
+
+
+def test_unique_first_inverse_equals_numpys_unique() -> None:
+    rng = np.random.default_rng(4)
+    for n, high in ((0, 5), (1, 5), (200, 7), (5000, 1 << 62)):
+        values = rng.integers(0, high, n, dtype=np.int64).astype(np.uint64)
+        values = np.concatenate([values, values[: n // 3]])
+        expected = np.unique(values, return_index=True, return_inverse=True)
+        got = _unique_first_inverse(values)
+        for a, b in zip(got, expected, strict=True):
+            assert np.array_equal(a, b.reshape(-1))

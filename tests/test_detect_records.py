@@ -18,6 +18,7 @@ from decon.detect.records import (
     TOO_SHORT,
     EvalRecord,
     ReferenceStats,
+    _few_unique_words,
     kept_records,
     read_records,
     shorter_than,
@@ -117,3 +118,12 @@ def test_the_word_count_shortcut_gives_the_exact_token_count_decision(tokenizer:
     assert all(n >= len(t.split()) for n, t in zip(exact, texts, strict=True))
     for minimum in (1, 5, 20, 30):
         assert shorter_than(texts, tok, minimum) == [n < minimum for n in exact]
+
+
+def test_few_unique_words_equals_counting_them_all() -> None:
+    rng = random.Random(9)
+    for _ in range(3000):
+        words = [rng.choice("abcdef") for _ in range(rng.randrange(0, 40))]
+        text = " ".join(words)
+        for minimum in (0, 1, 4, 6):
+            assert _few_unique_words(text, minimum) == (len(set(words)) < minimum)

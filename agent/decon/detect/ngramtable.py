@@ -51,6 +51,21 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _unique_first_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`np.unique(values, return_index=True, return_inverse=True)` of a 1-d array, by an
+    unstable sort (a stable one, which np.unique needs for the first indices, is slower): the
+    first index of each value is the least index in its run."""
+    order = np.argsort(values)
+    ordered = values[order]
+    new = np.ones(len(values), dtype=bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(new)
+    first = np.minimum.reduceat(order, starts) if len(starts) else order
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[starts], first, inverse
+
+
 def _windows(tokens: np.ndarray, k: int) -> np.ndarray:
     """The k-token windows of `tokens` as a (count, k) view."""
     return np.lib.stride_tricks.sliding_window_view(tokens, k)
@@ -119,8 +134,7 @@ class NgramTable:
             matrix = np.zeros((0, n), dtype=np.int32)
             owner = np.zeros(0, dtype=np.int32)
         hashes = _row_hashes(matrix, seed)
-        uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        uniq, first, inverse = _unique_first_inverse(hashes)
         for lo in range(0, len(matrix), 1 << 20):  # in slices: no second copy of the matrix
             part = slice(lo, lo + (1 << 20))
             if not np.array_equal(matrix[part], matrix[first[inverse[part]]]):

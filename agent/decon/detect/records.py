@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from decon.detect.io import is_data_file, iter_lines
 from decon.detect.normalize import normalize
@@ -89,7 +90,7 @@ def read_records(path: Path, stats: ReferenceStats) -> Iterator[tuple[str, int, 
                 continue
             stats.lines += 1
             try:
-                record = json.loads(stripped)
+                record = _parse_json(stripped)
             except ValueError:
                 stats.malformed += 1
                 continue
@@ -97,6 +98,18 @@ def read_records(path: Path, stats: ReferenceStats) -> Iterator[tuple[str, int, 
                 stats.malformed += 1
                 continue
             yield file.name, line_num, record
+
+
+def _parse_json(raw: bytes) -> Any:
+    """orjson's parse, or `json`'s where they may differ: orjson rejects lone surrogate escapes
+    and NaN, and reads integers beyond 64 bits as floats."""
+    try:
+        got = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+    if isinstance(got, dict) and any(isinstance(v, float) for v in got.values()):
+        return json.loads(raw)
+    return got
 
 
 def record_text(record: dict, key: str) -> str:
@@ -180,9 +193,7 @@ class RecordFilter:
             reason = None
             if too_short and not o.extended:
                 reason = TOO_SHORT
-            elif o.eval_min_unique_word_count and (
-                len(set(text.split())) < o.eval_min_unique_word_count
-            ):
+            elif _few_unique_words(text, o.eval_min_unique_word_count):
                 reason = FEW_UNIQUE_WORDS
             elif o.eval_dedup and r.source["fingerprint"] is not None and not self._first(r):
                 reason = DUPLICATE
@@ -224,13 +235,23 @@ def kept_records(
         yield keep(batch)
 
 
+def _few_unique_words(text: str, minimum: int) -> bool:
+    """Fewer than `minimum` distinct words in a normalised (single-spaced) text? Most texts
+    show enough in their first words."""
+    if minimum <= 0:
+        return False
+    if text and len(set(text.split(" ", 4 * minimum)[: 4 * minimum])) >= minimum:
+        return False
+    return len(set(text.split())) < minimum
+
+
 def shorter_than(texts: list[str], tokenizer: Tokenizer, minimum: int) -> list[bool]:
     """Per normalised text: fewer than `minimum` tokens (`token_counts`)? A text of at least
     `minimum` words is never encoded: BPE pre-tokenisation never puts two space-separated words
     in one piece, so each word gives at least one token that is not only spaces."""
     if minimum <= 0:
         return [False] * len(texts)
-    short = [len(t.split()) < minimum for t in texts]
+    short = [(t.count(" ") + 1 if t else 0) < minimum for t in texts]  # single-spaced words
     if isinstance(tokenizer, BpeTokenizer):
         maybe = [i for i, s in enumerate(short) if s]
         for i, n in zip(maybe, token_counts([texts[i] for i in maybe], tokenizer), strict=True):
