@@ -573,7 +573,8 @@ class ChunkFilter:
         if not isinstance(seeds, SeedBytes):
             seeds = SeedBytes.of(list(seeds))
         n_seeds = len(seeds) if count is None else count
-        rows = _AnchorRows()
+        # int32 columns while the seeds' bytes are addressable by them
+        rows = _AnchorRows(dtype=np.int32 if len(seeds.data) < 1 << 31 else np.int64)
         for lo in range(0, n_seeds, _BUILD_BLOCK):
             rows.add(seeds, lo, min(n_seeds, lo + _BUILD_BLOCK))
         data = np.frombuffer(seeds.data, dtype=np.uint8)
@@ -748,6 +749,7 @@ class _AnchorRows:
     inside: dict[bytes, list[int]] = field(default_factory=dict)
     always: list[int] = field(default_factory=list)
     columns: list[list[np.ndarray]] = field(default_factory=lambda: [[] for _ in range(8)])
+    dtype: type = np.int64
 
     def add(self, seeds: SeedBytes, lo: int, hi: int) -> None:
         """The rows of seeds lo .. hi - 1."""
@@ -855,19 +857,20 @@ class _AnchorRows:
 
     def _put(self, *columns: np.ndarray) -> None:
         for into, values in zip(self.columns, columns, strict=True):
-            into.append(np.asarray(values, dtype=np.int64))
+            into.append(np.asarray(values, dtype=self.dtype))
 
     def variants(self) -> Iterator[tuple[tuple[int, int], list[np.ndarray]]]:
         """Per variant (kind, size), ascending: its rows' (start, end, words, left size,
         right size, seed), in seed order."""
         seed, kind, size, start, end, words, left, right = (
-            np.concatenate(c) if c else np.zeros(0, dtype=np.int64) for c in self.columns
+            np.concatenate(c) if c else np.zeros(0, dtype=self.dtype) for c in self.columns
         )
         self.columns = [[] for _ in range(8)]
         if not len(seed):
             return
         # By (kind, size, seed): kinds are -2 .. MAX_RUN_WORDS, sizes at most 8 bytes.
-        order = np.argsort(((kind + 2) * 16 + size) << 32 | seed, kind="stable")
+        variant = (kind.astype(np.int64) + 2) * 16 + size
+        order = np.argsort(variant << 32 | seed, kind="stable")
         kind, size = kind[order], size[order]
         cuts = np.flatnonzero((kind[1:] != kind[:-1]) | (size[1:] != size[:-1])) + 1
         for a, b in itertools.pairwise([0, *cuts.tolist(), len(order)]):
