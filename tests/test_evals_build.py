@@ -531,3 +531,76 @@ def test_unknown_eval_name_and_bad_yaml(tmp_path, capsys):
     (tmp_path / "broken.yaml").write_text("evals:\n  a: [\n")
     assert main(["evals", "build", "--config", str(tmp_path / "broken.yaml"), "--out", "o"]) == 2
     assert "broken.yaml:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ Decon's own records, rebuilt
+
+BUNDLED = Path(
+    os.environ.get("DECON_BUNDLED_EVALS")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "decon-bundled-evals"
+)
+needs_bundled = pytest.mark.skipif(
+    not BUNDLED.is_dir(), reason=f"Decon's bundled evals not on this machine ({BUNDLED})"
+)
+
+
+def bundled_lines(name: str) -> list[str]:
+    return gzip.decompress((BUNDLED / name).read_bytes()).decode("utf-8").splitlines()
+
+
+def without_doc_id(line: str) -> str:
+    """A record line with its doc_id blanked (ids depend on every eval built before it)."""
+    import re
+
+    return re.sub(r'"doc_id": \d+', '"doc_id": 0', line)
+
+
+@needs_bundled
+def test_gsm8k_records_rebuilt_from_their_fields_equal_decons_line_for_line(tmp_path):
+    lines = bundled_lines("gsm8k_test-1.jsonl.gz")
+    decon = [json.loads(x) for x in lines]
+    rows = [{"question": r["question"], "answer": r["answer"]} for r in decon]
+    write_jsonl(tmp_path / "gsm8k/main/test.jsonl", rows)
+    # Decon's config entry, with the hub dataset replaced by local files of the same shape
+    entry = {"local_path": "gsm8k", "hf_config": "main", "splits": ["test"],
+             "prompt": "question", "answers": ["answer"]}  # fmt: skip
+    run_build(tmp_path, {"gsm8k": entry})
+    ours = (tmp_path / "out/gsm8k_test-1.jsonl").read_text().splitlines()
+    assert len(ours) == len(lines) == 1319
+    assert [without_doc_id(x) for x in ours] == [without_doc_id(x) for x in lines]
+
+
+@needs_bundled
+def test_mmlu_choices_rebuilt_from_their_fields_equal_decons(tmp_path):
+    """Decon expanded each MMLU question into one record per choice; the question's row
+    (question, choices, answer index) is rebuilt from them and expanded again."""
+    lines = bundled_lines("mmlu_dev-1.jsonl.gz") + bundled_lines("mmlu_validation-1.jsonl.gz")
+    decon = [json.loads(x) for x in lines]
+    rows: dict[tuple[str, int], dict] = {}
+    for r in decon:
+        row = rows.setdefault(
+            (r["split"], r["eval_instance_index"]),
+            {"question": r["question"], "subject": "x", "choices": [], "answer": -1},
+        )
+        if r["is_correct"]:
+            row["answer"] = len(row["choices"])
+        row["choices"].append(r["answer"])
+    for split in ("dev", "validation"):
+        split_rows = [v for (s, _), v in sorted(rows.items()) if s == split]
+        write_parquet(tmp_path / f"mmlu/all/{split}-00000-of-00001.parquet", split_rows)
+    entry = {
+        "local_path": "mmlu",
+        "hf_config": "all",
+        "splits": ["validation", "dev"],
+        "prompt": "question",
+        "extra_fields": ["subject"],
+        "dataset_name_field": "subject",
+        "answers": [{"expand_choices": {"field": "choices", "correct_index": "answer"}}],
+    }
+    # fmt: skip
+    ours = run_build(tmp_path, {"mmlu": entry})
+    key = lambda r: (r["split"], r["eval_instance_index"], r["answer"])  # noqa: E731
+    assert len(ours) == len(decon) == 1140 + 6124
+    for got, want in zip(sorted(ours, key=key), sorted(decon, key=key), strict=True):
+        assert {**got, "doc_id": 0} == {**want, "doc_id": 0}
+    assert len({r["fingerprint"] for r in ours}) > 7000

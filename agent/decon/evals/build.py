@@ -115,6 +115,11 @@ def load_all(
     loaded, problems, warnings = [], [], []
     for spec in specs:
         before = len(problems)
+        if isinstance(spec.passage, dict):
+            warnings.append(
+                f"{spec.name}: passage: {spec.passage!r} is not a field path; its records get "
+                "no passage (as Decon's converter does)"
+            )
         try:
             if spec.bundled_prefix is not None:
                 loaded.append(_Loaded(spec, {}, bundled_files(spec, bundled_dir)))

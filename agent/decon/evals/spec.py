@@ -64,7 +64,7 @@ class EvalSpec:
     hf_config: str | None
     splits: tuple[str, ...]
     prompt: Any  # str | list[str] | dict (field / concat_messages / array) | None
-    passage: Any
+    passage: Any  # a field path; a mapping is accepted and ignored, as Decon's converter does
     answers: list[Any] | None  # each a dotted path or one extractor mapping
     no_answer_splits: frozenset[str]
     extra_fields: tuple[str, ...]
@@ -247,7 +247,7 @@ def check_entry(name: str, entry: Any) -> tuple[EvalSpec | None, list[str]]:
     elif prompt is not None:
         problems += _check_prompt(name, prompt, prompt_key)
     passage = entry.get("passage")
-    if passage is not None and not isinstance(passage, str):
+    if passage is not None and not isinstance(passage, str | dict):
         problems.append(f"{name}.passage: expected a field path, got {passage!r}")
     answers = entry.get("answers", entry.get("answer"))
     if answers is not None and not isinstance(answers, list):
