@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "decon.evals.cli",
         "reference sets: build from benchmark datasets (Decon's evals config), stats",
     ),
+    "compare": ("decon.fleet.compare", "two report sets: matches in both, only in A, only in B"),
 }
 
 
