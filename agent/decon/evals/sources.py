@@ -73,11 +73,10 @@ def split_files(directory: Path) -> dict[str, tuple[str, list[str]]]:
     return found
 
 
-def resolve_local(spec: EvalSpec, config_dir: Path | None) -> Path:
-    """`local_path` as given (relative to the working directory), else relative to the
+def resolve_local(local_path: str, config_dir: Path | None) -> Path:
+    """A local path as given (relative to the working directory), else relative to the
     config file's directory."""
-    assert spec.local_path is not None
-    path = Path(spec.local_path).expanduser()
+    path = Path(local_path).expanduser()
     if not path.exists() and not path.is_absolute() and config_dir is not None:
         beside = config_dir / path
         if beside.exists():
@@ -92,8 +91,25 @@ def load_splits(
     the configured ones for a local directory)."""
     ds = _datasets()
     cache = str(cache_dir) if cache_dir is not None else None
+    if isinstance(spec.local_path, dict):
+        files = {}
+        for split, names in spec.local_path.items():
+            paths = [
+                resolve_local(n, config_dir) for n in ([names] if isinstance(names, str) else names)
+            ]
+            fmts = {data_format(p) for p in paths}
+            for p in paths:
+                if not p.is_file():
+                    raise SourceProblem(f"local_path.{split}: {p}: no such file")
+                if data_format(p) is None:
+                    raise SourceProblem(f"{p}: not a data file ({', '.join(BUILDERS)})")
+            builders = {f[0] for f in fmts if f}
+            if len(builders) > 1:
+                raise SourceProblem(f"local_path.{split}: mixes {' and '.join(sorted(builders))}")
+            files[str(split)] = (builders.pop(), [str(p) for p in paths])
+        return _load_files(ds, spec, files, cache)
     if spec.local_path is not None:
-        path = resolve_local(spec, config_dir)
+        path = resolve_local(spec.local_path, config_dir)
         if path.is_file():
             fmt = data_format(path)
             if fmt is None:
@@ -109,24 +125,31 @@ def load_splits(
                 raise SourceProblem(f"{root}: no data files ({', '.join(BUILDERS)})")
         else:
             raise SourceProblem(f"local_path {spec.local_path}: no such file or directory")
-        out: dict[str, Any] = {}
-        for split, (builder, names) in files.items():
-            if split not in spec.splits:
-                out[split] = None  # present, not read
-                continue
-            try:
-                out[split] = ds.load_dataset(
-                    builder, data_files={split: names}, split=split, cache_dir=cache
-                )
-            except Exception as exc:  # noqa: BLE001 (the library's many error types)
-                raise SourceProblem(f"{names[0]}: cannot read: {_detail(exc)}") from None
-        return out
+        return _load_files(ds, spec, files, cache)
     try:
         if spec.hf_config is not None:
             return ds.load_dataset(spec.hf_path, spec.hf_config, cache_dir=cache)
         return ds.load_dataset(spec.hf_path, cache_dir=cache)
     except Exception as exc:  # noqa: BLE001 (the library's many error types)
         raise SourceProblem(hub_problem(spec, exc)) from None
+
+
+def _load_files(
+    ds: Any, spec: EvalSpec, files: dict[str, tuple[str, list[str]]], cache: str | None
+) -> dict[str, Any]:
+    """The configured splits of local files (the others: present, not read)."""
+    out: dict[str, Any] = {}
+    for split, (builder, names) in files.items():
+        if split not in spec.splits:
+            out[split] = None
+            continue
+        try:
+            out[split] = ds.load_dataset(
+                builder, data_files={split: names}, split=split, cache_dir=cache
+            )
+        except Exception as exc:  # noqa: BLE001 (the library's many error types)
+            raise SourceProblem(f"{names[0]}: cannot read: {_detail(exc)}") from None
+    return out
 
 
 def _detail(exc: BaseException) -> str:

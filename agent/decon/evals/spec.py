@@ -60,7 +60,7 @@ class EvalSpec:
 
     name: str
     hf_path: str | None
-    local_path: str | None
+    local_path: str | dict[str, str | list[str]] | None  # a mapping: split -> file(s)
     hf_config: str | None
     splits: tuple[str, ...]
     prompt: Any  # str | list[str] | dict (field / concat_messages / array) | None
@@ -73,6 +73,8 @@ class EvalSpec:
     @property
     def source(self) -> str:
         """The dataset as the user wrote it (for messages)."""
+        if isinstance(self.local_path, dict):
+            return "local_path {" + ", ".join(map(str, self.local_path)) + "}"
         if self.local_path is not None:
             return self.local_path
         return f"{self.hf_path}" + (f" ({self.hf_config})" if self.hf_config else "")
@@ -81,7 +83,7 @@ class EvalSpec:
     def bundled_prefix(self) -> str | None:
         """`agi_eval_` for `local_path: bundled_evals/agi_eval_` (Decon's pre-built files)."""
         lp = self.local_path
-        if lp and lp.startswith(BUNDLED_PREFIX) and lp.endswith("_"):
+        if isinstance(lp, str) and lp.startswith(BUNDLED_PREFIX) and lp.endswith("_"):
             return lp.split("/")[-1]
         return None
 
@@ -229,9 +231,16 @@ def check_entry(name: str, entry: Any) -> tuple[EvalSpec | None, list[str]]:
     hf_path, local_path = entry.get("hf_path"), entry.get("local_path")
     if (hf_path is None) == (local_path is None):
         problems.append(f"{name}: needs exactly one of hf_path and local_path")
-    for key in ("hf_path", "local_path", "hf_config", "dataset_name_field"):
+    for key in ("hf_path", "hf_config", "dataset_name_field"):
         if entry.get(key) is not None and not isinstance(entry[key], str):
             problems.append(f"{name}.{key}: expected a string, got {entry[key]!r}")
+    if isinstance(local_path, dict):
+        # our addition: split -> file (or list of files), for files not named by split
+        for split, files in local_path.items():
+            if not isinstance(files, str) and not (_is_str_list(files) and files):
+                problems.append(f"{name}.local_path.{split}: expected a file path or a list")
+    elif local_path is not None and not isinstance(local_path, str):
+        problems.append(f"{name}.local_path: expected a path, got {local_path!r}")
     splits = entry.get("splits")
     if not _is_str_list(splits) or not splits:
         problems.append(f"{name}.splits: expected a list of split names")

