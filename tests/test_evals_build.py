@@ -636,3 +636,21 @@ def test_packaged_benchmarks_build_through_the_same_path_as_synth(tmp_path, caps
             assert rec["fingerprint"] == fingerprint(item.passage, item.question, item.answer)
     (name,) = [n for n in ("humaneval",) if n in config["evals"]]
     assert by_eval(built, name)[0]["split"] == "test"  # local_path: {test: file}
+
+
+def test_decons_social_i_qa_entry_names_its_missing_passage_field(tmp_path, capsys):
+    """Decon's entry reads `passage: passage`; the dataset's field is `context`. Decon's
+    converter writes no passage without a word; the build names the field."""
+    write_jsonl(tmp_path / "siqa/validation.jsonl", SIQA)
+    entry = {"local_path": "siqa", "splits": ["validation"], "prompt": "question",
+             "passage": "passage", "answers": [{"expand_prefix": {
+                 "prefix": "answer", "suffix_match_field": "label",
+                 "label_transform": "numbers_to_letters"}}]}  # fmt: skip
+    config = write_config(tmp_path / "evals.yaml", {"social_i_qa": entry})
+    rc = main(["evals", "build", "--config", str(config), "--out", str(tmp_path / "out"),
+               "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert rc == 2
+    assert_one_line_each(
+        capsys.readouterr().err,
+        ["social_i_qa: passage: field 'passage' not in split 'validation' of siqa"],
+    )
