@@ -25,7 +25,7 @@ from pathlib import Path
 
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import FileTask, load_reference, process_files
-from decon.detect.reference import ReferenceStats, read_records
+from decon.detect.records import ReferenceStats, read_records
 from decon.synth.benchmarks import real_reference_dir
 from decon.synth.plant import plant_records
 from decon.synth.text import mixed_documents

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from decon.cli import main as decon_main
-from decon.detect.reference import ReferenceStats, read_records
+from decon.detect.records import ReferenceStats, read_records
 from decon.synth.benchmarks import real_reference_dir
 from decon.synth.plant import plant_records
 from decon.synth.text import mixed_documents

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from decon.detect.options import DetectOptions
+from decon.detect.records import ReferenceStats, kept_records
 from decon.detect.reference import _Builder
 from decon.detect.tokenize import get_tokenizer
 
@@ -35,10 +36,10 @@ def sample_records() -> list[tuple[str, int, dict]]:
 @pytest.mark.parametrize("compat", ["none", "decon"])
 def test_item_table_gives_back_every_item_as_built(compat: str) -> None:
     options = DetectOptions(compat=compat, tokenizer="cl100k")
-    builder = _Builder(options, get_tokenizer(options.tokenizer))
-    for record in sample_records():
-        builder.add(*record)
-    builder.flush()
+    stats = ReferenceStats()
+    builder = _Builder(options, get_tokenizer(options.tokenizer), stats)
+    for kept in kept_records(sample_records(), options, builder.tok, stats):
+        builder.add(kept)
     built = list(builder.items)
     passages = dict(builder.passage_sets)
     index = builder.finish()

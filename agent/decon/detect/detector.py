@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
-from decon.detect.reference import ReferenceIndex, ReferenceStats, load_index
+from decon.detect.records import ReferenceStats
+from decon.detect.reference import ReferenceIndex, load_index
 from decon.detect.report import simple_fields
 from decon.detect.simple import detect_text, detect_words
 from decon.errors import UserError

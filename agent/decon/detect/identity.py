@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 TEMPLATE_MIN_INSTANCES = 3
 
 _NUMBER = re.compile(r"\d+")
-# A capitalised word after another word of the same sentence: a name (not a sentence start).
-_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
-_SENTENCE_END = re.compile(r"[.!?:;\n]\s*$")
+# Each word with the gap before it; a capitalised word after another word of the same sentence
+# is a name (not a sentence start).
+_GAP_AND_WORD = re.compile(r"([\W_]*)([^\W_]+(?:['\u2019][^\W_]+)*)")
+_SENTENCE_ENDS = ".!?:;"
 
 
 def masked_question(question: str) -> str:
@@ -33,19 +34,22 @@ def masked_question(question: str) -> str:
     for items made from one template ("What will Robin want to do next?" and "What will Kai
     want to do next?" both give "what will N want to do next")."""
     out: list[str] = []
-    last_end = 0
-    for m in _WORD.finditer(question):
-        word = m.group()
-        start, end = m.span()
+    for gap, word in _GAP_AND_WORD.findall(question):
         # (letters are never digits: only other words can hold a number)
         if not word.isalpha() and _NUMBER.search(word):
             out.append(_NUMBER.sub("0", word.lower()))
-        elif word[0].isupper() and out and not _SENTENCE_END.search(question[last_end:start]):
+        elif word[0].isupper() and out and not _ends_sentence(gap):
             out.append("N" if word != "I" else "i")
         else:
             out.append(word.lower())
-        last_end = end
     return " ".join(out)
+
+
+def _ends_sentence(gap: str) -> bool:
+    """The gap between two words holds a sentence end: one of ".!?:;" or a newline, followed
+    by whitespace only."""
+    text = gap.rstrip()
+    return (bool(text) and text[-1] in _SENTENCE_ENDS) or "\n" in gap[len(text) :]
 
 
 def template_key(question: str) -> int:

@@ -32,7 +32,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from decon.detect.evaltext import EvalQuestion, question_fields, read_questions
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
-from decon.detect.reference import ReferenceStats
+from decon.detect.records import ReferenceStats
 from decon.detect.tokenize import BpeTokenizer, get_tokenizer
 
 _SCHEME = "affine32"

@@ -65,8 +65,8 @@ class NgramTable:
     n: int
     seed: int
     hashes: np.ndarray  # uint64, sorted
-    hash_ids: np.ndarray  # int64: id of hashes[i]
-    keys: np.ndarray  # (ids, n) int64
+    hash_ids: np.ndarray  # int32: id of hashes[i]
+    keys: np.ndarray  # (ids, n) int32
     offsets: np.ndarray  # int64, ids + 1
     postings: np.ndarray  # int32 sequence numbers
 
@@ -78,29 +78,29 @@ class NgramTable:
         the whole sequence is its one key); the ids of all their windows in order, and per
         sequence the (start, end) of its windows in them."""
         arrays = [
-            np.zeros(0, dtype=np.int64) if seq is None else np.asarray(seq, dtype=np.int64)
+            np.zeros(0, dtype=np.int32) if seq is None else np.asarray(seq, dtype=np.int32)
             for seq in sequences
         ]
         lengths = np.array([len(a) for a in arrays], dtype=np.int64)
-        flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+        flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
         del arrays
         first_pos = np.cumsum(lengths) - lengths
         # Windows per sequence: length - n + 1, or one padded key for a shorter sequence.
         counts = np.where(lengths >= n, lengths - n + 1, (lengths > 0).astype(np.int64))
-        owner = np.repeat(np.arange(len(lengths), dtype=np.int64), counts)
+        owner = np.repeat(np.arange(len(lengths), dtype=np.int32), counts)
         ends = np.cumsum(counts)
         spans = np.stack([ends - counts, ends], axis=1)
         starts = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(ends - counts, counts)
         starts += first_pos[owner]
-        short = np.flatnonzero(lengths[owner] < n)
-        if len(short):
-            # A padded key's slots past its sequence's end are read as _PAD.
-            limit = (first_pos + lengths)[owner[short]]
-        pos = starts[:, None] + np.arange(n, dtype=np.int64)
-        matrix = flat[np.minimum(pos, len(flat) - 1)] if len(flat) else pos
-        if len(short):
-            matrix[short] = np.where(pos[short] < limit[:, None], matrix[short], _PAD)
-        del pos, starts
+        # A padded key's slots past its sequence's end are read as _PAD.
+        limit = (first_pos + lengths)[owner]
+        matrix = np.full((len(starts), n), _PAD, dtype=np.int32)
+        if len(flat):
+            for j in range(n):  # a column at a time: no (windows, n) index matrix
+                pos = starts + j
+                inside = pos < limit
+                matrix[inside, j] = flat[pos[inside]]
+        del starts, limit
         rows, owners = [matrix], [owner]
         for seed in itertools.count(1):
             table, window_ids = cls._from_rows(rows, owners, n, seed)
@@ -116,8 +116,8 @@ class NgramTable:
             matrix = np.concatenate(rows)
             owner = np.concatenate(owners)
         else:
-            matrix = np.zeros((0, n), dtype=np.int64)
-            owner = np.zeros(0, dtype=np.int64)
+            matrix = np.zeros((0, n), dtype=np.int32)
+            owner = np.zeros(0, dtype=np.int32)
         hashes = _row_hashes(matrix, seed)
         uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
@@ -127,12 +127,12 @@ class NgramTable:
                 return None, owner  # two keys share a hash: try another seed
         # ids in order of first occurrence
         by_first = np.argsort(first, kind="stable")
-        id_of_uniq = np.empty(len(uniq), dtype=np.int64)
-        id_of_uniq[by_first] = np.arange(len(uniq), dtype=np.int64)
+        id_of_uniq = np.empty(len(uniq), dtype=np.int32)
+        id_of_uniq[by_first] = np.arange(len(uniq), dtype=np.int32)
         window_ids = id_of_uniq[inverse]
         keys = matrix[first[by_first]]
         width = int(owner.max(initial=0)) + 1
-        pairs = sorted_unique(window_ids * width + owner)
+        pairs = sorted_unique(window_ids.astype(np.int64) * width + owner)
         pair_ids, pair_owner = pairs // width, pairs % width
         offsets = np.zeros(len(uniq) + 1, dtype=np.int64)
         np.cumsum(np.bincount(pair_ids, minlength=len(uniq)), out=offsets[1:])
@@ -229,9 +229,8 @@ def _row_hashes(matrix: np.ndarray, seed: int) -> np.ndarray:
     """The hash of each row of a (count, n) key matrix (a full row hashes as its window)."""
     count, n = matrix.shape
     h = np.full(count, _U((seed * _K2 + n) & _MASK), dtype=np.uint64)
-    t = matrix.astype(np.uint64)
-    for j in range(n):
-        h = h * _U(_MUL) + t[:, j]
+    for j in range(n):  # (the padding, -1, wraps to 2**64 - 1 from int32 as from int64)
+        h = h * _U(_MUL) + matrix[:, j].astype(np.uint64)
     return _mix(h)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import json
 import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,9 +27,7 @@ from typing import Any
 import numpy as np
 
 from decon.detect.identity import Identity, build_identity, template_key
-from decon.detect.io import is_data_file, iter_lines
 from decon.detect.ngramtable import NgramTable, Postings, sorted_unique
-from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
 from decon.detect.prefilter import (
     Prefilter,
@@ -39,6 +36,13 @@ from decon.detect.prefilter import (
     build_prefilter,
     padded_rows,
     seed_bytes,
+)
+from decon.detect.records import (
+    EvalRecord,
+    ReferenceStats,
+    kept_records,
+    read_records,
+    record_text,
 )
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer, get_tokenizer
 
@@ -239,12 +243,12 @@ class ItemTable(Sequence[EvalItem]):
         cls,
         items: list[EvalItem],
         passage_sets: dict[int, np.ndarray] | None = None,
-        answer_ngram_ids: list[list[int]] | None = None,
-        passage_ngram_ids: list[list[int]] | None = None,
+        answer_ngram_ids: tuple[np.ndarray, np.ndarray] | None = None,
+        passage_ngram_ids: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> ItemTable:
         """The table of `items`; the builder passes their token and n-gram id sets apart
-        (item id -> passage tokens, and per item its ascending answer / passage n-gram ids),
-        so that they are never Python sets."""
+        (item id -> passage tokens, and the ascending answer / passage n-gram ids of all items
+        as CSR bounds and ids), so that they are never Python sets."""
         n = len(items)
         ints = np.array([[getattr(it, f) for f in _INT_FIELDS] for it in items], dtype=np.int64)
         floats = np.array(
@@ -257,7 +261,8 @@ class ItemTable(Sequence[EvalItem]):
         )
         flags = np.zeros(n, dtype=np.int64)
         texts: list[bytes] = []
-        csr: dict[str, list[list[int]]] = {f: [] for f in _CSR_FIELDS}
+        given = {"answer_ngram_ids": answer_ngram_ids, "passage_ngram_ids": passage_ngram_ids}
+        csr: dict[str, list[list[int]]] = {f: [] for f in _CSR_FIELDS if given.get(f) is None}
         for i, it in enumerate(items):
             bits = _NGRAM_INDEXED if it.ngram_indexed else 0
             q_words, a_words = " ".join(it.question_words), " ".join(it.answer_words)
@@ -291,14 +296,10 @@ class ItemTable(Sequence[EvalItem]):
                 csr["passage_token_set"].append([] if got is None else got.tolist())
             else:
                 csr["passage_token_set"].append(sorted(it.passage_token_set or ()))
-            csr["answer_ngram_ids"].append(
-                answer_ngram_ids[i] if answer_ngram_ids is not None else sorted(it.answer_ngram_ids)
-            )
-            csr["passage_ngram_ids"].append(
-                passage_ngram_ids[i]
-                if passage_ngram_ids is not None
-                else sorted(it.passage_ngram_ids)
-            )
+            if answer_ngram_ids is None:
+                csr["answer_ngram_ids"].append(sorted(it.answer_ngram_ids))
+            if passage_ngram_ids is None:
+                csr["passage_ngram_ids"].append(sorted(it.passage_ngram_ids))
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum([len(t) for t in texts], out=offsets[1:])
         columns: dict[str, Any] = {
@@ -314,7 +315,10 @@ class ItemTable(Sequence[EvalItem]):
             bounds = np.zeros(n + 1, dtype=np.int64)
             np.cumsum([len(r) for r in rows], out=bounds[1:])
             flat = [v for r in rows for v in r]
-            columns[name] = (bounds, np.array(flat, dtype=np.int64))
+            columns[name] = (bounds, np.array(flat, dtype=np.int32))
+        for name, got in given.items():
+            if got is not None:
+                columns[name] = (got[0].astype(np.int64), got[1].astype(np.int32))
         return cls(columns)
 
     def __len__(self) -> int:
@@ -395,23 +399,6 @@ class ItemTable(Sequence[EvalItem]):
 
 
 @dataclass
-class ReferenceStats:
-    """Counts from building the index."""
-
-    files: int = 0
-    lines: int = 0
-    indexed: int = 0
-    skipped_min_tokens: int = 0
-    aligned_only: int = 0  # short items indexed for the alignment rules only (compat none)
-    skipped_min_unique_words: int = 0
-    skipped_duplicates: int = 0
-    skipped_no_question: int = 0
-    malformed: int = 0
-    hot_ngrams: int = 0
-    per_eval: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
 class ReferenceIndex:
     """Everything detection needs; built once per job and shared read-only with workers."""
 
@@ -437,78 +424,27 @@ class ReferenceIndex:
         return int(self.items.ngram_indexed.sum())
 
 
-def reference_files(path: Path) -> list[Path]:
-    """The .json/.jsonl(.gz ...) files of a reference directory tree (or the file itself)."""
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and is_data_file(p))
+@dataclass(frozen=True)
+class _QuestionPlan:
+    """A question's words (interned: the items of a reference share most of their words),
+    content word count, allowed edits and anchor runs, for the alignment rules."""
 
+    words: tuple[str, ...]
+    content_words: int
+    edits: int
+    anchors: list[tuple[int, int]]
 
-def read_records(path: Path, stats: ReferenceStats) -> Iterable[tuple[str, int, dict]]:
-    """Yield (file name, line number, record) from every reference file under `path`."""
-    for file in reference_files(path):
-        stats.files += 1
-        for line_num, raw in enumerate(iter_lines(file)):
-            stripped = raw.strip()
-            if not stripped or stripped.startswith(b"#"):
-                continue
-            stats.lines += 1
-            try:
-                record = json.loads(stripped)
-            except ValueError:
-                stats.malformed += 1
-                continue
-            if not isinstance(record, dict):
-                stats.malformed += 1
-                continue
-            yield file.name, line_num, record
-
-
-def record_text(record: dict, key: str) -> str:
-    """The string field `key` of an eval record ("" when missing or not a string)."""
-    value = record.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def record_source(file_name: str, line_num: int, record: dict) -> dict[str, Any]:
-    """The fields naming an eval record in reports: eval_key (eval_name or the file's stem
-    when missing), eval_line, eval_instance_index (the line when missing), split,
-    fingerprint, reference_file."""
-    instance = record.get("eval_instance_index")
-    split = record.get("split")
-    fingerprint = record.get("fingerprint")
-    return {
-        "eval_key": str(record.get("eval_key") or record.get("eval_name") or _stem(file_name)),
-        "eval_line": line_num,
-        "eval_instance_index": instance if isinstance(instance, int) else line_num,
-        "split": split if isinstance(split, str) else None,
-        "fingerprint": str(fingerprint) if fingerprint is not None else None,
-        "reference_file": file_name,
-    }
-
-
-# Records normalised and filtered per batch, so BPE encodes a batch at a time (threads).
-BUILD_BATCH = 4096
-
-
-@dataclass
-class _Pending:
-    """One record read, normalised, not yet filtered."""
-
-    file_name: str
-    line_num: int
-    record: dict
-    question: str
-    answer: str
-    passage: str
-    has_answer_field: bool
-    combined: str
+    @classmethod
+    def of(cls, question: str, options: DetectOptions) -> _QuestionPlan:
+        words = tuple(map(sys.intern, question.split()))
+        edits, anchors = plan_anchors(words, options)
+        return cls(words, content_word_count(words), edits, anchors)
 
 
 class _Builder:
     """Builds the index in batches of records, the n-gram tables in one vectorised pass."""
 
-    def __init__(self, options: DetectOptions, tokenizer: Tokenizer) -> None:
+    def __init__(self, options: DetectOptions, tokenizer: Tokenizer, stats: ReferenceStats):
         self.o = options
         self.tok = tokenizer
         self.items: list[EvalItem] = []
@@ -516,11 +452,9 @@ class _Builder:
         self.a_tokens: list[np.ndarray | None] = []  # per item: answer n-gram source
         self.p_tokens: list[np.ndarray | None] = []  # per item: passage n-gram source
         self.df_fields: list[np.ndarray] = []  # each record field's tokens
-        self.seen: set[tuple[str, str]] = set()
-        self.stats = ReferenceStats()
+        self.stats = stats
         self.anchors = WordAnchors()
         self.anchor_runs: list[tuple[str, ...]] = []  # in order of first addition
-        self.pending: list[_Pending] = []
         self.passage_sets: dict[int, np.ndarray] = {}  # item id -> its passage's tokens
 
     def encode_all(self, texts: list[str]) -> list[list[int]]:
@@ -529,130 +463,75 @@ class _Builder:
         assert isinstance(self.tok, BpeTokenizer)
         return self.tok.encode_batch(texts) if texts else []
 
-    def count_tokens(self, combined: list[str]) -> list[int]:
-        if isinstance(self.tok, BpeTokenizer):
-            blank = _blank_tokens(self.tok)
-            return [
-                len(t) - int(blank[np.asarray(t, dtype=np.int64)].sum()) if t else 0
-                for t in self.tok.encode_batch(combined)
-            ]
-        return [len(c.split()) for c in combined]
-
-    def add(self, file_name: str, line_num: int, record: dict) -> None:
-        o = self.o
-        question = normalize(record_text(record, "question"), o.punctuation_chars)
-        has_answer_field = "answer" in record
-        answer = normalize(record_text(record, "answer"), o.punctuation_chars)
-        passage = normalize(record_text(record, "passage"), o.punctuation_chars)
-        parts = []
-        if o.index_passages and passage:
-            parts.append(passage)
-        if question:
-            parts.append(question)
-        if o.index_answers and has_answer_field and answer:
-            parts.append(answer)
-        self.pending.append(
-            _Pending(
-                file_name,
-                line_num,
-                record,
-                question,
-                answer,
-                passage,
-                has_answer_field,
-                " ".join(parts),
-            )
-        )
-        if len(self.pending) >= BUILD_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        """Filter the pending records in order, then encode the kept ones."""
-        o, st = self.o, self.stats
-        batch, self.pending = self.pending, []
-        if not batch:
-            return
-        counts: list[int] = [0] * len(batch)
-        if o.eval_min_token_length:
-            counts = self.count_tokens([p.combined for p in batch])
-        kept: list[tuple[_Pending, dict, bool]] = []
-        for p, n_tokens in zip(batch, counts, strict=True):
-            too_short = bool(o.eval_min_token_length) and n_tokens < o.eval_min_token_length
-            if too_short and not o.extended:
-                st.skipped_min_tokens += 1
-                continue
-            if o.eval_min_unique_word_count and len(set(p.combined.split())) < (
-                o.eval_min_unique_word_count
-            ):
-                st.skipped_min_unique_words += 1
-                continue
-            source = record_source(p.file_name, p.line_num, p.record)
-            fingerprint = source["fingerprint"]
-            if o.eval_dedup and fingerprint is not None:
-                key = (source["eval_key"], fingerprint)
-                if key in self.seen:
-                    st.skipped_duplicates += 1
-                    continue
-                self.seen.add(key)
-            if not p.question:
-                st.skipped_no_question += 1
-                continue
-            kept.append((p, source, too_short))
+    def add(self, kept: list[EvalRecord]) -> None:
+        """Encode a batch of kept records and add them as items. A question shared by several
+        records (a multiple-choice item expanded per choice) is encoded and planned once."""
         if isinstance(self.tok, WordTokenizer):
             # The vocabulary grows in record order: question, answer, passage.
             encoded = []
-            for p, _, too_short in kept:
-                q = self.tok.add(p.question)
-                a = self._answer_indexed(p, too_short) and self.tok.add(p.answer) or None
-                pt = self._passage_indexed(p, too_short) and self.tok.add(p.passage) or None
+            for r in kept:
+                q = self.tok.add(r.question)
+                a = self._answer_indexed(r) and self.tok.add(r.answer) or None
+                pt = self._passage_indexed(r) and self.tok.add(r.passage) or None
                 encoded.append((q, a, pt))
         else:
-            qs = self.encode_all([p.question for p, _, _ in kept])
-            a_texts = [p.answer for p, _, short in kept if self._answer_indexed(p, short)]
-            p_texts = [p.passage for p, _, short in kept if self._passage_indexed(p, short)]
+            questions = list(dict.fromkeys(r.question for r in kept))
+            q_of = dict(zip(questions, self.encode_all(questions), strict=True))
+            a_texts = [r.answer for r in kept if self._answer_indexed(r)]
+            p_texts = [r.passage for r in kept if self._passage_indexed(r)]
             a_iter, p_iter = iter(self.encode_all(a_texts)), iter(self.encode_all(p_texts))
             encoded = [
                 (
-                    q,
-                    next(a_iter) if self._answer_indexed(p, short) else None,
-                    next(p_iter) if self._passage_indexed(p, short) else None,
+                    q_of[r.question],
+                    next(a_iter) if self._answer_indexed(r) else None,
+                    next(p_iter) if self._passage_indexed(r) else None,
                 )
-                for (p, _, short), q in zip(kept, qs, strict=True)
+                for r in kept
             ]
-        for (p, source, too_short), (q, a, pt) in zip(kept, encoded, strict=True):
-            self._add_item(p, source, too_short, q, a, pt)
+        plans: dict[str, _QuestionPlan] = {}
+        keys: dict[str, int] = {}
+        for r, (q, a, pt) in zip(kept, encoded, strict=True):
+            plan = template = None
+            if self.o.extended:
+                plan = plans.get(r.question)
+                if plan is None:
+                    plan = plans[r.question] = _QuestionPlan.of(r.question, self.o)
+                raw = record_text(r.record, "question")
+                template = keys.get(raw)
+                if template is None:
+                    template = keys[raw] = template_key(raw)
+            self._add_item(r, q, a, pt, plan, template)
 
-    def _answer_indexed(self, p: _Pending, too_short: bool) -> bool:
-        return not too_short and self.o.index_answers and p.has_answer_field and bool(p.answer)
+    def _answer_indexed(self, r: EvalRecord) -> bool:
+        return not r.aligned_only and self.o.index_answers and r.has_answer_field and bool(r.answer)
 
-    def _passage_indexed(self, p: _Pending, too_short: bool) -> bool:
-        return not too_short and self.o.index_passages and bool(p.passage)
+    def _passage_indexed(self, r: EvalRecord) -> bool:
+        return not r.aligned_only and self.o.index_passages and bool(r.passage)
 
     def _add_item(
         self,
-        p: _Pending,
-        source: dict[str, Any],
-        too_short: bool,
+        r: EvalRecord,
         q_tokens: list[int],
         a_tokens: list[int] | None,
         p_tokens: list[int] | None,
+        plan: _QuestionPlan | None,
+        template: int | None,
     ) -> None:
         o = self.o
         item = EvalItem(
             item_id=len(self.items),
-            **source,
-            question_text=_snippet(p.question),
-            answer_text=_snippet(p.answer) if p.has_answer_field else None,
-            passage_text=_snippet(p.passage) if p.passage else None,
+            **r.source,
+            question_text=_snippet(r.question),
+            answer_text=_snippet(r.answer) if r.has_answer_field else None,
+            passage_text=_snippet(r.passage) if r.passage else None,
             question_token_length=len(q_tokens),
             unique_ngrams=0,
-            ngram_indexed=not too_short,
+            ngram_indexed=not r.aligned_only,
         )
-        if o.extended:
-            item.template_key = template_key(record_text(p.record, "question"))
+        if template is not None:
+            item.template_key = template
         a_source = p_source = None
-        if too_short:
-            self.stats.aligned_only += 1
+        if r.aligned_only:
             self.q_tokens.append(None)
         else:
             self.q_tokens.append(np.asarray(q_tokens, dtype=np.int64))
@@ -673,35 +552,36 @@ class _Builder:
                     p_source = p_array
         self.a_tokens.append(a_source)
         self.p_tokens.append(p_source)
-        answer = p.answer if p.has_answer_field and o.index_answers else ""
-        if o.extended:
-            # Interned: the items of a reference share most of their words.
-            words = tuple(map(sys.intern, p.question.split()))
+        answer = r.answer if r.has_answer_field and o.index_answers else ""
+        if plan is not None:
+            words = plan.words
             item.question_words = words
             item.answer_words = tuple(map(sys.intern, answer.split()))
-            item.question_content_words = content_word_count(words)
-            edits, offsets = plan_anchors(words, o)
-            item.question_edits = edits
-            for start, end in offsets:
+            item.question_content_words = plan.content_words
+            item.question_edits = plan.edits
+            for start, end in plan.anchors:
                 run = words[start:end]
                 if run not in self.anchors.by_length.get(len(run), {}):
                     self.anchor_runs.append(run)
                 self.anchors.add(run, item.item_id, start)
         self.items.append(item)
-        self.stats.indexed += 1
-        self.stats.per_eval[item.eval_key] = self.stats.per_eval.get(item.eval_key, 0) + 1
 
     def _idf_bound(
-        self, table: NgramTable, ngram_idf: np.ndarray, seed_ids: np.ndarray, hot: np.ndarray
+        self,
+        table: NgramTable,
+        ngram_idf: np.ndarray,
+        seed_ids: np.ndarray,
+        hot: np.ndarray,
+        idf_sums: np.ndarray,
     ) -> WeightedSeeds | None:
         """The chunk prefilter's form of `Scanner.may_score`: the question n-grams that can
         start a cluster (`seed_ids`, the first seeds), their items and IDF, per item the IDF
         sum a cluster needs, and the IDF of its hot n-grams (which clusters count but the
-        prefilter does not look for)."""
+        prefilter does not look for); `idf_sums`: per item its question's."""
         min_q = self.o.minimum_question_idf_threshold
         if min_q <= 0 or (ngram_idf < 0).any():
             return None
-        slack = np.zeros(len(self.items), dtype=np.float64)
+        slack = np.zeros(len(idf_sums), dtype=np.float64)
         full = (table.keys != -1).all(axis=1)
         for nid in hot[full[hot]].tolist():
             np.add.at(slack, table.docs(nid), ngram_idf[nid])
@@ -709,7 +589,7 @@ class _Builder:
         offsets = np.zeros(len(seed_ids) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         groups = table.postings[_ranges(table.offsets[seed_ids], counts)].astype(np.int64)
-        needs = np.array([item.question_idf_sum * min_q for item in self.items], dtype=np.float64)
+        needs = np.array([x * min_q for x in idf_sums.tolist()], dtype=np.float64)
         return WeightedSeeds(
             count=len(seed_ids),
             offsets=offsets,
@@ -720,32 +600,30 @@ class _Builder:
         )
 
     def finish(self) -> ReferenceIndex:
-        self.flush()
         o, items = self.o, self.items
         total = sum(1 for item in items if item.ngram_indexed)
         n = o.ngram_size
         q_table, q_ids, q_spans = NgramTable.build(self.q_tokens, n)
         self.q_tokens = []
         ngram_idf = _idf(q_table.df, total)
-        # Per item: its distinct n-gram ids ascending, their IDF summed in that order.
-        pair_items, pair_ids = _distinct_pairs(q_ids, q_spans, len(items))
-        bounds = np.searchsorted(pair_items, np.arange(len(items) + 1)).tolist()
-        idf_sorted = ngram_idf[pair_ids].tolist()
-        for item, a, b in zip(items, bounds, bounds[1:], strict=False):
+        # Per item: its distinct n-gram ids ascending, their IDF summed in that order (a
+        # Python sum per item: the rounding the scores have always had).
+        q_bounds, q_flat = _distinct_per_item(q_ids, q_spans, len(items))
+        del q_ids
+        for item, a, b in zip(items, q_bounds.tolist(), q_bounds[1:].tolist(), strict=False):
             item.unique_ngrams = b - a
-            item.question_idf_sum = sum(idf_sorted[a:b])
+            item.question_idf_sum = sum(ngram_idf[q_flat[a:b]].tolist())
+        del q_flat
         a_table, a_ids, a_spans = NgramTable.build(self.a_tokens, o.answer_ngram_size)
         p_table, p_ids, p_spans = NgramTable.build(self.p_tokens, o.passage_ngram_size)
         self.a_tokens = self.p_tokens = []
         a_idf, p_idf = _idf(a_table.df, total), _idf(p_table.df, total)
-        a_list, p_list = a_idf.tolist(), p_idf.tolist()
         a_sets = _distinct_per_item(a_ids, a_spans, len(items))
         p_sets = _distinct_per_item(p_ids, p_spans, len(items))
-        for item, a_set, p_set in zip(items, a_sets, p_sets, strict=True):
-            if a_set:
-                item.answer_idf_total = sum([a_list[i] for i in a_set])
-            if p_set:
-                item.passage_idf_total = sum([p_list[i] for i in p_set])
+        totals = ((a_sets, a_idf, "answer_idf_total"), (p_sets, p_idf, "passage_idf_total"))
+        for (bounds, flat), idf, name in totals:
+            for i in np.flatnonzero(np.diff(bounds)).tolist():
+                setattr(items[i], name, sum(idf[flat[bounds[i] : bounds[i + 1]]].tolist()))
         token_df = _token_df(self.df_fields)
         self.df_fields = []
         answer_tokens: set[int] = set()
@@ -760,6 +638,16 @@ class _Builder:
         hot_ids = np.flatnonzero(q_table.df > hot_threshold)
         hot = frozenset(hot_ids.tolist())
         self.stats.hot_ngrams = len(hot)
+        identity = None
+        if o.extended:
+            identity = build_identity(
+                (it.item_id, it.eval_key, it.instance, it.question_words, it.template_key)
+                for it in items
+            )
+        # The items as columns before the prefilter is built: their objects are freed first.
+        table = ItemTable.of(items, self.passage_sets, a_sets, p_sets)
+        del items, a_sets, p_sets
+        self.items, self.passage_sets = [], {}
         # The scan looks up windows of exactly n tokens: only those can start a cluster.
         full = (q_table.keys != -1).all(axis=1) if len(q_table) else np.zeros(0, dtype=bool)
         is_seed = full.copy()
@@ -775,21 +663,9 @@ class _Builder:
             is_new[~is_new] = ~is_seed[known[~is_new]]
             extra = rows[is_new]
             blocks = itertools.chain(blocks, [extra])
-        word_anchors = sorted(run for table in self.anchors.by_length.values() for run in table)
-        prefilter = build_prefilter(
-            seed_bytes(blocks, self.tok),
-            self.tok,
-            word_anchors,
-            self._idf_bound(q_table, ngram_idf, seed_ids, hot_ids),
-        )
-        identity = None
-        if o.extended:
-            identity = build_identity(
-                (it.item_id, it.eval_key, it.instance, it.question_words, it.template_key)
-                for it in items
-            )
-        table = ItemTable.of(items, self.passage_sets, a_sets, p_sets)
-        self.items = []
+        word_anchors = sorted(run for runs in self.anchors.by_length.values() for run in runs)
+        bound = self._idf_bound(q_table, ngram_idf, seed_ids, hot_ids, table.question_idf_sums)
+        prefilter = build_prefilter(seed_bytes(blocks, self.tok), self.tok, word_anchors, bound)
         return ReferenceIndex(
             identity=identity,
             options=o,
@@ -811,8 +687,11 @@ class _Builder:
 
 
 def _idf(df: np.ndarray, total: int) -> np.ndarray:
-    """ln(total / df) per entry (math.log: the values the scores have always used)."""
-    return np.array([math.log(total / d) for d in df.tolist()], dtype=np.float64)
+    """ln(total / df) per entry (math.log, once per distinct df: the values the scores have
+    always used)."""
+    values, inverse = np.unique(df, return_inverse=True)
+    logs = np.array([math.log(total / d) for d in values.tolist()], dtype=np.float64)
+    return logs[inverse.reshape(-1)]
 
 
 def _distinct_pairs(
@@ -842,12 +721,14 @@ def _distinct_rows(rows: np.ndarray) -> np.ndarray:
     return rows[new]
 
 
-def _distinct_per_item(ids: np.ndarray, spans: np.ndarray, n_items: int) -> list[list[int]]:
-    """Per item, its distinct ids ascending (from the table's window ids and spans)."""
+def _distinct_per_item(
+    ids: np.ndarray, spans: np.ndarray, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per item, its distinct ids ascending (from the table's window ids and spans), as CSR:
+    item i's are `flat[bounds[i]:bounds[i + 1]]`."""
     pair_items, pair_ids = _distinct_pairs(ids, spans, n_items)
-    bounds = np.searchsorted(pair_items, np.arange(n_items + 1)).tolist()
-    flat = pair_ids.tolist()
-    return [flat[a:b] for a, b in itertools.pairwise(bounds)]
+    bounds = np.searchsorted(pair_items, np.arange(n_items + 1))
+    return bounds, pair_ids.astype(np.int32)
 
 
 def _token_df(fields: list[np.ndarray]) -> np.ndarray:
@@ -861,40 +742,28 @@ def _token_df(fields: list[np.ndarray]) -> np.ndarray:
     return np.bincount(distinct % width)
 
 
-_BLANK: dict[str, np.ndarray] = {}
-
-
-def _blank_tokens(tok: BpeTokenizer) -> np.ndarray:
-    """Per rank: True for a token of spaces only (Decon does not count those)."""
-    got = _BLANK.get(tok.name)
-    if got is None:
-        got = _BLANK[tok.name] = np.array([not b.strip(b" ") for b in tok.token_bytes])
-    return got
-
-
-def _stem(file_name: str) -> str:
-    return file_name.split(".", 1)[0]
-
-
 def _snippet(text: str) -> str:
     return " ".join(text.split()[:1000])
 
 
 def build_index(records: Iterable[tuple[str, int, dict]], options: DetectOptions) -> ReferenceIndex:
     """Build the index from (file name, line number, record) triples."""
-    with _no_gc_pauses():
-        builder = _Builder(options, get_tokenizer(options.tokenizer))
-        for file_name, line_num, record in records:
-            builder.add(file_name, line_num, record)
-        return builder.finish()
+    return _build(records, options, ReferenceStats())
 
 
 def load_index(path: Path, options: DetectOptions) -> ReferenceIndex:
     """Read every reference file under `path` and build the index."""
+    stats = ReferenceStats()
+    return _build(read_records(path, stats), options, stats)
+
+
+def _build(
+    records: Iterable[tuple[str, int, dict]], options: DetectOptions, stats: ReferenceStats
+) -> ReferenceIndex:
     with _no_gc_pauses():
-        builder = _Builder(options, get_tokenizer(options.tokenizer))
-        for file_name, line_num, record in read_records(path, builder.stats):
-            builder.add(file_name, line_num, record)
+        builder = _Builder(options, get_tokenizer(options.tokenizer), stats)
+        for kept in kept_records(records, options, builder.tok, stats):
+            builder.add(kept)
         return builder.finish()
 
 

@@ -35,7 +35,7 @@ from decon.detect.evaltext import EvalQuestion, question_fields, read_questions
 from decon.detect.io import iter_lines
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
-from decon.detect.reference import ReferenceStats
+from decon.detect.records import ReferenceStats
 from decon.errors import UserError
 
 _STOPWORD_TEXT = """
