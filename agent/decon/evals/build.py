@@ -2,7 +2,7 @@
 
 Every dataset is loaded and checked against its entry first (splits, fields); with any
 problem nothing is written. Then each eval's records go to `{eval}_{split}-{n}.jsonl` chunks,
-written beside the output in a staging directory and moved into place when all are done,
+written to a staging directory beside the output and moved into place when all are done,
 replacing that eval's earlier files. `doc_id` counts from 1 in config order, as Decon's does,
 continuing after the highest `doc_id` already in the directory, so it stays unique over the
 set.
@@ -156,7 +156,10 @@ def write_all(
     kept = [p for p in _record_files(out_dir) if p not in replaced]
     next_id = max_doc_id(kept) + 1
     results = []
-    with tempfile.TemporaryDirectory(prefix=".decon-evals-", dir=out_dir) as tmp:
+    # beside the output, not in it: a staging directory left by a killed build is never read
+    # as part of the reference
+    parent = out_dir.resolve().parent
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.building-", dir=parent) as tmp:
         staging = Path(tmp)
         for item in loaded:
             spec, result = item.spec, EvalResult(item.spec.name)
