@@ -16,7 +16,7 @@ import pytest
 
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DEFAULT_PUNCTUATION_CHARS
-from decon.detect.prefilter import MAX_RUN_WORDS, SeedBound, build_prefilter, normalized_buffer
+from decon.detect.prefilter import MAX_RUN_WORDS, SeedBound, build_prefilter
 from decon.detect.tokenize import get_tokenizer
 
 _VOCAB_TEXT = (
@@ -105,18 +105,6 @@ def test_select_agrees_with_may_match_on_rejections(tokenizer: str) -> None:
     per_doc = [pf.may_match(normalized_words(d)) for d in docs]
     assert sum(selected) <= sum(per_doc) or tokenizer == "cl100k"
     assert sum(selected) < len(docs)
-
-
-def test_normalized_buffer_holds_each_texts_normalised_words() -> None:
-    rng = random.Random(3)
-    texts = [noisy_text(rng, rng.randint(0, 30)) for _ in range(200)] + ["a\x00b", "ΑΣ. Σ"]
-    for chunk in (texts, texts[:1], [t for t in texts if "\x00" not in t]):
-        buf, starts = normalized_buffer(chunk, DEFAULT_PUNCTUATION_CHARS)
-        data = buf.tobytes()
-        ends = [*starts[1:].tolist(), len(data)]
-        for text, a, b in zip(chunk, starts.tolist(), ends, strict=True):
-            got = data[a:b].decode("utf-8", "surrogatepass").split(" ")
-            assert [w for w in got if w] == normalized_words(text)
 
 
 def test_a_seed_with_nothing_to_anchor_on_passes_everything() -> None:

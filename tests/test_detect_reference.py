@@ -42,11 +42,13 @@ def test_item_table_gives_back_every_item_as_built(compat: str) -> None:
         builder.add(kept)
     built = list(builder.items)
     passages = dict(builder.passage_sets)
+    answers = list(builder.answers)
     index = builder.finish()
     assert len(index.items) == len(built) >= 1000
     an = options.answer_ngram_size
     for i, it in enumerate(built):
-        # The builder keeps token and n-gram id sets apart; the table gives them back as sets.
+        # The builder keeps tokens and n-gram id sets apart; the table gives them back.
+        it.answer_tokens = None if answers[i] is None else answers[i].tolist()
         it.answer_token_set = frozenset(it.answer_tokens or ())
         if i in passages:
             it.passage_token_set = frozenset(passages[i].tolist())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decon.detect.ngramtable import sorted_unique
-from decon.detect.normalize import WHITESPACE_CHARS, ascii_table, lowered_utf8, non_ascii_utf8
+from decon.detect.normalize import BUFFER_PAD, normalized_buffer
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
 NgramKey = tuple[int, ...]
@@ -319,7 +319,7 @@ def _has_surrogate(text: str) -> bool:
 
 # Longest run of whole words hashed per anchor; a longer run is cut to its longest window.
 MAX_RUN_WORDS = 5
-_PAD = 8  # spaces around a chunk's buffer, so 8-byte reads at any word never leave it
+_PAD = BUFFER_PAD
 _U = np.uint64
 _K1, _K2, _K3 = _U(0x9E3779B97F4A7C15), _U(0xC2B2AE3D27D4EB4F), _U(0x165667B19E3779F9)
 _RUN = _U(0x100000001B3)
@@ -421,7 +421,11 @@ class _KeySet:
 
     @classmethod
     def of(cls, keys: np.ndarray) -> _KeySet:
-        unique = sorted_unique(keys)
+        return cls.of_sorted(sorted_unique(keys))
+
+    @classmethod
+    def of_sorted(cls, unique: np.ndarray) -> _KeySet:
+        """From keys already sorted and unique."""
         bits = min(22, max(10, (16 * len(unique)).bit_length()))
         shift = _U(64 - bits)
         bitmap = np.zeros(1 << bits, dtype=bool)
@@ -729,93 +733,6 @@ def _words_of(buf: np.ndarray, starts: np.ndarray, selected: np.ndarray) -> list
     return out
 
 
-_SEPARATOR = "\x00"
-
-
-_SEQ_MASKS = np.array(
-    [0] * 0xC0 + [0xFFFF] * 0x20 + [0xFFFFFF] * 0x10 + [0xFFFFFFFF] * 0x10, dtype=np.uint32
-)
-
-
-def _cased_non_ascii(buf: np.ndarray, lead: np.ndarray) -> np.ndarray:
-    """Offsets of the non-ASCII characters of the UTF-8 `buf` that str.lower() changes."""
-    if not len(lead):
-        return lead
-    v4 = np.ndarray(shape=(len(buf) - 3,), dtype="<u4", buffer=buf, strides=(1,))
-    codes = v4[lead] & _SEQ_MASKS[buf[lead]]
-    cased = []
-    for code in np.unique(codes).tolist():
-        ch = int(code).to_bytes(4, "little").rstrip(b"\x00").decode("utf-8", "surrogatepass")
-        if ch.lower() != ch:
-            cased.append(code)
-    return lead[np.isin(codes, cased)] if cased else lead[:0]
-
-
-def normalized_buffer(texts: list[str], punctuation_chars: str) -> tuple[np.ndarray, np.ndarray]:
-    """The texts lowercased, UTF-8, punctuation and whitespace as spaces, joined by a space.
-
-    Returns the bytes (with _PAD spaces around) and each text's start offset. Its words, the
-    runs of non-space bytes, are the UTF-8 of each text's `normalized_words`: a text whose
-    non-ASCII characters all lack a lowercase form is lowered by bytes.lower() (ASCII letters),
-    any other by str.lower(); every later mapping keeps byte lengths.
-    """
-    pad = " " * _PAD
-    joined = _SEPARATOR.join([pad, *texts, pad])
-    data = joined.encode("utf-8", "surrogatepass")
-    if data.count(b"\x00") != len(texts) + 1:  # some text holds a NUL itself
-        return _joined_buffer([lowered_utf8(t) for t in texts], punctuation_chars)
-    seps = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
-    lead = None
-    if joined.isascii():
-        data = data.lower()
-    else:
-        # bytes.lower() lowers ASCII letters only: enough when no other character has a
-        # lowercase form (typical: curly quotes, dashes, accented lowercase letters).
-        buf = np.frombuffer(data, dtype=np.uint8)
-        lead = np.flatnonzero(buf >= 0xC2)  # first bytes of multi-byte characters
-        cased = _cased_non_ascii(buf, lead)
-        if len(cased):
-            # Only the texts holding such a character need str.lower() (slower).
-            slow = set((np.searchsorted(seps, cased, side="right") - 1).tolist())
-            return _joined_buffer(
-                [
-                    lowered_utf8(t) if i in slow else t.encode("utf-8", "surrogatepass").lower()
-                    for i, t in enumerate(texts)
-                ],
-                punctuation_chars,
-            )
-        data = data.lower()
-    starts = seps[:-1] + 1
-    table = ascii_table(punctuation_chars + _SEPARATOR, True)
-    return _mapped(data.translate(table), starts, punctuation_chars, lead)
-
-
-def _joined_buffer(parts: list[bytes], punctuation_chars: str) -> tuple[np.ndarray, np.ndarray]:
-    """`normalized_buffer` from each text lowered and encoded, joined by a space."""
-    starts = np.cumsum([_PAD + 1] + [len(p) + 1 for p in parts[:-1]])
-    data = b" " * (_PAD + 1) + b" ".join(parts) + b" " * (_PAD + 1)
-    table = ascii_table(punctuation_chars, True)
-    return _mapped(data.translate(table), starts, punctuation_chars, None)
-
-
-def _mapped(
-    data: bytes, starts: np.ndarray, punctuation_chars: str, lead: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Non-ASCII punctuation and whitespace to spaces (ASCII is mapped already)."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if not data.isascii():
-        buf = buf.copy()
-        if lead is None:
-            lead = np.flatnonzero(buf >= 0xC2)
-        for seq in non_ascii_utf8(punctuation_chars + WHITESPACE_CHARS):
-            at = lead[buf[lead] == seq[0]]
-            for j in range(1, len(seq)):
-                at = at[buf[at + j] == seq[j]]
-            for j in range(len(seq)):
-                buf[at + j] = 0x20
-    return buf, np.asarray(starts, dtype=np.int64)
-
-
 # Seeds classified, and anchor rows hashed, this many at a time (bounds the temporaries).
 _BUILD_BLOCK = 1 << 18
 
@@ -949,7 +866,8 @@ class _AnchorRows:
         self.columns = [[] for _ in range(8)]
         if not len(seed):
             return
-        order = np.lexsort((seed, size, kind))
+        # By (kind, size, seed): kinds are -2 .. MAX_RUN_WORDS, sizes at most 8 bytes.
+        order = np.argsort(((kind + 2) * 16 + size) << 32 | seed, kind="stable")
         kind, size = kind[order], size[order]
         cuts = np.flatnonzero((kind[1:] != kind[:-1]) | (size[1:] != size[:-1])) + 1
         for a, b in itertools.pairwise([0, *cuts.tolist(), len(order)]):
@@ -1012,14 +930,18 @@ def _make_table(
     anchors = _KeySet.of(all_keys)
     groups = np.zeros(len(anchors.keys), dtype=np.uint32)
     extended = []
-    sizes = np.stack([left_sizes, right_sizes], axis=1)
-    for g, (left, right) in enumerate(np.unique(sizes, axis=0).tolist()):
-        sel = np.flatnonzero((sizes[:, 0] == left) & (sizes[:, 1] == right))
+    # (left, right) pairs in lexicographic order; sizes are at most 8 bytes
+    pair = left_sizes.astype(np.int64) * 256 + right_sizes
+    for g, code in enumerate(sorted_unique(pair).tolist()):
+        left, right = divmod(code, 256)
+        sel = np.flatnonzero(pair == code)
         keys = all_keys[sel]
         full = _full_keys(keys, all_tails[sel], all_heads[sel], left, right)
         order = np.argsort(full, kind="stable")
-        first = np.unique(full[order], return_index=True)[1]
+        ordered = full[order]
+        first = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
         offsets = np.append(first, len(order)).astype(np.int64)
-        extended.append(_Extended(left, right, _KeySet.of(full), offsets, row_seeds[sel][order]))
+        ext_keys = _KeySet.of_sorted(ordered[first])
+        extended.append(_Extended(left, right, ext_keys, offsets, row_seeds[sel][order]))
         groups[np.searchsorted(anchors.keys, keys)] |= np.uint32(1 << g)
     return _Table(keys=anchors, groups=groups, extended=extended)

@@ -224,6 +224,7 @@ _NGRAM_INDEXED, _HAS_ANSWER, _HAS_PASSAGE, _ANSWER_TEXT, _PASSAGE_TEXT, _FINGERP
     32,
 )
 _QWORDS_ARE_TEXT, _AWORDS_ARE_TEXT = 64, 128
+_EMPTY = np.zeros(0, dtype=np.int32)
 _TEXTS = 6  # per item: fingerprint, question, answer, passage text, question, answer words
 
 
@@ -245,10 +246,12 @@ class ItemTable(Sequence[EvalItem]):
         passage_sets: dict[int, np.ndarray] | None = None,
         answer_ngram_ids: tuple[np.ndarray, np.ndarray] | None = None,
         passage_ngram_ids: tuple[np.ndarray, np.ndarray] | None = None,
+        answers: list[np.ndarray | None] | None = None,
     ) -> ItemTable:
         """The table of `items`; the builder passes their token and n-gram id sets apart
-        (item id -> passage tokens, and the ascending answer / passage n-gram ids of all items
-        as CSR bounds and ids), so that they are never Python sets."""
+        (item id -> passage tokens, the ascending answer / passage n-gram ids of all items
+        as CSR bounds and ids, and per item its answer tokens or None), so that they are never
+        Python sets or lists."""
         n = len(items)
         ints = np.array([[getattr(it, f) for f in _INT_FIELDS] for it in items], dtype=np.int64)
         floats = np.array(
@@ -262,7 +265,7 @@ class ItemTable(Sequence[EvalItem]):
         flags = np.zeros(n, dtype=np.int64)
         texts: list[bytes] = []
         given = {"answer_ngram_ids": answer_ngram_ids, "passage_ngram_ids": passage_ngram_ids}
-        csr: dict[str, list[list[int]]] = {f: [] for f in _CSR_FIELDS if given.get(f) is None}
+        csr: dict[str, list[Any]] = {f: [] for f in _CSR_FIELDS if given.get(f) is None}
         for i, it in enumerate(items):
             bits = _NGRAM_INDEXED if it.ngram_indexed else 0
             q_words, a_words = " ".join(it.question_words), " ".join(it.answer_words)
@@ -272,7 +275,8 @@ class ItemTable(Sequence[EvalItem]):
             if a_words == (it.answer_text or ""):
                 bits |= _AWORDS_ARE_TEXT
                 a_words = ""
-            bits |= _HAS_ANSWER if it.answer_tokens is not None else 0
+            answer = it.answer_tokens if answers is None else answers[i]
+            bits |= _HAS_ANSWER if answer is not None else 0
             has_passage = it.passage_token_set is not None or (
                 passage_sets is not None and i in passage_sets
             )
@@ -290,10 +294,9 @@ class ItemTable(Sequence[EvalItem]):
                 a_words,
             ):
                 texts.append(text.encode("utf-8", "surrogatepass"))
-            csr["answer_tokens"].append(it.answer_tokens or [])
+            csr["answer_tokens"].append(_EMPTY if answer is None else answer)
             if passage_sets is not None:
-                got = passage_sets.get(i)
-                csr["passage_token_set"].append([] if got is None else got.tolist())
+                csr["passage_token_set"].append(passage_sets.get(i, _EMPTY))
             else:
                 csr["passage_token_set"].append(sorted(it.passage_token_set or ()))
             if answer_ngram_ids is None:
@@ -314,8 +317,8 @@ class ItemTable(Sequence[EvalItem]):
         for name, rows in csr.items():
             bounds = np.zeros(n + 1, dtype=np.int64)
             np.cumsum([len(r) for r in rows], out=bounds[1:])
-            flat = [v for r in rows for v in r]
-            columns[name] = (bounds, np.array(flat, dtype=np.int32))
+            arrays = [np.asarray(r, dtype=np.int32) for r in rows]
+            columns[name] = (bounds, np.concatenate([_EMPTY, *arrays]))
         for name, got in given.items():
             if got is not None:
                 columns[name] = (got[0].astype(np.int64), got[1].astype(np.int32))
@@ -451,6 +454,7 @@ class _Builder:
         self.q_tokens: list[np.ndarray | None] = []  # per item (None: aligned only)
         self.a_tokens: list[np.ndarray | None] = []  # per item: answer n-gram source
         self.p_tokens: list[np.ndarray | None] = []  # per item: passage n-gram source
+        self.answers: list[np.ndarray | None] = []  # per item: its answer's tokens, if any
         self.df_fields: list[np.ndarray] = []  # each record field's tokens
         self.stats = stats
         self.anchors = WordAnchors()
@@ -476,7 +480,10 @@ class _Builder:
                 encoded.append((q, a, pt))
         else:
             questions = list(dict.fromkeys(r.question for r in kept))
-            q_of = dict(zip(questions, self.encode_all(questions), strict=True))
+            q_of = {
+                q: np.asarray(t, dtype=np.int32)
+                for q, t in zip(questions, self.encode_all(questions), strict=True)
+            }
             a_texts = [r.answer for r in kept if self._answer_indexed(r)]
             p_texts = [r.passage for r in kept if self._passage_indexed(r)]
             a_iter, p_iter = iter(self.encode_all(a_texts)), iter(self.encode_all(p_texts))
@@ -491,6 +498,7 @@ class _Builder:
         plans: dict[str, _QuestionPlan] = {}
         keys: dict[str, int] = {}
         for r, (q, a, pt) in zip(kept, encoded, strict=True):
+            q = np.asarray(q, dtype=np.int32)
             plan = template = None
             if self.o.extended:
                 plan = plans.get(r.question)
@@ -511,7 +519,7 @@ class _Builder:
     def _add_item(
         self,
         r: EvalRecord,
-        q_tokens: list[int],
+        q_tokens: np.ndarray,
         a_tokens: list[int] | None,
         p_tokens: list[int] | None,
         plan: _QuestionPlan | None,
@@ -530,26 +538,27 @@ class _Builder:
         )
         if template is not None:
             item.template_key = template
-        a_source = p_source = None
+        a_source = p_source = a_array = None
         if r.aligned_only:
             self.q_tokens.append(None)
         else:
-            self.q_tokens.append(np.asarray(q_tokens, dtype=np.int64))
-            self.df_fields.append(self.q_tokens[-1])
+            self.q_tokens.append(q_tokens)
+            self.df_fields.append(q_tokens)
             if a_tokens is not None:
-                item.answer_tokens = a_tokens
-                self.df_fields.append(np.asarray(a_tokens, dtype=np.int64))
+                a_array = np.asarray(a_tokens, dtype=np.int32)
+                self.df_fields.append(a_array)
                 if len(a_tokens) > o.short_answer_token_threshold and len(a_tokens) >= (
                     o.answer_ngram_size
                 ):
-                    a_source = np.asarray(a_tokens, dtype=np.int64)
+                    a_source = a_array
             if p_tokens is not None:
-                p_array = np.asarray(p_tokens, dtype=np.int64)
+                p_array = np.asarray(p_tokens, dtype=np.int32)
                 item.passage_token_length = len(p_tokens)
                 self.passage_sets[item.item_id] = sorted_unique(p_array)
                 self.df_fields.append(p_array)
                 if len(p_tokens) >= o.passage_ngram_size:
                     p_source = p_array
+        self.answers.append(a_array)
         self.a_tokens.append(a_source)
         self.p_tokens.append(p_source)
         answer = r.answer if r.has_answer_field and o.index_answers else ""
@@ -626,12 +635,11 @@ class _Builder:
                 setattr(items[i], name, sum(idf[flat[bounds[i] : bounds[i + 1]]].tolist()))
         token_df = _token_df(self.df_fields)
         self.df_fields = []
-        answer_tokens: set[int] = set()
-        for item in items:
-            answer_tokens.update(item.answer_tokens or ())
+        given = [a for a in self.answers if a is not None]
+        answer_tokens = sorted_unique(np.concatenate(given)) if given else np.zeros(0, np.int32)
         answer_token_idf = {
             t: math.log(total / int(token_df[t]))
-            for t in answer_tokens
+            for t in answer_tokens.tolist()
             if t < len(token_df) and token_df[t]
         }
         hot_threshold = max(int(math.sqrt(self.stats.indexed)) * 2, o.hot_ngram_min_docs)
@@ -645,9 +653,9 @@ class _Builder:
                 for it in items
             )
         # The items as columns before the prefilter is built: their objects are freed first.
-        table = ItemTable.of(items, self.passage_sets, a_sets, p_sets)
+        table = ItemTable.of(items, self.passage_sets, a_sets, p_sets, self.answers)
         del items, a_sets, p_sets
-        self.items, self.passage_sets = [], {}
+        self.items, self.passage_sets, self.answers = [], {}, []
         # The scan looks up windows of exactly n tokens: only those can start a cluster.
         full = (q_table.keys != -1).all(axis=1) if len(q_table) else np.zeros(0, dtype=bool)
         is_seed = full.copy()
@@ -743,7 +751,8 @@ def _token_df(fields: list[np.ndarray]) -> np.ndarray:
 
 
 def _snippet(text: str) -> str:
-    return " ".join(text.split()[:1000])
+    """The first 1000 words of a normalised text (single spaces: the text itself if shorter)."""
+    return text if text.count(" ") < 1000 else " ".join(text.split()[:1000])
 
 
 def build_index(records: Iterable[tuple[str, int, dict]], options: DetectOptions) -> ReferenceIndex:
