@@ -29,6 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("decon.fleet.stop", "cancel a queue job: its group to 0, nodes finalize"),
     "status": ("decon.fleet.status", "show a job's progress from EC2 and S3"),
     "review": ("decon.fleet.review", "read reports: counts per eval, top matches, context"),
+    "evals": (
+        "decon.evals.cli",
+        "reference sets: build from benchmark datasets (Decon's evals config), stats",
+    ),
+    "compare": ("decon.fleet.compare", "two report sets: matches in both, only in A, only in B"),
 }
 
 

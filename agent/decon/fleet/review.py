@@ -284,25 +284,31 @@ def render(
     )
     items = [(e, i, n, _clip(q, 70)) for e, i, n, q in review.top_items(top)]
     lines += _table("top matched eval items", ("eval", "item", "documents", "question"), items)
-    on, off = (ANSI_ON, ANSI_OFF) if color else (PLAIN_ON, PLAIN_OFF)
     for m in review.best(show):
-        score = "?" if m.score is None else f"{m.score:.3f}"
-        lines += [
-            "",
-            f"match: {m.input_file} line {m.training_line} ~ {m.eval_key}[{m.eval_item}] "
-            f"score {score} {m.method}".rstrip(),
-            f"  eval:       {m.question}",
-        ]
-        text = None
-        if documents is not None and m.training_line is not None:
-            text = documents.text(m.input_file, m.training_line)
-        seen = own_words(text, m, on, off) if text is not None else None
-        if seen is not None:
-            lines.append(f"  document:   {seen}")
-        elif documents is not None:
-            lines.append(f"  document:   (not found: {m.input_file} line {m.training_line})")
-        lines.append(f"  normalised: {highlight(m.overlap_text, m.question, color)}")
+        lines += ["", *match_lines(m, color, documents)]
     return "\n".join(lines)
+
+
+def match_lines(m: Match, color: bool, documents: Documents | None = None) -> list[str]:
+    """One match shown: where, the eval question, the document's own words around the span
+    (when its input file can be read), the normalised overlap."""
+    on, off = (ANSI_ON, ANSI_OFF) if color else (PLAIN_ON, PLAIN_OFF)
+    score = "?" if m.score is None else f"{m.score:.3f}"
+    lines = [
+        f"match: {m.input_file} line {m.training_line} ~ {m.eval_key}[{m.eval_item}] "
+        f"score {score} {m.method}".rstrip(),
+        f"  eval:       {m.question}",
+    ]
+    text = None
+    if documents is not None and m.training_line is not None:
+        text = documents.text(m.input_file, m.training_line)
+    seen = own_words(text, m, on, off) if text is not None else None
+    if seen is not None:
+        lines.append(f"  document:   {seen}")
+    elif documents is not None:
+        lines.append(f"  document:   (not found: {m.input_file} line {m.training_line})")
+    lines.append(f"  normalised: {highlight(m.overlap_text, m.question, color)}")
+    return lines
 
 
 def to_json(review: Review, top: int, show: int) -> dict[str, Any]:

