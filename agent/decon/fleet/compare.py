@@ -17,8 +17,16 @@ from typing import Any
 
 from decon.config import AwsSection, load_config
 from decon.errors import UserError
-from decon.fleet.review import Documents, Match, Review, _clip, _table, match_lines, read_reports
-from decon.storage import LocalStorage, open_storage
+from decon.fleet.review import (
+    Documents,
+    Match,
+    Review,
+    clip,
+    load_reports,
+    match_lines,
+    table_lines,
+)
+from decon.storage import open_storage
 
 MatchKey = tuple[str, int | None, str, str]  # (training file, line, eval key, eval instance)
 
@@ -120,17 +128,17 @@ def render(
         f"matches (training file, line, eval item): {len(c.both)} in both, "
         f"{len(c.only_a)} only in A, {len(c.only_b)} only in B",
     ]
-    lines += _table("per eval", ("eval", "both", "only A", "only B"), c.per_eval())
+    lines += table_lines("per eval", ("eval", "both", "only A", "only B"), c.per_eval())
     sides = [("a", "A", c.a, c.only_a), ("b", "B", c.b, c.only_b)]
     for side, name, matches, keys in sides:
         if only_in not in (None, side):
             continue
         if only_in == side:
             rows = [
-                (k[0], k[1], f"{k[2]}[{k[3]}]", _score(matches[k]), _clip(matches[k].question, 60))
+                (k[0], k[1], f"{k[2]}[{k[3]}]", _score(matches[k]), clip(matches[k].question, 60))
                 for k in keys
             ]
-            lines += _table(
+            lines += table_lines(
                 f"only in {name}", ("training file", "line", "eval item", "score", "question"), rows
             )
         examples = best([matches[k] for k in keys], show)
@@ -180,12 +188,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(where: str, aws: AwsSection) -> Review:
-    storage = open_storage(where, aws)
-    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
-        raise UserError(f"{storage.root}: not a directory")
-    review = read_reports(storage)
-    if not review.reports and not review.clean_files:
-        raise UserError(f"{where}: no reports (*.report.jsonl) and no .clean markers")
+    review = load_reports(where, aws)
     if review.malformed:
         print(
             f"decon: {where}: {review.malformed} malformed report line(s) skipped (first: "

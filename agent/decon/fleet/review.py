@@ -278,12 +278,12 @@ def render(
         lines.append(
             f"malformed report lines: {review.malformed} (first: {review.malformed_first})"
         )
-    lines += _table("per eval", ("eval", "documents", "matches"), review.per_eval())
-    lines += _table(
+    lines += table_lines("per eval", ("eval", "documents", "matches"), review.per_eval())
+    lines += table_lines(
         "per input file", ("input file", "documents", "matches"), review.per_input()[:top]
     )
-    items = [(e, i, n, _clip(q, 70)) for e, i, n, q in review.top_items(top)]
-    lines += _table("top matched eval items", ("eval", "item", "documents", "question"), items)
+    items = [(e, i, n, clip(q, 70)) for e, i, n, q in review.top_items(top)]
+    lines += table_lines("top matched eval items", ("eval", "item", "documents", "question"), items)
     for m in review.best(show):
         lines += ["", *match_lines(m, color, documents)]
     return "\n".join(lines)
@@ -348,7 +348,9 @@ def _span(text: str) -> str | None:
     return found[1].strip() if found else None
 
 
-def _table(title: str, head: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+def table_lines(
+    title: str, head: tuple[str, ...], rows: Iterable[tuple[Any, ...]]
+) -> Iterator[str]:
     rows = [tuple(str(c) for c in r) for r in rows]
     yield ""
     yield f"{title}:"
@@ -360,9 +362,21 @@ def _table(title: str, head: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -
         yield "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
 
 
-def _clip(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def load_reports(where: str, aws: AwsSection) -> Review:
+    """The reports under `where` (a directory or s3:// prefix); a UserError when it holds none."""
+    storage = open_storage(where, aws)
+    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
+        # S3 has no directories, but a local path that is not one is a typo worth naming
+        raise UserError(f"{storage.root}: not a directory")
+    review = read_reports(storage)
+    if not review.reports and not review.clean_files:
+        raise UserError(f"{where}: no reports (*.report.jsonl) and no .clean markers")
+    return review
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -410,13 +424,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("review: give REPORTS (a directory or s3:// prefix) or --config")
     if args.top < 1 or args.show < 0:
         raise UserError("review: --top must be >= 1 and --show >= 0")
-    storage = open_storage(where, aws)
-    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
-        # S3 has no directories, but a local path that is not one is a typo worth naming
-        raise UserError(f"{storage.root}: not a directory")
-    review = read_reports(storage)
-    if not review.reports and not review.clean_files:
-        raise UserError(f"{where}: no reports (*.report.jsonl) and no .clean markers")
+    review = load_reports(where, aws)
     if args.json:
         print(json.dumps(to_json(review, args.top, args.show), indent=2, sort_keys=True))
         return 0
