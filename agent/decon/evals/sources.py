@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from decon.errors import UserError
 from decon.evals.spec import EvalSpec, FieldUse
 
 # file name ending -> `datasets` builder
@@ -34,7 +35,13 @@ class SourceProblem(Exception):
 
 def _datasets() -> Any:
     """The `datasets` module, quiet (imported here: it takes seconds)."""
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(
+            "decon evals build needs the Hugging Face `datasets` library: "
+            "pip install 'decon-agent[evals]'"
+        ) from None
     from huggingface_hub.utils import logging as hub_logging
 
     datasets.disable_progress_bars()
