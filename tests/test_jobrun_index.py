@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import make_config
 from decon.eventlog import EventLog
-from decon.jobrun.detector import builtin_detector, index_prefix
+from decon.jobrun.detect_step import builtin_detector, index_prefix
 from decon.jobrun.job import EXIT_DONE, JobContext, run_job
 from decon.jobrun.signals import StopRequest
 from decon.node.notify import Notifier

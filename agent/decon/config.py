@@ -174,6 +174,10 @@ class Config:
     # hooks: event -> {file name -> script text}, written to hooks_dir/<event>.d/ by cloud-init
     hooks: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def work_dir(self) -> Path:
+        """The job's scratch space: `run.work_dir`, or `{node.state_dir}/work`."""
+        return Path(self.run.work_dir or Path(self.node.state_dir) / "work")
+
     def output_prefix(self, name: str) -> str:
         """The URI of an output area ('reports', 'cleaned' or 'runs'), ending in '/'."""
         explicit = getattr(self.output, name)

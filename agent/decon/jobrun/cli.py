@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decon.config import Config, load_config
 from decon.errors import UserError
 from decon.eventlog import EventLog
-from decon.jobrun.detector import load_factory
+from decon.jobrun.detect_step import load_factory
 from decon.jobrun.job import JobContext, run_job
 from decon.jobrun.signals import StopRequest, install_handlers
 from decon.node.notify import Notifier
