@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
 import os
 import re
 import signal
@@ -43,6 +42,7 @@ from decon.errors import guarded_main
 from decon.eventlog import EventLog, iso_utc, utc_now
 from decon.node.hooks import run_hooks
 from decon.node.imds import ImdsClient, ImdsError, ImdsHttpError, ImdsUnreachable, RebalanceNotice
+from decon.node.lock import lock_is_held
 from decon.node.notify import Notifier
 from decon.node.state import NodeState, Outcome, SpotNotice
 
@@ -163,23 +163,6 @@ def exited_job_outcome(state: NodeState) -> Outcome | None:
     except OSError:
         return None
     return state.outcome()
-
-
-def lock_is_held(path: Path) -> bool:
-    """Whether another process holds the flock on `path` (the finalize lock)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # releases the probe's own lock
-    return False
 
 
 FINALIZER_OUTCOMES = ("FINALIZE_SUCCESS", "FINALIZE_FAILED", "FINALIZE_SKIPPED")
