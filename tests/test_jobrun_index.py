@@ -49,7 +49,7 @@ def host(root: Path, index: int, ref: Path, name: str = "", **detect: object) ->
 def run(cfg) -> int:  # type: ignore[no-untyped-def]
     ctx = JobContext(
         EventLog(cfg.node.log_file, io.StringIO()),
-        Notifier(""),
+        Notifier(enabled=False),
         StopRequest(),
         detector_factory=builtin_detector,
     )

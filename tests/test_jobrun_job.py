@@ -127,7 +127,9 @@ def test_rerun_after_partial_run_does_only_missing_files(s3, node_root: Path) ->
 
     code = run_job(
         cfg,
-        JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), stop, stopping_factory),
+        JobContext(
+            EventLog(cfg.node.log_file, StringIO()), Notifier(enabled=False), stop, stopping_factory
+        ),
     )
     assert code == 143
     first = done_names(client, cfg)
@@ -149,7 +151,12 @@ def test_rerun_after_partial_run_does_only_missing_files(s3, node_root: Path) ->
 
     code = run_job(
         cfg,
-        JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), stop2, counting_factory),
+        JobContext(
+            EventLog(cfg.node.log_file, StringIO()),
+            Notifier(enabled=False),
+            stop2,
+            counting_factory,
+        ),
     )
     assert code == EXIT_DONE
     assert {basename(r) for r in calls} == {basename(r) for r in truth} - first
@@ -259,7 +266,9 @@ def test_unexpected_detector_crash_does_not_hang_the_pipeline(s3, node_root: Pat
     from decon.jobrun.job import JobContext, run_job
     from decon.node.notify import Notifier
 
-    ctx = JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), StopRequest(), factory)
+    ctx = JobContext(
+        EventLog(cfg.node.log_file, StringIO()), Notifier(enabled=False), StopRequest(), factory
+    )
     raised: list[BaseException] = []
 
     def target() -> None:
@@ -324,7 +333,9 @@ def run_builtin(cfg) -> int:  # type: ignore[no-untyped-def]
     from decon.jobrun.job import JobContext, run_job
     from decon.node.notify import Notifier
 
-    ctx = JobContext(EventLog(cfg.node.log_file, io.StringIO()), Notifier(""), StopRequest())
+    ctx = JobContext(
+        EventLog(cfg.node.log_file, io.StringIO()), Notifier(enabled=False), StopRequest()
+    )
     return run_job(cfg, ctx)
 
 

@@ -37,7 +37,7 @@ def test_status_line_format() -> None:
     ]
 
 
-def test_status_goes_to_the_notify_socket(s3, node_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_status_goes_to_the_notify_socket(s3, node_root: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     put_shards(s3.client(), 5)
     address = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -45,7 +45,8 @@ def test_status_goes_to_the_notify_socket(s3, node_root: Path, tmp_path: Path) -
     sock.settimeout(0.1)
     try:
         cfg = make_config(node_root, **job_sections(node_root))
-        assert run_inline(cfg, notifier=Notifier(address)) == EXIT_DONE
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        assert run_inline(cfg, notifier=Notifier()) == EXIT_DONE
         messages = []
         while True:
             try:
