@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_config
 from decon.errors import UserError
-from decon.jobrun.heartbeat import Heartbeat
+from decon.jobrun.heartbeat import HeartbeatRecord
 from decon.jobrun.job import EXIT_DONE, EXIT_FILES_FAILED
 from decon.jobrun.signals import StopRequest
 from decon.node.state import NodeState
@@ -67,7 +67,7 @@ def test_full_run_publishes_every_file(s3, node_root: Path) -> None:  # type: ig
         assert record["sha256"] == hashlib.sha256(data).hexdigest()
 
     run_id = state.run_id()
-    beat = Heartbeat.from_json(
+    beat = HeartbeatRecord.from_json(
         client.get_object(Bucket=OUT_BUCKET, Key=f"out/test-job/runs/{run_id}/heartbeat.json")[
             "Body"
         ].read()
@@ -389,7 +389,7 @@ def test_local_input_and_output_directories_have_the_s3_layout(node_root: Path) 
         cleaned = list((out / "test-job" / "cleaned").glob(f"{base}.clean.jsonl*"))
         assert len(cleaned) == contaminated
     beat = out / "test-job" / "runs" / NodeState(cfg.node.state_dir).run_id() / "heartbeat.json"
-    assert Heartbeat.from_json(beat.read_bytes()).state == "done"
+    assert HeartbeatRecord.from_json(beat.read_bytes()).state == "done"
     # the cleaned copy of a file is published before its report (the "done" signal)
     order = [u["uri"] for u in NodeState(cfg.node.state_dir).uploads()]
     for rel, contaminated in truth.items():

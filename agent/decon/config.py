@@ -7,6 +7,7 @@ overrides of SPEC section 4 and returns a `Config`. Nothing below the edge re-va
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import types
@@ -195,6 +196,14 @@ ENV_OVERRIDES = {
     "AWS_ENDPOINT_URL": ("aws", "endpoint_url"),
     "DECON_IMDS_ENDPOINT": ("spot", "imds_endpoint"),
 }
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE` of the node's commands; not given, `load_config` takes $DECON_CONFIG,
+    else the default path."""
+    parser.add_argument(
+        "--config", help=f"job file (default: $DECON_CONFIG or {DEFAULT_CONFIG_PATH})"
+    )
 
 
 def load_config(

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decon.config import Config, load_config
+from decon.config import Config, add_config_option, load_config
 from decon.errors import UserError, guarded_main
 from decon.eventlog import EventLog, iso_utc, parse_iso_utc, utc_now
 from decon.node.capacity import scale_to_zero_if_drained
@@ -614,9 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upload this node's run artifacts, write the run sentinel, power off. "
         "Idempotent: safe to rerun after a failed upload.",
     )
-    parser.add_argument(
-        "--config", help="job file (default: $DECON_CONFIG or /etc/decon/config.yaml)"
-    )
+    add_config_option(parser)
     parser.add_argument("--status", choices=("normal", "interrupted"), help="completion status")
     parser.add_argument("--exit-code", type=int, help="the job's exit code")
     parser.add_argument("--reason", help="why the job ended, in words")

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from decon.config import DEFAULT_CONFIG_PATH, Config, load_config
+from decon.config import Config, add_config_option, load_config
 from decon.errors import guarded_main
 from decon.eventlog import EventLog, one_line
 from decon.node.imds import ImdsClient
@@ -425,11 +425,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the node's job under systemd: forward signals, record the outcome, "
         "finalize. The ExecStart of decon.service.",
     )
-    parser.add_argument(
-        "--config",
-        default=os.environ.get("DECON_CONFIG", str(DEFAULT_CONFIG_PATH)),
-        help="job file (default: $DECON_CONFIG or %(default)s)",
-    )
+    add_config_option(parser)
     return parser
 
 

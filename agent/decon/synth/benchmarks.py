@@ -31,7 +31,8 @@ from pathlib import Path
 
 from decon.errors import UserError
 
-# Item length buckets of issue #8, by words of the normalised question: [lo, hi).
+# Item length buckets, by words of the normalised question: [lo, hi). Recall is planted and
+# reported per bucket because short items (few n-grams to sample) are the hard case.
 LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (
     ("<8", 0, 8),
     ("8-13", 8, 13),
@@ -51,7 +52,7 @@ def normalize_words(text: str) -> list[str]:
 
 
 def length_bucket(n_words: int) -> str:
-    """The issue-#8 bucket name of an item with `n_words` normalised question words."""
+    """The length bucket of an item with `n_words` normalised question words."""
     for name, lo, hi in LENGTH_BUCKETS:
         if lo <= n_words < hi:
             return name
