@@ -373,12 +373,23 @@ def upload_artifacts(ctx: Context, artifacts: list[Artifact]) -> list[str]:
 
 
 def log_snapshot(ctx: Context) -> Artifact:
-    """The run log as it is now (it keeps growing while we upload it)."""
+    """This run's part of the run log as it is now (it keeps growing while we upload it)."""
     try:
         data = Path(ctx.cfg.node.log_file).read_bytes()
     except FileNotFoundError:
         data = b""
-    return Artifact(LOG_NAME, data=data)
+    return Artifact(LOG_NAME, data=lines_of_run(data, ctx.run_id))
+
+
+def lines_of_run(log: bytes, run_id: str) -> bytes:
+    """The log from the wrapper's first RUN_SELECTED line of `run_id` on. The log file
+    outlives a run (a stopped spot instance started again begins a new run in the same file),
+    and runs/{RUN_ID}/ holds one run's log. A log with no such line (a manual finalize on a
+    node where the wrapper never ran) is kept whole."""
+    found = log.find(f"STATE: RUN_SELECTED run_id={run_id} ".encode())
+    if found < 0:
+        return log
+    return log[log.rfind(b"\n", 0, found) + 1 :]
 
 
 def upload_final_log(ctx: Context) -> None:
