@@ -17,6 +17,7 @@ from decon.storage import (
     RetryPolicy,
     Storage,
     TransferSettings,
+    file_digest,
     named_for_user,
     open_storage,
     s3_client,
@@ -25,17 +26,6 @@ from decon.storage import (
 T = TypeVar("T")
 # (what was tried, e.g. "upload s3://...", attempt that failed, its error, wait before the next)
 OnRetry = Callable[[str, int, BaseException, float], None]
-
-
-def file_digest(path: Path) -> tuple[int, str]:
-    """(size, sha256 hex) of a local file."""
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return size, h.hexdigest()
 
 
 @dataclass

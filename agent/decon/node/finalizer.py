@@ -47,7 +47,14 @@ from decon.node.sentinel import (
     write_success,
 )
 from decon.node.state import NodeState, Outcome, SpotNotice
-from decon.storage import RetryPolicy, Storage, StorageError, is_transient, open_storage
+from decon.storage import (
+    RetryPolicy,
+    Storage,
+    StorageError,
+    file_digest,
+    is_transient,
+    open_storage,
+)
 
 Clock = Callable[[], dt.datetime]
 Sleep = Callable[[float], None]
@@ -113,12 +120,7 @@ class Artifact:
         if self.data is not None:
             return len(self.data), hashlib.sha256(self.data).hexdigest()
         assert self.path is not None
-        sha, size = hashlib.sha256(), 0
-        with self.path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                sha.update(chunk)
-                size += len(chunk)
-        return size, sha.hexdigest()
+        return file_digest(self.path)
 
 
 class UploadFailed(Exception):

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from decon.config import AwsSection
-from decon.storage.base import ObjectInfo, Storage
+from decon.storage.base import ObjectInfo, Storage, file_digest
 from decon.storage.errors import (
     StorageError,
     TransferCancelled,
@@ -47,6 +47,7 @@ __all__ = [
     "aws_client",
     "describe_s3_error",
     "error_code",
+    "file_digest",
     "is_storage_trouble",
     "is_transient",
     "named_for_user",

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """(size, sha256 hex) of a local file, as manifests record an uploaded object."""
+    sha, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sha.update(chunk)
+            size += len(chunk)
+    return size, sha.hexdigest()
 
 
 @dataclass(frozen=True)
