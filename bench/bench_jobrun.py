@@ -78,7 +78,10 @@ def main() -> None:
             )
             start = time.perf_counter()
             ctx = JobContext(
-                EventLog(root / "log", io.StringIO()), Notifier(""), StopRequest(), passthrough
+                EventLog(root / "log", io.StringIO()),
+                Notifier(enabled=False),
+                StopRequest(),
+                passthrough,
             )
             code = run_job(cfg, ctx)
             seconds = time.perf_counter() - start

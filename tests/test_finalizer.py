@@ -243,6 +243,43 @@ def test_normal_run_uploads_everything_then_sentinel_then_powers_off(node_root, 
     assert "DECON_EVENT=pre-finalize\nDECON_JOB_ID=test-job\n" in facts
     assert "COMPLETION_STATUS=normal\n" in facts and "EXIT_CODE=0\n" in facts
     assert "FINALIZE_STATUS=success" in (node_root / "post.env").read_text()
+
+
+def test_uploaded_log_holds_only_this_run_when_the_log_file_outlives_runs(node_root, s3):
+    """A stopped spot instance started again: the same log file, an interrupted earlier run,
+    then the wrapper's RUN_SELECTED of a new run. runs/{RUN_ID}/decon-run.log starts there."""
+    node = make_node(node_root, s3)
+    old_run = "run-20261123-100000Z-" + INSTANCE
+    log = EventLog(node.cfg.node.log_file, io.StringIO())
+    log.event("RUN_SELECTED", run_id=old_run, action="new", why="no run on this node yet")
+    log.event("JOB_PLAN", already_done=0, todo=4)
+    log.event("FINALIZE_SUCCESS", run_id=old_run)
+    log.event("WATCH_START", run_id=old_run)  # the watcher of the next boot, before the wrapper
+    log.event("RUN_SELECTED", run_id=node.run_id, action="new", why="previous run interrupted")
+    log.event("JOB_PLAN", already_done=3, todo=1)
+    log.event("RUN_SELECTED", run_id=node.run_id, action="resume", why="restarted mid-run")
+
+    result, _ = finalize(node)
+
+    assert result.status == "success"
+    uploaded = node.body(s3, "decon-run.log").decode()
+    assert uploaded.startswith("[UTC ") and old_run not in uploaded
+    first = uploaded.splitlines()[0]
+    assert f"STATE: RUN_SELECTED run_id={node.run_id} action=new" in first
+    assert [line for line in uploaded.splitlines() if "JOB_PLAN" in line] == [
+        line for line in node.log_text().splitlines() if "todo=1" in line
+    ]
+    assert states(uploaded)[-1] == "TERMINATING"
+    assert old_run in node.log_text()  # the local file keeps everything
+
+
+def test_log_without_a_run_selected_line_is_uploaded_whole(node_root, s3):
+    node = make_node(node_root, s3)
+    EventLog(node.cfg.node.log_file, io.StringIO()).line("written before any wrapper ran")
+
+    finalize(node)
+
+    assert node.body(s3, "decon-run.log").decode().startswith(node.log_text().splitlines()[0])
     assert node.poweroffs() == ["poweroff success=yes failed=no"]  # once, after the sentinel
 
 

@@ -17,7 +17,7 @@ from decon.fleet.health import (
     missing_hosts,
     parse_run_id,
 )
-from decon.jobrun.heartbeat import FileCounts, Heartbeat
+from decon.jobrun.heartbeat import FileCounts, HeartbeatRecord
 
 NOW = dt.datetime(2026, 11, 23, 15, 0, 0, tzinfo=dt.UTC)
 
@@ -31,7 +31,7 @@ def run(index, started_min, instance="i-1", beat_min=None, sentinel=None, count=
     rid = f"run-{started:%Y%m%d-%H%M%S}Z-{instance}"
     r = RunFacts(rid, started, instance)
     if beat_min is not None:
-        r.heartbeat = Heartbeat(
+        r.heartbeat = HeartbeatRecord(
             rid,
             "job",
             instance,

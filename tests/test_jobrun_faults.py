@@ -168,7 +168,7 @@ def test_an_unreachable_endpoint_is_named_at_once_and_every_retry_logged(
         ),
     )
     stream = TimedLines()
-    ctx = JobContext(EventLog(cfg.node.log_file, stream), Notifier(""), StopRequest())
+    ctx = JobContext(EventLog(cfg.node.log_file, stream), Notifier(enabled=False), StopRequest())
     start = time.monotonic()
     assert run_job(cfg, ctx) == EXIT_CANNOT_RUN
     waiting = [(t, x) for t, x in stream.lines if "STATE: WAITING" in x]

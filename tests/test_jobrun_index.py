@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import make_config
 from decon.eventlog import EventLog
-from decon.jobrun.detector import builtin_detector, index_prefix
+from decon.jobrun.detect_step import builtin_detector, index_prefix
 from decon.jobrun.job import EXIT_DONE, JobContext, run_job
 from decon.jobrun.signals import StopRequest
 from decon.node.notify import Notifier
@@ -49,7 +49,7 @@ def host(root: Path, index: int, ref: Path, name: str = "", **detect: object) ->
 def run(cfg) -> int:  # type: ignore[no-untyped-def]
     ctx = JobContext(
         EventLog(cfg.node.log_file, io.StringIO()),
-        Notifier(""),
+        Notifier(enabled=False),
         StopRequest(),
         detector_factory=builtin_detector,
     )

@@ -7,9 +7,8 @@ import hashlib
 import pytest
 
 from decon.config import config_from_dict
-from decon.jobrun.endpoints import S3Source
+from decon.jobrun.endpoints import JobStorage, S3Source
 from decon.jobrun.inputs import InputFile, is_input_name, make_plan, shard_of
-from decon.jobrun.transfer import S3Transfers
 from fakes.jobrun_world import IN_BUCKET, IN_PREFIX, put_shards
 
 
@@ -94,7 +93,7 @@ def test_sharding_partitions_the_s3_input_exactly(s3, tmp_path) -> None:  # type
     cfg = config_from_dict(
         {"input": {"uri": f"s3://{IN_BUCKET}/{IN_PREFIX}"}}, env={"AWS_ENDPOINT_URL": s3.endpoint}
     )
-    listed = S3Source(cfg, S3Transfers(cfg)).list()
+    listed = S3Source(cfg.input.uri, JobStorage.for_job(cfg.run, cfg.aws)).list()
     assert {i.rel for i in listed} == set(truth) | {"README.txt"}
     for count in (1, 2, 3, 5, 8):
         owners: dict[str, list[int]] = {}

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_config
 from decon.errors import UserError
-from decon.jobrun.heartbeat import Heartbeat
+from decon.jobrun.heartbeat import HeartbeatRecord
 from decon.jobrun.job import EXIT_DONE, EXIT_FILES_FAILED
 from decon.jobrun.signals import StopRequest
 from decon.node.state import NodeState
@@ -67,7 +67,7 @@ def test_full_run_publishes_every_file(s3, node_root: Path) -> None:  # type: ig
         assert record["sha256"] == hashlib.sha256(data).hexdigest()
 
     run_id = state.run_id()
-    beat = Heartbeat.from_json(
+    beat = HeartbeatRecord.from_json(
         client.get_object(Bucket=OUT_BUCKET, Key=f"out/test-job/runs/{run_id}/heartbeat.json")[
             "Body"
         ].read()
@@ -127,7 +127,9 @@ def test_rerun_after_partial_run_does_only_missing_files(s3, node_root: Path) ->
 
     code = run_job(
         cfg,
-        JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), stop, stopping_factory),
+        JobContext(
+            EventLog(cfg.node.log_file, StringIO()), Notifier(enabled=False), stop, stopping_factory
+        ),
     )
     assert code == 143
     first = done_names(client, cfg)
@@ -149,7 +151,12 @@ def test_rerun_after_partial_run_does_only_missing_files(s3, node_root: Path) ->
 
     code = run_job(
         cfg,
-        JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), stop2, counting_factory),
+        JobContext(
+            EventLog(cfg.node.log_file, StringIO()),
+            Notifier(enabled=False),
+            stop2,
+            counting_factory,
+        ),
     )
     assert code == EXIT_DONE
     assert {basename(r) for r in calls} == {basename(r) for r in truth} - first
@@ -259,7 +266,9 @@ def test_unexpected_detector_crash_does_not_hang_the_pipeline(s3, node_root: Pat
     from decon.jobrun.job import JobContext, run_job
     from decon.node.notify import Notifier
 
-    ctx = JobContext(EventLog(cfg.node.log_file, StringIO()), Notifier(""), StopRequest(), factory)
+    ctx = JobContext(
+        EventLog(cfg.node.log_file, StringIO()), Notifier(enabled=False), StopRequest(), factory
+    )
     raised: list[BaseException] = []
 
     def target() -> None:
@@ -324,7 +333,9 @@ def run_builtin(cfg) -> int:  # type: ignore[no-untyped-def]
     from decon.jobrun.job import JobContext, run_job
     from decon.node.notify import Notifier
 
-    ctx = JobContext(EventLog(cfg.node.log_file, io.StringIO()), Notifier(""), StopRequest())
+    ctx = JobContext(
+        EventLog(cfg.node.log_file, io.StringIO()), Notifier(enabled=False), StopRequest()
+    )
     return run_job(cfg, ctx)
 
 
@@ -378,7 +389,7 @@ def test_local_input_and_output_directories_have_the_s3_layout(node_root: Path) 
         cleaned = list((out / "test-job" / "cleaned").glob(f"{base}.clean.jsonl*"))
         assert len(cleaned) == contaminated
     beat = out / "test-job" / "runs" / NodeState(cfg.node.state_dir).run_id() / "heartbeat.json"
-    assert Heartbeat.from_json(beat.read_bytes()).state == "done"
+    assert HeartbeatRecord.from_json(beat.read_bytes()).state == "done"
     # the cleaned copy of a file is published before its report (the "done" signal)
     order = [u["uri"] for u in NodeState(cfg.node.state_dir).uploads()]
     for rel, contaminated in truth.items():

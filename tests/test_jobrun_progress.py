@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_config
 from decon.errors import UserError
-from decon.jobrun.heartbeat import Heartbeat
+from decon.jobrun.heartbeat import HeartbeatRecord
 from decon.jobrun.job import EXIT_DONE
 from decon.jobrun.progress import FailedFile, Progress
 from decon.node.notify import Notifier
@@ -37,7 +37,7 @@ def test_status_line_format() -> None:
     ]
 
 
-def test_status_goes_to_the_notify_socket(s3, node_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_status_goes_to_the_notify_socket(s3, node_root: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     put_shards(s3.client(), 5)
     address = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -45,7 +45,8 @@ def test_status_goes_to_the_notify_socket(s3, node_root: Path, tmp_path: Path) -
     sock.settimeout(0.1)
     try:
         cfg = make_config(node_root, **job_sections(node_root))
-        assert run_inline(cfg, notifier=Notifier(address)) == EXIT_DONE
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        assert run_inline(cfg, notifier=Notifier()) == EXIT_DONE
         messages = []
         while True:
             try:
@@ -62,7 +63,7 @@ def test_status_goes_to_the_notify_socket(s3, node_root: Path, tmp_path: Path) -
 def test_heartbeat_is_refreshed_while_running(s3, node_root: Path) -> None:  # type: ignore[no-untyped-def]
     client = s3.client()
     put_shards(client, 4)
-    seen: list[Heartbeat] = []
+    seen: list[HeartbeatRecord] = []
 
     class Spy(Notifier):
         def status(self, text: str) -> bool:
@@ -70,7 +71,7 @@ def test_heartbeat_is_refreshed_while_running(s3, node_root: Path) -> None:  # t
             key = f"out/test-job/runs/{run_id}/heartbeat.json"
             try:
                 body = client.get_object(Bucket=OUT_BUCKET, Key=key)["Body"].read()
-                seen.append(Heartbeat.from_json(body))
+                seen.append(HeartbeatRecord.from_json(body))
             except client.exceptions.NoSuchKey:
                 pass
             return True
@@ -79,7 +80,7 @@ def test_heartbeat_is_refreshed_while_running(s3, node_root: Path) -> None:  # t
     assert run_inline(cfg, notifier=Spy("")) == EXIT_DONE
     assert seen and seen[0].state == "running" and seen[0].files.assigned == 4
     run_id = NodeState(cfg.node.state_dir).run_id()
-    final = Heartbeat.from_json(
+    final = HeartbeatRecord.from_json(
         client.get_object(Bucket=OUT_BUCKET, Key=f"out/test-job/runs/{run_id}/heartbeat.json")[
             "Body"
         ].read()

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -152,7 +153,9 @@ class Node:
         )
         log = EventLog(self.cfg.node.log_file, self.log_stream)
         edges = WatchEdges(env=env or {})
-        return SpotWatcher(self.cfg, client, log, Notifier(self.sink.path), edges, **kwargs)
+        with mock.patch.dict(os.environ, {"NOTIFY_SOCKET": self.sink.path}):
+            notifier = Notifier()  # sdnotify takes the socket from the environment
+        return SpotWatcher(self.cfg, client, log, notifier, edges, **kwargs)
 
     def events(self, state: str | None = None) -> list[str]:
         try:

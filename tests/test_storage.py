@@ -4,7 +4,6 @@ from contextlib import redirect_stderr
 
 import pytest
 
-from decon import storage as storage_mod
 from decon.config import AwsSection
 from decon.errors import UserError, guarded_main
 from decon.storage import (
@@ -12,6 +11,7 @@ from decon.storage import (
     ObjectInfo,
     S3Storage,
     StorageError,
+    TransferSettings,
     is_transient,
     open_storage,
     s3_client,
@@ -95,13 +95,18 @@ def test_bad_uris_are_user_errors(tmp_path):
         LocalStorage(tmp_path).put_bytes("../escape", b"x")
 
 
-def test_big_files_use_the_transfer_manager(s3, tmp_path, monkeypatch):
+def test_big_files_use_the_transfer_manager(s3, tmp_path):
     s3.client().create_bucket(Bucket=BUCKET)
-    monkeypatch.setattr(storage_mod, "SINGLE_PUT_LIMIT", 1024)
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(9 * 1024 * 1024))  # above the 8 MiB multipart threshold
-    store = open_storage(f"s3://{BUCKET}/p/", AwsSection())
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(1024))
+    store = open_storage(
+        f"s3://{BUCKET}/p/", AwsSection(), transfer=TransferSettings(multipart_threshold_mb=8)
+    )
     store.put_file("big.bin", big)
+    store.put_file("small.bin", small)
+    assert "-" not in s3.client().head_object(Bucket=BUCKET, Key="p/small.bin")["ETag"]
     head = s3.client().head_object(Bucket=BUCKET, Key="p/big.bin")
     assert head["ContentLength"] == big.stat().st_size
     assert "-" in head["ETag"]  # a multipart upload's ETag

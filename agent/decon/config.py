@@ -7,6 +7,7 @@ overrides of SPEC section 4 and returns a `Config`. Nothing below the edge re-va
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import types
@@ -174,6 +175,10 @@ class Config:
     # hooks: event -> {file name -> script text}, written to hooks_dir/<event>.d/ by cloud-init
     hooks: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def work_dir(self) -> Path:
+        """The job's scratch space: `run.work_dir`, or `{node.state_dir}/work`."""
+        return Path(self.run.work_dir or Path(self.node.state_dir) / "work")
+
     def output_prefix(self, name: str) -> str:
         """The URI of an output area ('reports', 'cleaned' or 'runs'), ending in '/'."""
         explicit = getattr(self.output, name)
@@ -191,6 +196,14 @@ ENV_OVERRIDES = {
     "AWS_ENDPOINT_URL": ("aws", "endpoint_url"),
     "DECON_IMDS_ENDPOINT": ("spot", "imds_endpoint"),
 }
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE` of the node's commands; not given, `load_config` takes $DECON_CONFIG,
+    else the default path."""
+    parser.add_argument(
+        "--config", help=f"job file (default: $DECON_CONFIG or {DEFAULT_CONFIG_PATH})"
+    )
 
 
 def load_config(

@@ -29,6 +29,12 @@ def parse_iso_utc(text: str) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+def one_line(exc: BaseException) -> str:
+    """An error for a log line: its type and message on one line, at most 500 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
 def format_fields(fields: dict[str, Any]) -> str:
     parts = []
     for key, value in fields.items():

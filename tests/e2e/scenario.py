@@ -253,11 +253,12 @@ EC2_TRUST = {
 
 
 def node_policy(runs_writable: bool) -> dict[str, Any]:
-    """The node role's S3 policy. Without `runs_writable` the run's artifacts (journal, log,
-    manifest, `_SUCCESS`) are denied; only the heartbeat and `_FAILED_UPLOAD` may be written."""
+    """The node role's S3 policy (the README's: reports, cleaned copies, the shared reference
+    index, runs). Without `runs_writable` the run's artifacts (journal, log, manifest,
+    `_SUCCESS`) are denied; only the heartbeat and `_FAILED_UPLOAD` may be written."""
     bucket = f"arn:aws:s3:::{BUCKET}"
     out = f"{bucket}/out/{JOB_ID}"
-    writable = [f"{out}/reports/*", f"{out}/cleaned/*"]
+    writable = [f"{out}/reports/*", f"{out}/cleaned/*", f"{out}/index/*"]  # the job's outputs
     if runs_writable:
         writable.append(f"{out}/runs/*")
     else:

@@ -88,7 +88,7 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
     assert vm.powered_off_at is not None
 
 
-# --- The four scenarios ------------------------------------------------------------------
+# --- The node's scenarios ------------------------------------------------------------------------
 #
 # Common wiring (tests/e2e/scenario.py): a planted corpus (decon.synth.plant.make_corpus) and its
 # reference put in the moto S3; the job config (input/output/reference on S3, aws.endpoint_url =

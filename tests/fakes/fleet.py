@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from decon.jobrun.heartbeat import FileCounts, Heartbeat
+from decon.jobrun.heartbeat import FileCounts, HeartbeatRecord
 from decon.node.sentinel import Sentinel
 
 BUCKET = "decon-out"
@@ -54,7 +54,7 @@ def put_run(
     assigned, done, contaminated, failed = files
     instance = rid.split("-", 3)[3]  # run-YYYYMMDD-HHMMSSZ-<instance id>
     if beat_at is not None:
-        beat = Heartbeat(
+        beat = HeartbeatRecord(
             rid,
             "job",
             instance,

@@ -117,7 +117,7 @@ def run_inline(
     sink = io.StringIO()
     ctx = JobContext(
         EventLog(cfg.node.log_file, sink),
-        notifier or Notifier(""),
+        notifier or Notifier(enabled=False),
         stop or StopRequest(),
         detector_factory=marker_factory,
         imds_launch_index=imds_launch_index,

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from decon.jobrun.heartbeat import Heartbeat
+from decon.jobrun.heartbeat import HeartbeatRecord
 from decon.node.sentinel import Sentinel
 
 LIVE_STATES = ("pending", "running")
@@ -83,7 +83,7 @@ class RunFacts:
     run_id: str
     started: dt.datetime | None  # from the RUN_ID
     instance_id: str  # from the RUN_ID
-    heartbeat: Heartbeat | None = None
+    heartbeat: HeartbeatRecord | None = None
     sentinel: SentinelFacts | None = None
     problems: list[str] = field(default_factory=list)  # unreadable heartbeat/sentinel
 

@@ -24,7 +24,7 @@ from decon.fleet.health import (
     queue_job_health,
 )
 from decon.fleet.instances import autoscaling_client, ec2_client, job_instances
-from decon.jobrun.heartbeat import HEARTBEAT_NAME, Heartbeat
+from decon.jobrun.heartbeat import HEARTBEAT_NAME, HeartbeatRecord
 from decon.jobrun.workqueue import QueueSummary, queue_summary
 from decon.node.finalizer import LOG_NAME
 from decon.node.sentinel import FAILED_UPLOAD, SUCCESS, Sentinel
@@ -47,7 +47,7 @@ def collect_runs(runs_area: Storage) -> list[RunFacts]:
         run = RunFacts(run_id, started, instance_id)
         if HEARTBEAT_NAME in names:
             try:
-                run.heartbeat = Heartbeat.from_json(
+                run.heartbeat = HeartbeatRecord.from_json(
                     runs_area.get_bytes(f"{run_id}/{HEARTBEAT_NAME}")
                 )
             except ValueError as exc:

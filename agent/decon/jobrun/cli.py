@@ -8,10 +8,10 @@ import faulthandler
 import signal
 from collections.abc import Callable
 
-from decon.config import Config, load_config
+from decon.config import Config, add_config_option, load_config
 from decon.errors import UserError
 from decon.eventlog import EventLog
-from decon.jobrun.detector import load_factory
+from decon.jobrun.detect_step import load_factory
 from decon.jobrun.job import JobContext, run_job
 from decon.jobrun.signals import StopRequest, install_handlers
 from decon.node.notify import Notifier
@@ -24,9 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Exit 0: all assigned files done; 1: some files failed; 2: bad input; "
         "3: could not list input/reference; 143/130: stopped by SIGTERM/SIGINT."
     )
-    parser.add_argument(
-        "--config", help="job file (default $DECON_CONFIG or /etc/decon/config.yaml)"
-    )
+    add_config_option(parser)
     parser.add_argument("--host-index", type=int, help="this host's index (over PMR_HOST_INDEX)")
     parser.add_argument("--host-count", type=int, help="number of hosts (over PMR_HOST_COUNT)")
     parser.add_argument(

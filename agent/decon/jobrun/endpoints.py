@@ -1,21 +1,79 @@
 """The job's edges: where input files come from and where outputs go (the reports and cleaned
-areas), each an S3 prefix or a local directory, each operation with retries."""
+areas), each an S3 prefix or a local directory, every operation under the job's retry policy."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-import botocore.exceptions
-
-from decon.config import Config
+from decon.config import AwsSection, RunSection
 from decon.errors import UserError
 from decon.jobrun.inputs import InputFile
-from decon.jobrun.transfer import S3Transfers, file_digest
-from decon.storage import Storage, StorageError, open_storage, split_s3_uri
+from decon.storage import (
+    RetryPolicy,
+    Storage,
+    TransferSettings,
+    file_digest,
+    named_for_user,
+    open_storage,
+    s3_client,
+)
+
+T = TypeVar("T")
+# (what was tried, e.g. "upload s3://...", attempt that failed, its error, wait before the next)
+OnRetry = Callable[[str, int, BaseException, float], None]
+
+
+@dataclass
+class JobStorage:
+    """The job's storage: areas opened on one shared S3 client (botocore retries off, a pool
+    with room for every part of every file in flight), each call under the job's policy and
+    each retry reported to `on_retry`."""
+
+    aws: AwsSection
+    transfer: TransferSettings
+    retry: RetryPolicy
+    pool_connections: int = 10
+    on_retry: OnRetry | None = None
+
+    def __post_init__(self) -> None:
+        self._client: Any = None
+
+    @classmethod
+    def for_job(
+        cls, run: RunSection, aws: AwsSection, on_retry: OnRetry | None = None
+    ) -> JobStorage:
+        threads = run.transfer_threads * (run.download_concurrency + run.upload_concurrency)
+        return cls(
+            aws,
+            TransferSettings.for_job(run),
+            RetryPolicy.job_transfers(run),
+            max(threads + 4, 10),
+            on_retry,
+        )
+
+    def open(self, uri: str) -> Storage:
+        if uri.startswith("s3://") and self._client is None:
+            self._client = s3_client(
+                self.aws,
+                attempts=1,
+                connect_timeout=10,
+                max_pool_connections=self.pool_connections,
+            )
+        return open_storage(uri, self.aws, client=self._client, transfer=self.transfer)
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run `fn` under the policy; each retry is reported as `what`."""
+
+        def note(attempt: int, exc: BaseException, wait: float) -> None:
+            if self.on_retry is not None:
+                self.on_retry(what, attempt, exc, wait)
+
+        return self.retry.call(fn, on_retry=note)
 
 
 class InputSource(Protocol):
@@ -27,44 +85,25 @@ class InputSource(Protocol):
     def fetch(self, item: InputFile, dest: Path, cancel: Callable[[], bool]) -> Path: ...
 
 
-def describe_s3_error(exc: Exception, what: str, uri: str) -> str | None:
-    """One line for a non-transient S3 error a user can fix, or None."""
-    if isinstance(exc, StorageError) and isinstance(exc.__cause__, Exception):
-        exc = exc.__cause__  # decon.storage wraps the botocore error; look at the original
-    if isinstance(exc, botocore.exceptions.ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        bucket = split_s3_uri(uri)[0]
-        if code == "NoSuchBucket":
-            return f"{what}: bucket {bucket!r} does not exist ({uri})"
-        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId"):
-            return f"{what}: access denied to {uri} ({code})"
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return f"{what}: no AWS credentials found for {uri}"
-    return None
-
-
 class S3Source:
     """Input objects under an s3:// prefix, downloaded by the transfer manager."""
 
     is_local = False
 
-    def __init__(self, cfg: Config, transfers: S3Transfers) -> None:
-        self.uri = cfg.input.uri if cfg.input.uri.endswith("/") else cfg.input.uri + "/"
-        self.storage = open_storage(self.uri, cfg.aws, attempts=1)
-        self.transfers = transfers
+    def __init__(self, uri: str, io: JobStorage) -> None:
+        self.uri = uri if uri.endswith("/") else uri + "/"
+        self.storage = io.open(self.uri)
+        self.io = io
 
     def list(self) -> list[InputFile]:
-        try:
-            infos = self.transfers.call(f"list {self.uri}", lambda: list(self.storage.list()))
-        except Exception as exc:
-            message = describe_s3_error(exc, "input.uri", self.uri)
-            if message:
-                raise UserError(message) from None
-            raise
+        with named_for_user("input.uri", self.uri):
+            infos = self.io.call(f"list {self.uri}", lambda: list(self.storage.list()))
         return [InputFile(o.key, o.size, self.storage.uri(o.key)) for o in infos]
 
     def fetch(self, item: InputFile, dest: Path, cancel: Callable[[], bool]) -> Path:
-        self.transfers.download(item.location, dest, cancel)
+        self.io.call(
+            f"download {item.location}", lambda: self.storage.get_file(item.rel, dest, cancel)
+        )
         return dest
 
 
@@ -73,8 +112,8 @@ class LocalSource:
 
     is_local = True
 
-    def __init__(self, cfg: Config) -> None:
-        self.root = Path(cfg.input.uri.removeprefix("file://"))
+    def __init__(self, uri: str) -> None:
+        self.root = Path(uri.removeprefix("file://"))
         self.uri = str(self.root)
         if not self.root.is_dir():
             raise UserError(f"input.uri: {self.root} is not a directory")
@@ -93,43 +132,37 @@ class LocalSource:
         return Path(item.location)
 
 
-def open_source(cfg: Config, transfers: S3Transfers) -> InputSource:
-    if not cfg.input.uri:
+def open_source(uri: str, io: JobStorage) -> InputSource:
+    """`input.uri`: an s3:// prefix or a local directory."""
+    if not uri:
         raise UserError("input.uri: not set (an s3:// prefix or a local directory)")
-    if cfg.input.uri.startswith("s3://"):
-        return S3Source(cfg, transfers)
-    return LocalSource(cfg)
+    if uri.startswith("s3://"):
+        return S3Source(uri, io)
+    return LocalSource(uri)
 
 
 class JobOutputs:
     """The reports/ and cleaned/ areas of the job (SPEC section 6): S3 prefixes, or local
     directories (a single machine writing to a local disk or a NAS), with the same layout.
-    Each object appears complete or not at all (S3 PUT; a local rename)."""
+    Each object appears complete or not at all (S3 PUT or multipart upload; a local rename)."""
 
-    def __init__(self, cfg: Config, transfers: S3Transfers) -> None:
-        self.reports_uri = cfg.output_prefix("reports")
-        self.cleaned_uri = cfg.output_prefix("cleaned")
-        self.reports = open_storage(self.reports_uri, cfg.aws, attempts=1)
-        self.cleaned = open_storage(self.cleaned_uri, cfg.aws, attempts=1)
-        self.transfers = transfers
+    def __init__(self, reports_uri: str, cleaned_uri: str, io: JobStorage) -> None:
+        self.reports_uri = reports_uri
+        self.cleaned_uri = cleaned_uri
+        self.reports = io.open(reports_uri)
+        self.cleaned = io.open(cleaned_uri)
+        self.io = io
 
     def done_keys(self) -> set[str]:
         """Every key under reports/ (relative): a report or `.clean` marker means done."""
-        try:
-            listed = self.transfers.call(
-                f"list {self.reports_uri}", lambda: list(self.reports.list())
-            )
-            return {o.key for o in listed}
-        except Exception as exc:
-            message = describe_s3_error(exc, "output.reports", self.reports_uri)
-            if message:
-                raise UserError(message) from None
-            raise
+        with named_for_user("output.reports", self.reports_uri):
+            listed = self.io.call(f"list {self.reports_uri}", lambda: list(self.reports.list()))
+        return {o.key for o in listed}
 
     def is_done(self, report: str, marker: str) -> bool:
         """True when the file's report or `.clean` marker exists."""
         return any(
-            self.transfers.call(f"head {self.reports_uri}{k}", lambda k=k: self.reports.exists(k))
+            self.io.call(f"head {self.reports_uri}{k}", lambda k=k: self.reports.exists(k))
             for k in (report, marker)
         )
 
@@ -144,15 +177,9 @@ class JobOutputs:
 
     def _put(self, area: Storage, name: str, path: Path | None) -> tuple[str, int, str]:
         uri = area.uri(name)
-        if uri.startswith("s3://"):
-            if path is None:
-                size, digest = self.transfers.put_bytes(b"", uri)
-            else:
-                size, digest = self.transfers.upload(path, uri)
-            return uri, size, digest
         if path is None:
-            self.transfers.call(f"put {uri}", lambda: area.put_bytes(name, b""))
+            self.io.call(f"put {uri}", lambda: area.put_bytes(name, b""))
             return uri, 0, hashlib.sha256(b"").hexdigest()
-        self.transfers.call(f"put {uri}", lambda: area.put_file(name, path))
         size, digest = file_digest(path)
+        self.io.call(f"upload {uri}", lambda: area.put_file(name, path))
         return uri, size, digest

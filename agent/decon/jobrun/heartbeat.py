@@ -22,7 +22,9 @@ class FileCounts:
 
 
 @dataclass
-class Heartbeat:
+class HeartbeatRecord:
+    """The content of `runs/{RUN_ID}/heartbeat.json`."""
+
     run_id: str
     job_id: str
     instance_id: str
@@ -39,7 +41,7 @@ class Heartbeat:
         return (json.dumps(asdict(self), sort_keys=True) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> Heartbeat:
+    def from_json(cls, data: bytes | str) -> HeartbeatRecord:
         """Parse a heartbeat; raises ValueError on anything malformed."""
         try:
             raw: dict[str, Any] = json.loads(data)

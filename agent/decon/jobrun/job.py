@@ -22,20 +22,19 @@ from pathlib import Path
 
 from decon.config import Config
 from decon.errors import UserError
-from decon.eventlog import EventLog
-from decon.jobrun.detector import DetectorFactory, builtin_detector
-from decon.jobrun.endpoints import JobOutputs, describe_s3_error, open_source
+from decon.eventlog import EventLog, one_line
+from decon.jobrun.detect_step import DetectorFactory, builtin_detector
+from decon.jobrun.endpoints import JobOutputs, JobStorage, open_source
+from decon.jobrun.file_stages import FileStages, Publisher, StageSettings, reset_scratch
 from decon.jobrun.heartbeat import HEARTBEAT_NAME
 from decon.jobrun.inputs import FilePlan, Plan, make_plan
-from decon.jobrun.pipeline import Pipeline, PipelineSettings, Publisher, one_line, reset_scratch
 from decon.jobrun.progress import FailedFile, Progress
 from decon.jobrun.signals import StopRequest, exit_code_for_signal
-from decon.jobrun.transfer import S3Transfers, is_transient_error
 from decon.jobrun.workqueue import Leases, WorkQueue, queue_files
 from decon.node.capacity import protect_from_scale_in
 from decon.node.notify import Notifier
 from decon.node.state import NodeState
-from decon.storage import StorageError, open_storage
+from decon.storage import is_storage_trouble, named_for_user, open_storage
 
 EXIT_DONE = 0
 EXIT_FILES_FAILED = 1
@@ -76,15 +75,10 @@ def instance_name(cfg: Config) -> str:
     return cfg.node.instance_id or socket.gethostname().split(".")[0] or "localhost"
 
 
-def work_dir(cfg: Config, state: NodeState) -> Path:
-    return Path(cfg.run.work_dir) if cfg.run.work_dir else state.work
-
-
-def fetch_reference(cfg: Config, transfers: S3Transfers, work: Path, log: EventLog) -> Path:
-    """The local directory of reference (eval) files: the configured directory itself, or the
-    S3 prefix downloaded once into `work/reference` (files already there with the same size
-    are kept, so a restarted job does not download them again)."""
-    uri = cfg.reference.uri
+def fetch_reference(uri: str, io: JobStorage, work: Path, log: EventLog) -> Path:
+    """The local directory of reference (eval) files `reference.uri`: the configured directory
+    itself, or the S3 prefix downloaded once into `work/reference` (files already there with
+    the same size are kept, so a restarted job does not download them again)."""
     if not uri:
         raise UserError("reference.uri: not set (an s3:// prefix or a local directory)")
     if not uri.startswith("s3://"):
@@ -93,16 +87,11 @@ def fetch_reference(cfg: Config, transfers: S3Transfers, work: Path, log: EventL
             raise UserError(f"reference.uri: {path} does not exist")
         return path
     target = work / "reference"
-    storage = open_storage(uri if uri.endswith("/") else uri + "/", cfg.aws, attempts=1)
+    storage = io.open(uri if uri.endswith("/") else uri + "/")
     log.event("WAITING", on=f"list reference {uri}")
-    try:
-        listed = transfers.call(f"list {uri}", lambda: list(storage.list()))
-        objects = [o for o in listed if not o.key.endswith("/")]
-    except Exception as exc:
-        message = describe_s3_error(exc, "reference.uri", uri)
-        if message:
-            raise UserError(message) from None
-        raise
+    with named_for_user("reference.uri", uri):
+        listed = io.call(f"list {uri}", lambda: list(storage.list()))
+    objects = [o for o in listed if not o.key.endswith("/")]
     if not objects:
         raise UserError(f"reference.uri: no objects under {uri}")
     fetched = 0
@@ -110,7 +99,9 @@ def fetch_reference(cfg: Config, transfers: S3Transfers, work: Path, log: EventL
         dest = target / obj.key
         if dest.exists() and dest.stat().st_size == obj.size:
             continue
-        transfers.download(storage.uri(obj.key), dest)
+        io.call(
+            f"download {storage.uri(obj.key)}", lambda o=obj, d=dest: storage.get_file(o.key, d)
+        )
         fetched += 1
     log.event("REFERENCE_READY", uri=uri, files=len(objects), downloaded=fetched, dir=target)
     return target
@@ -180,7 +171,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     host_count = cfg.job.host_count
     instance = instance_name(cfg)
     debug = cfg.job.max_files_debug
-    work = work_dir(cfg, state)
+    work = cfg.work_dir()
 
     def on_retry(what: str, attempt: int, exc: BaseException, wait: float) -> None:
         log.event("S3_RETRY", op=what, attempt=attempt, wait=f"{wait:.1f}", error=one_line(exc))
@@ -197,11 +188,11 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     # said before the S3 clients are built (a second or more on a small node)
     waiting_on = "the job queue" if queued else f"list input {cfg.input.uri}"
     log.event("WAITING", on=waiting_on)
-    transfers = S3Transfers(cfg, on_retry=on_retry)
+    io = JobStorage.for_job(cfg.run, cfg.aws, on_retry)
     work_queue: WorkQueue | None = None
     try:
-        source = open_source(cfg, transfers)
-        outputs = JobOutputs(cfg, transfers)
+        source = open_source(cfg.input.uri, io)
+        outputs = JobOutputs(cfg.output_prefix("reports"), cfg.output_prefix("cleaned"), io)
         if queued:
             work_queue = WorkQueue.open(cfg, on_retry)
             counts = work_queue.counts()
@@ -212,9 +203,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
             log.event("WAITING", on=f"list done files {outputs.reports_uri}")
             done_keys = outputs.done_keys()
     except Exception as exc:
-        # decon.storage raises StorageError (a UserError) also for transient failures.
-        plain_user_error = isinstance(exc, UserError) and not isinstance(exc, StorageError)
-        if plain_user_error or not is_transient_error(exc):
+        if not is_storage_trouble(exc):
             raise
         log.event("RUN_ABORTED", stage="list", error=one_line(exc))
         return EXIT_CANNOT_RUN
@@ -293,11 +282,9 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
     try:
         if has_work and not stop():
             try:
-                reference = fetch_reference(cfg, transfers, work, log)
+                reference = fetch_reference(cfg.reference.uri, io, work, log)
             except Exception as exc:
-                # decon.storage raises StorageError (a UserError) also for transient failures.
-                plain_user_error = isinstance(exc, UserError) and not isinstance(exc, StorageError)
-                if plain_user_error or not is_transient_error(exc):
+                if not is_storage_trouble(exc):
                     raise
                 log.event("RUN_ABORTED", stage="reference", error=one_line(exc))
                 final_state = "stopping"
@@ -305,12 +292,12 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
             detector = ctx.detector_factory(cfg, reference)
             scratch = work / "jobrun"
             reset_scratch(scratch)
-            pipeline = Pipeline(
+            stages = FileStages(
                 files,
                 source,
                 detector,
                 None if debug else Publisher(outputs, state),
-                PipelineSettings(
+                StageSettings(
                     download_concurrency=cfg.run.download_concurrency,
                     upload_concurrency=cfg.run.upload_concurrency,
                     max_disk_bytes=cfg.run.max_disk_mb * MB,
@@ -323,7 +310,7 @@ def run_job(cfg: Config, ctx: JobContext) -> int:
                 on_change=ticker.tick,
                 outcomes=leases,
             )
-            pipeline.run()
+            stages.run()
             if debug:
                 print(
                     f"decon run: MAX_FILES_DEBUG={debug}: nothing uploaded; results in "

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from decon.eventlog import iso_utc
-from decon.jobrun.heartbeat import FileCounts, Heartbeat
+from decon.jobrun.heartbeat import FileCounts, HeartbeatRecord
 
 MB = 1 << 20
 
@@ -98,11 +98,11 @@ class Progress:
         host_index: int,
         host_count: int,
         state: str,
-    ) -> Heartbeat:
+    ) -> HeartbeatRecord:
         with self._lock:
             files = FileCounts(self.assigned, self.done, self.contaminated, self.failed)
             bytes_done, bytes_total = self.bytes_done, self.bytes_total
-        return Heartbeat(
+        return HeartbeatRecord(
             run_id=run_id,
             job_id=job_id,
             instance_id=instance_id,

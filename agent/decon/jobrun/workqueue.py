@@ -21,10 +21,9 @@ from typing import Any
 from decon.config import Config
 from decon.errors import UserError
 from decon.fleet.instances import JOB_TAG
-from decon.jobrun.endpoints import JobOutputs, open_source
+from decon.jobrun.endpoints import JobOutputs, JobStorage, open_source
 from decon.jobrun.inputs import FilePlan, InputFile, file_plan, make_plan
-from decon.jobrun.transfer import RetryPolicy, S3Transfers
-from decon.storage import aws_client
+from decon.storage import RetryPolicy, aws_client
 
 SEND_BATCH = 10  # SQS's limit per SendMessageBatch
 
@@ -89,14 +88,17 @@ def fill_job_queue(cfg: Config) -> QueueFill:
     already holds messages (a relaunch or `--add` never enqueues a file twice)."""
     sqs = sqs_client(cfg)
     url = create_job_queues(sqs, cfg)
-    queue = WorkQueue(sqs, url, cfg.run.visibility_timeout_seconds, RetryPolicy.from_config(cfg))
+    queue = WorkQueue(
+        sqs, url, cfg.run.visibility_timeout_seconds, RetryPolicy.job_transfers(cfg.run)
+    )
     before = queue.counts()
     held = before.visible + before.in_flight
     if held:
         return QueueFill(url, 0, held, 0)
-    transfers = S3Transfers(cfg)
-    source = open_source(cfg, transfers)
-    plan = make_plan(source.list(), 0, 1, JobOutputs(cfg, transfers).done_keys())
+    io = JobStorage.for_job(cfg.run, cfg.aws)
+    source = open_source(cfg.input.uri, io)
+    outputs = JobOutputs(cfg.output_prefix("reports"), cfg.output_prefix("cleaned"), io)
+    plan = make_plan(source.list(), 0, 1, outputs.done_keys())
     sent = enqueue_files(sqs, url, [fp.input for fp in plan.todo])
     return QueueFill(url, sent, 0, len(plan.collisions))
 
@@ -201,7 +203,7 @@ class WorkQueue:
                 f"run.distribution queue: no queue {queue_name(cfg.job.id)!r} "
                 "(decon launch creates it; or set run.queue_url)"
             ) from None
-        retry = RetryPolicy.from_config(cfg)
+        retry = RetryPolicy.job_transfers(cfg.run)
         return cls(sqs, url, cfg.run.visibility_timeout_seconds, retry, dlq["QueueUrl"], on_retry)
 
     def _call(self, op: str, fn: Callable[[], Any]) -> Any:

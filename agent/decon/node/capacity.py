@@ -10,8 +10,7 @@ import json
 from typing import Any
 
 from decon.config import Config
-from decon.eventlog import EventLog, iso_utc
-from decon.jobrun.pipeline import one_line
+from decon.eventlog import EventLog, iso_utc, one_line
 from decon.jobrun.workqueue import WorkQueue
 from decon.storage import Storage, aws_client
 

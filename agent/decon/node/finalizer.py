@@ -9,14 +9,14 @@
     5. post-finalize hooks, TERMINATING, the run log once more (best effort, same key: now with
        the sentinel's line and TERMINATING), the poweroff command
 
-botocore's own retries are pinned to one attempt here: the backoff above is the only retry layer.
+The uploads go through `decon.storage` with botocore's own retries pinned to one attempt, under
+the finalizer's `RetryPolicy` (the only retry layer).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -25,19 +25,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
-
-from decon.config import Config, load_config
+from decon.config import Config, add_config_option, load_config
 from decon.errors import UserError, guarded_main
 from decon.eventlog import EventLog, iso_utc, parse_iso_utc, utc_now
 from decon.node.capacity import scale_to_zero_if_drained
 from decon.node.hooks import run_hooks
+from decon.node.lock import finalize_lock
 from decon.node.sentinel import (
     FAILED_UPLOAD,
     SUCCESS,
@@ -49,7 +47,14 @@ from decon.node.sentinel import (
     write_success,
 )
 from decon.node.state import NodeState, Outcome, SpotNotice
-from decon.storage import Storage, StorageError, is_transient, open_storage
+from decon.storage import (
+    RetryPolicy,
+    Storage,
+    StorageError,
+    file_digest,
+    is_transient,
+    open_storage,
+)
 
 Clock = Callable[[], dt.datetime]
 Sleep = Callable[[float], None]
@@ -115,12 +120,7 @@ class Artifact:
         if self.data is not None:
             return len(self.data), hashlib.sha256(self.data).hexdigest()
         assert self.path is not None
-        sha, size = hashlib.sha256(), 0
-        with self.path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                sha.update(chunk)
-                size += len(chunk)
-        return size, sha.hexdigest()
+        return file_digest(self.path)
 
 
 class UploadFailed(Exception):
@@ -293,26 +293,6 @@ def resolve_deadline(
         return None
 
 
-@contextmanager
-def finalize_lock(path: Path, log: EventLog) -> Iterator[None]:
-    """flock(2) on `path`, shared with `flock /var/lock/decon.finalize.lock ...` in shell."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.line(f"waiting for {path}: another finalizer is running")
-            log.event("FINALIZE_WAITING", lock=path, pid=os.getpid())
-            started = time.monotonic()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            waited = time.monotonic() - started
-            log.event("FINALIZE_LOCKED", lock=path, waited_seconds=f"{waited:.1f}", pid=os.getpid())
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
 def sentinel_present(ctx: Context) -> bool:
     """Whether `_SUCCESS` exists. If S3 cannot be asked, go on: `_SUCCESS` is written with a
     conditional PUT, so finalizing again can never produce a second one."""
@@ -395,12 +375,23 @@ def upload_artifacts(ctx: Context, artifacts: list[Artifact]) -> list[str]:
 
 
 def log_snapshot(ctx: Context) -> Artifact:
-    """The run log as it is now (it keeps growing while we upload it)."""
+    """This run's part of the run log as it is now (it keeps growing while we upload it)."""
     try:
         data = Path(ctx.cfg.node.log_file).read_bytes()
     except FileNotFoundError:
         data = b""
-    return Artifact(LOG_NAME, data=data)
+    return Artifact(LOG_NAME, data=lines_of_run(data, ctx.run_id))
+
+
+def lines_of_run(log: bytes, run_id: str) -> bytes:
+    """The log from the wrapper's first RUN_SELECTED line of `run_id` on. The log file
+    outlives a run (a stopped spot instance started again begins a new run in the same file),
+    and runs/{RUN_ID}/ holds one run's log. A log with no such line (a manual finalize on a
+    node where the wrapper never ran) is kept whole."""
+    found = log.find(f"STATE: RUN_SELECTED run_id={run_id} ".encode())
+    if found < 0:
+        return log
+    return log[log.rfind(b"\n", 0, found) + 1 :]
 
 
 def upload_final_log(ctx: Context) -> None:
@@ -437,64 +428,31 @@ def upload_one(ctx: Context, artifact: Artifact) -> str:
 
 
 def with_backoff(ctx: Context, uri: str, action: Callable[[], bool]) -> bool:
-    """Run one storage write under the upload schedule, logging UPLOAD_SUCCESS / UPLOAD_FAIL
-    per attempt; UploadFailed when the attempts or the time run out."""
-    schedule = BackoffSchedule.from_config(ctx)
-    retrying = Retrying(
-        stop=schedule.stop,
-        wait=schedule.wait,
-        sleep=ctx.sleep,
-        retry=retry_if_exception_type(StorageError),
-        reraise=True,
-    )
+    """Run one storage write under the finalizer's upload policy (never past the deadline),
+    logging UPLOAD_SUCCESS / UPLOAD_FAIL per attempt; UploadFailed when the attempts or the
+    time run out."""
+    policy = RetryPolicy.finalizer_uploads(ctx.cfg.node)
+    attempt = 0
+
+    def once() -> bool:
+        nonlocal attempt
+        attempt += 1
+        try:
+            result = action()
+        except StorageError as exc:
+            transient = is_transient(exc)
+            ctx.log.event(
+                "UPLOAD_FAIL", uri=uri, attempt=attempt, transient=transient, error=str(exc)
+            )
+            raise
+        ctx.log.event("UPLOAD_SUCCESS", uri=uri, attempt=attempt)
+        return result
+
     try:
-        for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                try:
-                    result = action()
-                except StorageError as exc:
-                    transient = is_transient(exc)
-                    ctx.log.event(
-                        "UPLOAD_FAIL", uri=uri, attempt=number, transient=transient, error=str(exc)
-                    )
-                    raise
-                ctx.log.event("UPLOAD_SUCCESS", uri=uri, attempt=number)
-                return result
+        return policy.call(once, deadline=ctx.deadline, clock=ctx.clock, sleep=ctx.sleep)
     except StorageError as exc:
-        spent = "the deadline" if schedule.cut_by_deadline else f"{number} attempts"
+        spent = "the deadline" if attempt < policy.attempts else f"{attempt} attempts"
         raise UploadFailed(f"gave up after {spent}: {exc}") from exc
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-@dataclass
-class BackoffSchedule:
-    """`attempts` tries; waits base * 2^k (1, 2, 4, ... s); stops early rather than sleep
-    past the deadline."""
-
-    attempts: int
-    base_wait: float
-    deadline: dt.datetime | None
-    clock: Clock
-    cut_by_deadline: bool = False
-
-    @classmethod
-    def from_config(cls, ctx: Context) -> BackoffSchedule:
-        node = ctx.cfg.node
-        return cls(node.upload_attempts, node.upload_base_wait_seconds, ctx.deadline, ctx.clock)
-
-    def wait(self, retry_state: RetryCallState) -> float:
-        return self.base_wait * 2 ** (retry_state.attempt_number - 1)
-
-    def stop(self, retry_state: RetryCallState) -> bool:
-        if retry_state.attempt_number >= self.attempts:
-            return True
-        if self.deadline is not None:
-            wake = self.clock() + dt.timedelta(seconds=self.wait(retry_state))
-            if wake > self.deadline:
-                self.cut_by_deadline = True
-                return True
-        return False
 
 
 # --- sentinel and failure ----------------------------------------------------------------------
@@ -669,9 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upload this node's run artifacts, write the run sentinel, power off. "
         "Idempotent: safe to rerun after a failed upload.",
     )
-    parser.add_argument(
-        "--config", help="job file (default: $DECON_CONFIG or /etc/decon/config.yaml)"
-    )
+    add_config_option(parser)
     parser.add_argument("--status", choices=("normal", "interrupted"), help="completion status")
     parser.add_argument("--exit-code", type=int, help="the job's exit code")
     parser.add_argument("--reason", help="why the job ended, in words")

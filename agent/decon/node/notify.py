@@ -1,43 +1,46 @@
-"""systemd notify protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1) via $NOTIFY_SOCKET.
+"""systemd notify messages (READY=1, STATUS=, WATCHDOG=1, STOPPING=1) through `sdnotify`.
 
-Works with no socket at all (outside systemd every call is a no-op).
+The socket is `$NOTIFY_SOCKET`, read when the notifier is made, as sdnotify does. Outside
+systemd (no socket) every call is a no-op that returns False.
 """
 
 from __future__ import annotations
 
 import os
-import socket
+
+import sdnotify
 
 
 class Notifier:
-    """Sends datagrams to the notify socket named by `NOTIFY_SOCKET` (or `address`)."""
+    """sdnotify's notifier, never blocking and saying whether a message went out."""
 
-    def __init__(self, address: str | None = None) -> None:
-        addr = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
-        if addr.startswith("@"):  # abstract namespace
-            addr = "\0" + addr[1:]
-        self.address = addr or None
+    def __init__(self, enabled: bool = True) -> None:
+        self.address = os.environ.get("NOTIFY_SOCKET") or None if enabled else None
+        self._systemd: sdnotify.SystemdNotifier | None = None
+        if self.address is not None:
+            try:  # debug=True: errors are raised to us instead of swallowed
+                self._systemd = sdnotify.SystemdNotifier(debug=True)
+                # A full socket queue (systemd busy or gone) drops the message rather than
+                # hanging the caller.
+                self._systemd.socket.setblocking(False)
+            except OSError:  # no socket at that address
+                self._systemd = None
 
     @property
     def enabled(self) -> bool:
         return self.address is not None
 
     def send(self, *assignments: str) -> bool:
-        """Send `KEY=VALUE` lines in one datagram; False when there is nowhere to send.
-
-        Never blocks: when the receiver's queue is full (systemd busy or gone) the datagram is
-        dropped and this returns False, so a stuck notify socket cannot hang the caller.
-        """
-        if self.address is None:
+        """Send `KEY=VALUE` lines in one datagram; False when it could not be sent."""
+        if self._systemd is None:
             return False
+        text = "\n".join(assignments)
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.setblocking(False)
-                sock.connect(self.address)
-                sock.send("\n".join(assignments).encode())
-            return True
+            # sdnotify encodes as latin-1; systemd reads UTF-8: hand it the UTF-8 bytes as such.
+            self._systemd.notify(text.encode("utf-8").decode("latin-1"))
         except OSError:  # includes BlockingIOError (queue full) and a vanished socket
             return False
+        return True
 
     def ready(self, status: str | None = None) -> bool:
         return self.send("READY=1", *([f"STATUS={status}"] if status else []))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
 import os
 import re
 import signal
@@ -38,11 +37,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from decon.config import Config, load_config
+from decon.config import Config, add_config_option, load_config
 from decon.errors import guarded_main
 from decon.eventlog import EventLog, iso_utc, utc_now
 from decon.node.hooks import run_hooks
 from decon.node.imds import ImdsClient, ImdsError, ImdsHttpError, ImdsUnreachable, RebalanceNotice
+from decon.node.lock import lock_is_held
 from decon.node.notify import Notifier
 from decon.node.state import NodeState, Outcome, SpotNotice
 
@@ -165,23 +165,6 @@ def exited_job_outcome(state: NodeState) -> Outcome | None:
     return state.outcome()
 
 
-def lock_is_held(path: Path) -> bool:
-    """Whether another process holds the flock on `path` (the finalize lock)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # releases the probe's own lock
-    return False
-
-
 FINALIZER_OUTCOMES = ("FINALIZE_SUCCESS", "FINALIZE_FAILED", "FINALIZE_SKIPPED")
 
 
@@ -230,8 +213,9 @@ class WatchEdges:
             return None
 
 
-class Heartbeat:
-    """Status lines and watchdog pings to systemd; waits that keep the watchdog fed."""
+class SystemdReporter:
+    """The watcher's line to systemd: status lines, watchdog pings, waits that keep the
+    watchdog fed."""
 
     def __init__(self, notifier: Notifier, edges: WatchEdges) -> None:
         self.notifier = notifier
@@ -270,12 +254,17 @@ class InterruptionAction:
     WAIT_STEP_SECONDS = 0.1
 
     def __init__(
-        self, cfg: Config, state: NodeState, log: EventLog, beat: Heartbeat, edges: WatchEdges
+        self,
+        cfg: Config,
+        state: NodeState,
+        log: EventLog,
+        systemd: SystemdReporter,
+        edges: WatchEdges,
     ) -> None:
         self.cfg = cfg
         self.state = state
         self.log = log
-        self.beat = beat
+        self.systemd = systemd
         self.edges = edges
         self.started = False
         self.wrapper_finalizing = False
@@ -302,7 +291,7 @@ class InterruptionAction:
         self.started = True
         deadline = self.deadline(notice)
         deadline_iso = iso_utc(deadline)
-        self.beat.status(f"spot {notice.action} at {notice.time}: running on-interrupt hooks")
+        self.systemd.status(f"spot {notice.action} at {notice.time}: running on-interrupt hooks")
         hook_timeout = min(
             float(self.cfg.node.hook_timeout_seconds), max(1.0, self._seconds_until(deadline))
         )
@@ -346,14 +335,14 @@ class InterruptionAction:
             0.0, min(self.cfg.spot.checkpoint_deadline_seconds, self._seconds_until(deadline))
         )
         self.log.event("JOB_STOP_REQUESTED", pid=pid, signal="SIGTERM", wait_seconds=f"{wait:g}")
-        self.beat.status(f"spot {notice.action} at {notice.time}: waiting for the job to stop")
+        self.systemd.status(f"spot {notice.action} at {notice.time}: waiting for the job to stop")
         started = self.edges.clock()
         while self.edges.alive(pid):
             left = wait - (self.edges.clock() - started)
             if left <= 0:
                 self.log.event("JOB_STOP_TIMEOUT", pid=pid, waited_seconds=f"{wait:g}")
                 return
-            if self.beat.wait(min(self.WAIT_STEP_SECONDS, left)):
+            if self.systemd.wait(min(self.WAIT_STEP_SECONDS, left)):
                 return
         waited = self.edges.clock() - started
         self.log.event("WRAPPER_EXITED", pid=pid, waited_seconds=f"{waited:.1f}")
@@ -388,14 +377,14 @@ class InterruptionAction:
             self.log.event("FINALIZE_LAUNCH_FAILED", command=command[0], error=exc)
             return
         self.log.event("FINALIZE_LAUNCH", pid=proc.pid, command=" ".join(command))
-        self.beat.status(status)
-        step = self.beat.interval or 1.0
+        self.systemd.status(status)
+        step = self.systemd.interval or 1.0
         while True:
             try:
                 proc.wait(timeout=step)  # a stop request here must not orphan the finalizer
                 break
             except subprocess.TimeoutExpired:
-                self.beat.ping()
+                self.systemd.ping()
         self.finalizer_exit = proc.returncode
         outcome = finalizer_outcome(Path(cfg.node.log_file), proc.pid)
         self.log.event(
@@ -405,7 +394,7 @@ class InterruptionAction:
             outcome=outcome or "none logged (see its output above)",
         )
         said = outcome.split()[0] if outcome else "no outcome logged"
-        self.beat.status(f"{head}: finalizer exited {proc.returncode} ({said})")
+        self.systemd.status(f"{head}: finalizer exited {proc.returncode} ({said})")
 
     def _seconds_until(self, when: dt.datetime) -> float:
         return (when - self.edges.wall()).total_seconds()
@@ -414,11 +403,13 @@ class InterruptionAction:
 class RebalanceAction:
     """A rebalance recommendation: hooks only. The job keeps running; nothing powers off."""
 
-    def __init__(self, cfg: Config, state: NodeState, log: EventLog, beat: Heartbeat) -> None:
+    def __init__(
+        self, cfg: Config, state: NodeState, log: EventLog, systemd: SystemdReporter
+    ) -> None:
         self.cfg = cfg
         self.state = state
         self.log = log
-        self.beat = beat
+        self.systemd = systemd
 
     def handle(self, notice: RebalanceNotice) -> None:
         facts = {
@@ -456,11 +447,11 @@ class SpotWatcher:
         self.log = log
         self.edges = edges or WatchEdges()
         self.notifier = notifier or Notifier()
-        self.beat = Heartbeat(self.notifier, self.edges)
+        self.systemd = SystemdReporter(self.notifier, self.edges)
         self.state = NodeState(cfg.node.state_dir)
         self.monitors = [SpotInterruptionMonitor(), RebalanceMonitor()]
-        self.interruption = InterruptionAction(cfg, self.state, log, self.beat, self.edges)
-        self.rebalance = RebalanceAction(cfg, self.state, log, self.beat)
+        self.interruption = InterruptionAction(cfg, self.state, log, self.systemd, self.edges)
+        self.rebalance = RebalanceAction(cfg, self.state, log, self.systemd)
         self.error_log_every = max(1, error_log_every)
         self.errors_in_row = 0
         self.first_error_at: float | None = None
@@ -484,7 +475,7 @@ class SpotWatcher:
             run_id=self.state.run_id(),
         )
         self.notifier.ready(f"starting: {self.idle_status()}")
-        self.beat.last_status = None
+        self.systemd.last_status = None
 
     def poll_once(self) -> bool:
         """Ask every monitor once and act on new events; False when IMDS failed.
@@ -506,7 +497,7 @@ class SpotWatcher:
                 if self.errors_in_row:  # say so now: acting on the notice can take minutes
                     self._imds_recovered()
                 self.dispatch(event)
-        self.beat.ping()
+        self.systemd.ping()
         if error is not None:
             self._imds_failed(error)
             return False
@@ -524,7 +515,9 @@ class SpotWatcher:
             self.log.event(
                 "REBALANCE_NOTICE", notice_time=event.notice.notice_time, action="hooks only"
             )
-            self.beat.status(f"rebalance recommended at {event.notice.notice_time}; job continues")
+            self.systemd.status(
+                f"rebalance recommended at {event.notice.notice_time}; job continues"
+            )
             self.rebalance.handle(event.notice)
 
     def next_delay(self) -> float:
@@ -537,7 +530,7 @@ class SpotWatcher:
         try:
             while not self.edges.stop.is_set():
                 self.poll_once()
-                if self.beat.wait(self.next_delay()):
+                if self.systemd.wait(self.next_delay()):
                     break
         finally:
             self.shutdown()
@@ -573,7 +566,7 @@ class SpotWatcher:
                 message=message,
             )
         self._last_error_key = key
-        self.beat.status(
+        self.systemd.status(
             f"IMDS error ({exc.kind}): {message}; {self.errors_in_row} in a row, "
             f"retry in {delay:g}s"
         )
@@ -582,7 +575,7 @@ class SpotWatcher:
         if self.errors_in_row:
             self._imds_recovered()
         self.ever_reached = True
-        self.beat.status(self.idle_status())
+        self.systemd.status(self.idle_status())
 
     def _imds_recovered(self) -> None:
         since = self.edges.clock() - (self.first_error_at or self.edges.clock())
@@ -607,9 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch IMDS (v2) for spot interruption notices and rebalance "
         "recommendations; on a notice stop the job and finalize the run.",
     )
-    parser.add_argument(
-        "--config", help="job file (default: $DECON_CONFIG or /etc/decon/config.yaml)"
-    )
+    add_config_option(parser)
     parser.add_argument(
         "--once", action="store_true", help="poll once, act on a notice, exit (1 on IMDS error)"
     )

@@ -9,7 +9,7 @@ wrapper, the spot watcher and the finalizer.
     uploads.jsonl        objects the job uploaded ({"uri", "size", "sha256"}, and "lines": the
                          line counts of a report's or marker's input), for manifest.json
     outbox/              artifacts waiting to be uploaded to runs/{RUN_ID}/
-    work/                scratch space of the job
+    work/                scratch space of the job (`Config.work_dir`, unless run.work_dir)
 """
 
 from __future__ import annotations
@@ -81,10 +81,6 @@ class NodeState:
     @property
     def outbox(self) -> Path:
         return self.dir / "outbox"
-
-    @property
-    def work(self) -> Path:
-        return self.dir / "work"
 
     @property
     def wrapper_pid_file(self) -> Path:

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from decon.config import DEFAULT_CONFIG_PATH, Config, load_config
+from decon.config import Config, add_config_option, load_config
 from decon.errors import guarded_main
-from decon.eventlog import EventLog
+from decon.eventlog import EventLog, one_line
 from decon.node.imds import ImdsClient
 from decon.node.notify import Notifier
 from decon.node.state import NodeState, Outcome
@@ -222,7 +222,7 @@ class Wrapper:
             try:
                 sentinel = self.sentinel_lookup(self.cfg, current)
             except Exception as exc:  # any store failure means "resume"
-                self.log.event("SENTINEL_CHECK_FAILED", run_id=current, error=_one_line(exc))
+                self.log.event("SENTINEL_CHECK_FAILED", run_id=current, error=one_line(exc))
         decision = decide_run(current, sentinel)
         if decision.action == "new":
             run_id = self.state.start_run(resolve_instance_id(self.cfg, self.imds_lookup))
@@ -275,7 +275,7 @@ class Wrapper:
         try:
             subprocess.run(poweroff, check=False, stdin=subprocess.DEVNULL)
         except OSError as exc:
-            self.log.event("POWEROFF_FAILED", run_id=run_id, error=_one_line(exc))
+            self.log.event("POWEROFF_FAILED", run_id=run_id, error=one_line(exc))
         return EXIT_OK
 
     def child_env(self, run_id: str) -> dict[str, str]:
@@ -303,8 +303,8 @@ class Wrapper:
             )
         except OSError as exc:
             code = 127 if isinstance(exc, FileNotFoundError) else 126
-            reason = f"job command cannot start: {_one_line(exc)}"
-            self.log.event("JOB_START_FAILED", run_id=run_id, exit_code=code, error=_one_line(exc))
+            reason = f"job command cannot start: {one_line(exc)}"
+            self.log.event("JOB_START_FAILED", run_id=run_id, exit_code=code, error=one_line(exc))
             self.notifier.ready(reason)
             return Outcome.from_exit(code, reason)
         base_status = f"running job (pid {child.pid}) run_id={run_id}"
@@ -393,7 +393,7 @@ class Wrapper:
         try:
             proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, process_group=0)
         except OSError as exc:
-            self.log.event("FINALIZER_NOT_STARTED", run_id=run_id, error=_one_line(exc))
+            self.log.event("FINALIZER_NOT_STARTED", run_id=run_id, error=one_line(exc))
             return EXIT_FINALIZER_NOT_STARTED
         while True:
             try:
@@ -419,21 +419,13 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="decon-wrapper",
         description="Run the node's job under systemd: forward signals, record the outcome, "
         "finalize. The ExecStart of decon.service.",
     )
-    parser.add_argument(
-        "--config",
-        default=os.environ.get("DECON_CONFIG", str(DEFAULT_CONFIG_PATH)),
-        help="job file (default: $DECON_CONFIG or %(default)s)",
-    )
+    add_config_option(parser)
     return parser
 
 

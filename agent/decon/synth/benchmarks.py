@@ -40,8 +40,8 @@ from decon.evals.extract import fingerprint as decon_fingerprint
 from decon.evals.packaged import PACKAGED, package_dir, packaged_entry
 from decon.evals.spec import check_entry
 
-# Item length buckets the recall figures are reported in, by words of the normalised question:
-# [lo, hi).
+# Item length buckets, by words of the normalised question: [lo, hi). Recall is planted and
+# reported per bucket because short items (few n-grams to sample) are the hard case.
 LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (
     ("<8", 0, 8),
     ("8-13", 8, 13),
@@ -61,7 +61,7 @@ def normalize_words(text: str) -> list[str]:
 
 
 def length_bucket(n_words: int) -> str:
-    """The length bucket name of an item with `n_words` normalised question words."""
+    """The length bucket of an item with `n_words` normalised question words."""
     for name, lo, hi in LENGTH_BUCKETS:
         if lo <= n_words < hi:
             return name

@@ -1,4 +1,4 @@
-"""The per-file pipeline of `decon run`: downloader -> detector -> uploader, overlapping.
+"""The file stages of `decon run`: download -> detect -> upload, overlapping across files.
 
     feeder thread     reserves disk for the next file, hands it to the download pool
     download pool     `run.download_concurrency` files at once (each multipart, threaded)
@@ -29,20 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from decon.eventlog import EventLog
+from decon.eventlog import EventLog, one_line
 from decon.jobrun.budget import DiskBudget
-from decon.jobrun.detector import Detector, DetectResult
+from decon.jobrun.detect_step import Detector, DetectResult
 from decon.jobrun.endpoints import InputSource, JobOutputs
 from decon.jobrun.inputs import FilePlan
 from decon.jobrun.progress import FailedFile, Progress
-from decon.jobrun.transfer import TransferCancelled
 from decon.node.state import NodeState
+from decon.storage import TransferCancelled
 
 OUTPUT_ALLOWANCE = 1 << 20  # reserved per file for the report, beyond the input-sized estimate
 
 
 @dataclass(frozen=True)
-class PipelineSettings:
+class StageSettings:
     download_concurrency: int = 4
     upload_concurrency: int = 4
     max_disk_bytes: int = 20 << 30
@@ -103,7 +103,7 @@ class Publisher:
         return uris
 
 
-class Pipeline:
+class FileStages:
     """Runs files through download, detection and upload. `files` is pulled as the pipeline
     has room, so it may be a queue that yields one file per free slot."""
 
@@ -113,7 +113,7 @@ class Pipeline:
         source: InputSource,
         detector: Detector,
         publisher: Publisher | None,  # None: MAX_FILES_DEBUG, keep results locally
-        settings: PipelineSettings,
+        settings: StageSettings,
         progress: Progress,
         log: EventLog,
         stop: Callable[[], bool],
@@ -321,11 +321,6 @@ def line_counts(result: DetectResult) -> dict[str, int]:
         "contaminated_lines": result.contaminated_lines,
         "malformed": result.malformed,
     }
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
 
 
 def reset_scratch(scratch: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_config
 from decon.errors import UserError
-from decon.jobrun.detector import builtin_detector, vectors_dir
+from decon.jobrun.detect_step import builtin_detector, vectors_dir
 
 QUESTION = "Which famous physicist developed the general theory of relativity in nineteen fifteen"
 

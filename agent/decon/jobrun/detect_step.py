@@ -106,7 +106,7 @@ def shared_index(cfg: Config, reference_dir: Path, options: DetectOptions) -> Re
     log = EventLog(cfg.node.log_file)
     digest = reference_digest(reference_dir)
     name = index_name(digest, options)
-    local = work_dir_of(cfg) / "index" / name
+    local = cfg.work_dir() / "index" / name
     storage = open_storage(index_prefix(cfg), cfg.aws)
     if not local.is_file():
         if storage.exists(name):
@@ -121,15 +121,9 @@ def shared_index(cfg: Config, reference_dir: Path, options: DetectOptions) -> Re
     return open_index(local, options, digest)
 
 
-def work_dir_of(cfg: Config) -> Path:
-    """`run.work_dir`, or `{node.state_dir}/work` (as for `decon run`)."""
-    return Path(cfg.run.work_dir) if cfg.run.work_dir else Path(cfg.node.state_dir) / "work"
-
-
 def vectors_dir(cfg: Config) -> Path:
-    """Where S3 word-vector files are kept: `{work_dir}/vectors` (work_dir defaults to
-    `{node.state_dir}/work`, as for `decon run`)."""
-    return work_dir_of(cfg) / "vectors"
+    """Where S3 word-vector files are kept: `{work_dir}/vectors`."""
+    return cfg.work_dir() / "vectors"
 
 
 def fetch_vectors(cfg: Config, uri: str) -> Path:
