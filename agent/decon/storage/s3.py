@@ -52,23 +52,9 @@ class TransferSettings:
         )
 
 
-def s3_client(
-    aws: AwsSection,
-    *,
-    attempts: int = 3,
-    connect_timeout: float = 5.0,
-    read_timeout: float = 60.0,
-    max_pool_connections: int = 10,
-) -> Any:
-    """A boto3 S3 client (see `aws_client`)."""
-    return aws_client(
-        "s3",
-        aws,
-        attempts=attempts,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_pool_connections=max_pool_connections,
-    )
+def s3_client(aws: AwsSection, **settings: Any) -> Any:
+    """A boto3 S3 client (`aws_client`'s settings)."""
+    return aws_client("s3", aws, **settings)
 
 
 def aws_client(
