@@ -343,14 +343,10 @@ def test_wait_never_runs_past_notice_time_minus_margin(make_node, imds, stand_in
     assert len(node.finalizer_argv()) == 1
 
 
-def test_notice_after_the_job_exited_says_the_wrapper_finalizes_and_waits_on_the_lock(
-    node_root, imds, stand_ins, s3
-):
-    """The job exited before the notice and the wrapper's finalizer holds the lock: the wrapper
-    is not signalled or waited for, the status says what is going on, and the watcher's own
-    (real) finalizer logs that it waited and then skipped."""
+def node_with_real_finalizer(node_root, imds, s3):  # noqa: ANN001, ANN201
+    """A node whose watcher runs the real decon-finalize against a moto bucket."""
     s3.client().create_bucket(Bucket="bkt")
-    node = Node(
+    return Node(
         node_root,
         imds,
         sections={
@@ -359,6 +355,15 @@ def test_notice_after_the_job_exited_says_the_wrapper_finalizes_and_waits_on_the
             "aws": {"endpoint_url": s3.endpoint},
         },
     )
+
+
+def test_notice_after_the_job_exited_says_the_wrapper_finalizes_and_waits_on_the_lock(
+    node_root, imds, stand_ins, s3
+):
+    """The job exited before the notice and the wrapper's finalizer holds the lock: the wrapper
+    is not signalled or waited for, the status says what is going on, and the watcher's own
+    (real) finalizer logs that it waited and then skipped."""
+    node = node_with_real_finalizer(node_root, imds, s3)
     try:
         node.write_config()
         wrapper = stand_ins(node.root, node.state, linger=float("inf"))
@@ -410,16 +415,7 @@ def test_when_our_finalizer_gets_the_lock_first_the_job_s_real_outcome_is_kept(
     """The job exited 0 just before the notice and the wrapper's finalizer has not taken the
     lock yet: the watcher's finalizer writes the sentinel, with the job's outcome (normal),
     not 'interrupted'."""
-    s3.client().create_bucket(Bucket="bkt")
-    node = Node(
-        node_root,
-        imds,
-        sections={
-            "node": {"finalize_command": [str(VENV_BIN / "decon-finalize")]},
-            "output": {"uri": "s3://bkt/out"},
-            "aws": {"endpoint_url": s3.endpoint},
-        },
-    )
+    node = node_with_real_finalizer(node_root, imds, s3)
     try:
         node.write_config()
         stand_ins(node.root, node.state, linger=float("inf"))
