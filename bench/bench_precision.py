@@ -3,7 +3,7 @@
 Reference: Decon's bundled evals (86,133 records of gsm8k, mmlu, agi_eval) when on this machine,
 else every item of the installed benchmarks (`decon.synth.benchmarks.real_reference_dir`).
 No threshold was chosen on either; of their benchmarks only gsm8k is in the tuning half of
-`tests/test_detect_recall.py`, so rows are also given per benchmark.
+`tests/detect/test_recall.py`, so rows are also given per benchmark.
 
 Training text: `BENCH_PRECISION_DOCS` clean documents (prose, code, tables, licences, news,
 reviews; `decon.synth.text.mixed_documents`) and `BENCH_PRECISION_PLANTED` documents that each

@@ -9,6 +9,13 @@ import pytest
 
 from decon.config import Config, config_from_dict
 
+REPO = Path(__file__).resolve().parents[1]
+# Decon's own bundled reference set, beside the checkout on the team's machines; tests that need
+# it skip without it.
+BUNDLED_EVALS = Path(
+    os.environ.get("DECON_BUNDLED_EVALS") or REPO.parent / "shared" / "data" / "decon-bundled-evals"
+)
+
 
 @pytest.fixture
 def node_root(tmp_path: Path) -> Path:
@@ -34,7 +41,7 @@ def make_config(root: Path, **sections: dict) -> Config:
     return config_from_dict(data, env={})
 
 
-pytest_plugins = ["fakes.moto_s3", "fakes.faulty_proxy"]
+pytest_plugins = ["fakes.moto_s3", "fakes.faulty_proxy", "fakes.detect_corpus"]
 
 # tests/e2e boots a VM (minutes under TCG): only `make e2e` (DECON_E2E=1) collects it.
 collect_ignore = [] if os.environ.get("DECON_E2E") else ["e2e"]

@@ -49,7 +49,7 @@ def put_job_inputs(
 ) -> list[str]:
     """Plant a corpus, upload its shards and reference to S3; return the input names.
 
-    Question+answer documents (long enough to be flagged, as in tests/test_jobrun_wrapper_e2e.py)
+    Question+answer documents (long enough to be flagged, as in tests/jobrun/test_wrapper_e2e.py)
     and clean ones. `slow_file` adds SLOW_FILE, a large clean file that takes minutes in the VM
     (`slow_repeats` times SLOW_FILE_DOCS documents). `big_file_mb` adds BIG_FILE: the corpus's
     documents (planted ones included) repeated to about that size, uncompressed, so that with

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import make_config
+from conftest import REPO, make_config
 from fakes.jobrun_world import (
     OUT_BUCKET,
     basename,
@@ -20,7 +20,7 @@ from fakes.jobrun_world import (
     write_job_file,
 )
 
-TESTS = Path(__file__).parent
+TESTS = REPO / "tests"
 DETECTOR = "fakes.marker_detector:marker_factory"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import make_config
+from conftest import REPO, make_config
 from decon.config import ConfigError, load_config
 from decon.fleet.userdata import (
     INSTALL_SCRIPT_PATH,
@@ -24,8 +24,6 @@ from decon.fleet.userdata import (
     render_user_data,
     written_files,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 needs_cloud_init = pytest.mark.skipif(
     shutil.which("cloud-init") is None and os.environ.get("CI") != "true",

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from conftest import make_config
+from conftest import REPO, make_config
 from decon.config import config_to_dict
 from decon.synth.evaluate import evaluate_dirs, kind_table
 from decon.synth.plant import CorpusSpec, make_corpus
 from fakes.jobrun_world import IN_BUCKET, IN_PREFIX, OUT_BUCKET, job_sections, keys, put_shards
 
-TESTS = Path(__file__).parent
+TESTS = REPO / "tests"
 MARKER_DETECTOR = "fakes.marker_detector:marker_factory"
 
 

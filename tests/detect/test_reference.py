@@ -5,16 +5,16 @@ from __future__ import annotations
 import gzip
 import json
 from itertools import islice
-from pathlib import Path
 
 import pytest
 
+from conftest import BUNDLED_EVALS
 from decon.detect.options import DetectOptions
 from decon.detect.records import ReferenceStats, kept_records
 from decon.detect.reference import _Builder
 from decon.detect.tokenize import get_tokenizer
 
-BUNDLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "decon-bundled-evals"
+BUNDLED = BUNDLED_EVALS
 
 
 def sample_records() -> list[tuple[str, int, dict]]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from conftest import REPO
 from decon.detect.options import OPTION_HELP
 from decon.detect.reference import MIN_FUZZY_WORDS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def test_word_edit_rate_help_and_readme_give_the_codes_minimum_length() -> None:

@@ -128,7 +128,7 @@ def test_cli_missing_directory_is_one_line(tmp_path, capsys):
 def test_review_shows_the_match_in_the_documents_own_words(tmp_path, capsys):
     import random
 
-    from test_detect_bad_files import sentence
+    from fakes.words import sentence
 
     rng = random.Random(3)
     questions = [sentence(rng, 30) for _ in range(4)]

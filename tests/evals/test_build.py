@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import BUNDLED_EVALS
 from decon.cli import main
 from decon.evals import writer
 from decon.evals.build import build
@@ -535,10 +536,7 @@ def test_unknown_eval_name_and_bad_yaml(tmp_path, capsys):
 
 # ------------------------------------------------------------ Decon's own records, rebuilt
 
-BUNDLED = Path(
-    os.environ.get("DECON_BUNDLED_EVALS")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "decon-bundled-evals"
-)
+BUNDLED = BUNDLED_EVALS
 needs_bundled = pytest.mark.skipif(
     not BUNDLED.is_dir(), reason=f"Decon's bundled evals not on this machine ({BUNDLED})"
 )
@@ -665,8 +663,9 @@ def test_decons_social_i_qa_entry_names_its_missing_passage_field(tmp_path, caps
     )
 
 
-def test_without_the_datasets_library_the_build_says_how_to_install_it(tmp_path, monkeypatch,
-                                                                      capsys):
+def test_without_the_datasets_library_the_build_says_how_to_install_it(
+    tmp_path, monkeypatch, capsys
+):
     config = write_config(
         tmp_path / "evals.yaml",
         {"gsm8k": {"hf_path": "openai/gsm8k", "splits": ["test"], "prompt": "question"}},

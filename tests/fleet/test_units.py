@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from decon.fleet.userdata import UNIT_NAMES, data_text
-
-REPO = Path(__file__).resolve().parents[1]
 
 needs_systemd = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None and os.environ.get("CI") != "true",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BUNDLED_EVALS
 from decon.detect.evaltext import read_questions
 from decon.detect.options import DetectOptions
 from decon.detect.records import (
@@ -27,7 +28,7 @@ from decon.detect.records import (
 from decon.detect.reference import load_index
 from decon.detect.tokenize import get_tokenizer
 
-BUNDLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "decon-bundled-evals"
+BUNDLED = BUNDLED_EVALS
 
 LONG = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho"
 

@@ -8,9 +8,7 @@ import sys
 
 from decon.cli import main
 from decon.detect import cli as detect_cli
-from test_detect_bad_files import corpus, docs  # noqa: F401 - the fixture
-
-__all__ = ["corpus"]
+from fakes.detect_corpus import docs
 
 
 def detect(tmp_path, ref, *extra: str) -> int:  # type: ignore[no-untyped-def]
