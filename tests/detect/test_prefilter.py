@@ -185,5 +185,5 @@ def test_seed_bytes_are_each_seeds_tokens_joined(tokenizer: str) -> None:
     else:
         want = [b"".join(tok.decode_token(t) for t in s) for s in seeds]
     rows = padded_rows(seeds)
-    got = seed_bytes([rows[:7], rows[7:]], tok)
+    got = seed_bytes(lambda: [rows[:7], rows[7:]], tok)
     assert list(got) == want

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,22 +110,22 @@ class Prefilter:
 
 @dataclass(frozen=True, eq=False)
 class SeedBytes:
-    """Byte strings in one buffer: string i is data[offsets[i]:offsets[i + 1]]."""
+    """Byte strings in one buffer (uint8): string i is data[offsets[i]:offsets[i + 1]]."""
 
-    data: bytes
+    data: np.ndarray
     offsets: np.ndarray
 
     @classmethod
     def of(cls, strings: list[bytes]) -> SeedBytes:
         offsets = np.zeros(len(strings) + 1, dtype=np.int64)
         np.cumsum([len(x) for x in strings], out=offsets[1:])
-        return cls(b"".join(strings), offsets)
+        return cls(np.frombuffer(b"".join(strings), dtype=np.uint8), offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def __iter__(self) -> Iterator[bytes]:
-        data, bounds = self.data, self.offsets.tolist()
+        data, bounds = self.data.tobytes(), self.offsets.tolist()
         return (data[a:b] for a, b in itertools.pairwise(bounds))
 
 
@@ -154,33 +154,19 @@ class _DocumentAnchors:
 MAX_BPE_ANCHOR_WORDS = 3
 
 
-@dataclass(frozen=True)
-class WeightedSeeds:
-    """The first `count` seeds bound a score (see `SeedBound`): per seed its groups
-    (`groups[offsets[s]:offsets[s + 1]]`) and weight, and per group the total it needs and
-    the most that seeds left out can add (`slack`)."""
-
-    count: int
-    offsets: np.ndarray
-    groups: np.ndarray
-    weights: np.ndarray
-    needs: np.ndarray
-    slack: np.ndarray
-
-
 def build_prefilter(
     seeds: Iterable[NgramKey] | SeedBytes,
     tok: Tokenizer,
     word_anchors: Iterable[tuple[str, ...]] = (),
-    weighted: WeightedSeeds | None = None,
+    bound: SeedBound | None = None,
 ) -> Prefilter:
     """Anchors for the token sequences (`seeds`, any length >= 1, or their `seed_bytes`) at
     which a scan can start.
 
     `word_anchors` (runs of normalised words) also get a chunk filter of their own, which says
-    which documents can contain one (`Prefilter.select_anchored`). With `weighted`, the chunk
-    form looks for the weighted seeds only (they must include every seed that can start a
-    match), and selects a text only when their bound is reached (`SeedBound`).
+    which documents can contain one (`Prefilter.select_anchored`). With `bound`, the chunk
+    form looks for the bound's seeds only (the first `bound.count` seeds, which must include
+    every seed that can start a match), and selects a text only when the bound is reached.
 
     Why nothing is lost: a document is scanned as the tokens of its normalised words, and the
     caller passes every token sequence that can start a match (for simple mode: the non-hot
@@ -203,14 +189,9 @@ def build_prefilter(
         (" " + " ".join(run) + " ").encode("utf-8", "surrogatepass") for run in anchor_runs
     ]
     if not isinstance(seeds, SeedBytes):
-        seeds = seed_bytes([padded_rows(list(seeds))], tok)
-    # The chunk form: the weighted seeds and their bound, when given.
-    chunk_count = None if weighted is None else weighted.count
-    bound = None
-    if weighted is not None:
-        bound = SeedBound(
-            weighted.offsets, weighted.groups, weighted.weights, weighted.needs, weighted.slack
-        )
+        rows = padded_rows(list(seeds))
+        seeds = seed_bytes(lambda: [rows], tok)
+    chunk_count = None if bound is None else bound.count
     is_word = isinstance(tok, WordTokenizer)
     return Prefilter(
         seed_bytes=seeds,
@@ -277,34 +258,35 @@ def _token_pieces(tok: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(pieces), dtype=np.uint8), offsets
 
 
-def seed_bytes(blocks: Iterable[np.ndarray], tok: Tokenizer) -> SeedBytes:
+def seed_bytes(blocks: Callable[[], Iterable[np.ndarray]], tok: Tokenizer) -> SeedBytes:
     """The bytes each seed's tokens stand for in " " + the joined words (a word seed's with
     the spaces that delimit its words); seeds given as blocks of rows of token ids, -1 past
-    each seed's end (`padded_rows`)."""
+    each seed's end (`padded_rows`). `blocks()` is called twice, for the sizes and then for
+    the bytes, so that only the result is ever held whole."""
     data, bounds = _token_pieces(tok)
     sizes = np.diff(bounds)
     is_word = isinstance(tok, WordTokenizer)
-    parts: list[bytes] = []
-    lengths: list[np.ndarray] = []
-    for block in blocks:
+
+    def content_sizes(block: np.ndarray) -> np.ndarray:
         valid = block >= 0
-        tokens = block[valid]  # row by row
-        token_sizes = sizes[tokens]
-        per_row = np.where(valid, sizes[np.where(valid, block, 0)], 0).sum(axis=1)
-        gathered = data[_ranges(bounds[tokens], token_sizes)]
-        if is_word:
-            # " " + " ".join(words) + " ": a space after the words, two for no words.
-            extra = np.where(valid.any(axis=1), 1, 2)
-            total = per_row + extra
-            out = np.full(int(total.sum()), 0x20, dtype=np.uint8)
-            out[_ranges(np.cumsum(total) - total, per_row)] = gathered
-            gathered, per_row = out, total
-        parts.append(gathered.tobytes())
-        lengths.append(per_row)
+        return np.where(valid, sizes[np.where(valid, block, 0)], 0).sum(axis=1)
+
+    # A word seed is " " + " ".join(words) + " ": a space after the words, two for none.
+    lengths = [
+        content_sizes(b) + np.where((b >= 0).any(axis=1), 1, 2) if is_word else content_sizes(b)
+        for b in blocks()
+    ]
     offsets = np.zeros(sum(map(len, lengths)) + 1, dtype=np.int64)
     if lengths:
         np.cumsum(np.concatenate(lengths), out=offsets[1:])
-    return SeedBytes(b"".join(parts), offsets)
+    out = np.full(int(offsets[-1]), 0x20, dtype=np.uint8)
+    row = 0
+    for block in blocks():
+        tokens = block[block >= 0]  # row by row
+        into = _ranges(offsets[row : row + len(block)], content_sizes(block))
+        out[into] = data[_ranges(bounds[tokens], sizes[tokens])]
+        row += len(block)
+    return SeedBytes(out, offsets)
 
 
 def _has_surrogate(text: str) -> bool:
@@ -477,11 +459,20 @@ class SeedBound:
     IDF, and the slack is the IDF of an item's hot n-grams (counted, but never a start).
     """
 
-    offsets: np.ndarray  # groups of seed s: groups[offsets[s] : offsets[s + 1]]
+    # Seed s is row rows[s] (row s without `rows`): the groups of row r are
+    # groups[offsets[r] : offsets[r + 1]], its weight weights[r]. Rows can be those of a larger
+    # table (simple mode: its n-gram table and IDF, shared rather than copied).
+    offsets: np.ndarray
     groups: np.ndarray
-    weights: np.ndarray  # per seed
+    weights: np.ndarray
     needs: np.ndarray  # per group
     slack: np.ndarray  # per group
+    rows: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        """The number of seeds."""
+        return len(self.offsets) - 1 if self.rows is None else len(self.rows)
 
     @classmethod
     def build(
@@ -507,16 +498,17 @@ class SeedBound:
         """Per text: whether the seeds found in it (pairs `texts[i]`, `seeds[i]`, repeats
         allowed) can reach some group's need."""
         out = np.zeros(n_texts, dtype=bool)
-        n_seeds = len(self.offsets) - 1
+        n_seeds = self.count
         pairs = sorted_unique(texts.astype(np.int64) * n_seeds + seeds)
         texts, seeds = pairs // n_seeds, pairs % n_seeds
-        first, counts = self.offsets[seeds], np.diff(self.offsets)[seeds]
+        rows = seeds if self.rows is None else self.rows[seeds]
+        first, counts = self.offsets[rows], self.offsets[rows + 1] - self.offsets[rows]
         groups = self.groups[_ranges(first, counts)]
         n_groups = len(self.needs)
         key = np.repeat(texts, counts) * n_groups + groups
         unique, inverse = np.unique(key, return_inverse=True)
         group = unique % n_groups
-        sums = np.bincount(inverse, weights=np.repeat(self.weights[seeds], counts))
+        sums = np.bincount(inverse, weights=np.repeat(self.weights[rows], counts))
         totals = sums + self.slack[group]
         needs = self.needs[group]
         # The margin makes the bound weaker than any summation order's rounding.
@@ -577,7 +569,7 @@ class ChunkFilter:
         rows = _AnchorRows(dtype=np.int32 if len(seeds.data) < 1 << 31 else np.int64)
         for lo in range(0, n_seeds, _BUILD_BLOCK):
             rows.add(seeds, lo, min(n_seeds, lo + _BUILD_BLOCK))
-        data = np.frombuffer(seeds.data, dtype=np.uint8)
+        data = seeds.data
         tables = {
             (kind, size): _make_table(kind, size, data, *fields)
             for (kind, size), fields in rows.variants()
@@ -740,22 +732,22 @@ _BUILD_BLOCK = 1 << 18
 
 @dataclass
 class _AnchorRows:
-    """The anchor rows of seeds (see `ChunkFilter.build`), as arrays: per row its variant
-    (kind, size), the bytes [start, end) of the seed that hold "left run right" (each piece
-    a word, the partial ones cut to their compared bytes), its word count, the sizes of its
-    partial words (left, right) and its seed. Seeds within one word are `inside`, seeds with
-    nothing to anchor on `always`."""
+    """The anchor rows of seeds (see `ChunkFilter.build`), as arrays kept per variant
+    (kind, size): per row the bytes [start, end) of the seed that hold "left run right" (each
+    piece a word, the partial ones cut to their compared bytes), its word count, the sizes of
+    its partial words (left, right) and its seed. Seeds within one word are `inside`, seeds
+    with nothing to anchor on `always`."""
 
     inside: dict[bytes, list[int]] = field(default_factory=dict)
     always: list[int] = field(default_factory=list)
-    columns: list[list[np.ndarray]] = field(default_factory=lambda: [[] for _ in range(8)])
+    by_variant: dict[tuple[int, int], list[list[np.ndarray]]] = field(default_factory=dict)
     dtype: type = np.int64
 
     def add(self, seeds: SeedBytes, lo: int, hi: int) -> None:
         """The rows of seeds lo .. hi - 1."""
         raw, off = seeds.data, seeds.offsets[lo : hi + 1]
         starts, ends = off[:-1], off[1:]
-        block = np.frombuffer(raw, dtype=np.uint8, count=int(off[-1] - off[0]), offset=int(off[0]))
+        block = raw[int(off[0]) : int(off[-1])]
         spaces = np.flatnonzero(block == 0x20) + off[0]
         owner = np.searchsorted(off, spaces, side="right") - 1
         n_spaces = np.bincount(owner, minlength=hi - lo)
@@ -765,7 +757,7 @@ class _AnchorRows:
         for s in np.flatnonzero(n_spaces == 0).tolist():
             a, b = int(starts[s]), int(ends[s])
             if a < b:
-                self.inside.setdefault(raw[a:b], []).append(lo + s)
+                self.inside.setdefault(raw[a:b].tobytes(), []).append(lo + s)
             else:
                 self.always.append(lo + s)
         bad = np.zeros(hi - lo, dtype=bool)
@@ -780,7 +772,7 @@ class _AnchorRows:
         non_ascii = some[high[last[some] - base] > high[first[some] + 1 - base]]
         for s in non_ascii.tolist():
             try:
-                raw[int(first[s]) + 1 : int(last[s])].decode("utf-8", "surrogatepass")
+                raw[int(first[s]) + 1 : int(last[s])].tobytes().decode("utf-8", "surrogatepass")
             except UnicodeDecodeError:
                 bad[s] = True  # a token sequence that no text encodes to
         # (Clipped: seeds without a space have no first or last space.)
@@ -833,8 +825,8 @@ class _AnchorRows:
         # ... or nothing at all (a lone space).
         self.always += (lo + np.flatnonzero(one & (right_len == 0) & (left_len == 0))).tolist()
 
-    def _put_long(self, raw: bytes, start: int, end: int, seed: int) -> None:
-        pieces = raw[start:end].split(b" ")
+    def _put_long(self, raw: np.ndarray, start: int, end: int, seed: int) -> None:
+        pieces = raw[start:end].tobytes().split(b" ")
         left, inner, right = pieces[0], pieces[1:-1], pieces[-1]
         k = MAX_RUN_WORDS
         at = max(range(len(inner) - k + 1), key=lambda i: (sum(map(len, inner[i : i + k])), -i))
@@ -855,30 +847,35 @@ class _AnchorRows:
             one * head,
         )
 
-    def _put(self, *columns: np.ndarray) -> None:
-        for into, values in zip(self.columns, columns, strict=True):
-            into.append(np.asarray(values, dtype=self.dtype))
+    def _put(
+        self,
+        seed: np.ndarray,
+        kind: np.ndarray,
+        size: np.ndarray,
+        *columns: np.ndarray,
+    ) -> None:
+        """Rows given column by column: seed, kind, size, then the variant's columns (start,
+        end, words, left size, right size)."""
+        if not len(seed):
+            return
+        # Kinds are -2 .. MAX_RUN_WORDS, sizes at most 8 bytes.
+        variant = (np.asarray(kind, dtype=np.int64) + 2) * 16 + size
+        for code in sorted_unique(variant).tolist():
+            at = np.flatnonzero(variant == code)
+            kept = self.by_variant.setdefault((code // 16 - 2, code % 16), [[] for _ in range(6)])
+            for into, values in zip(kept, (*columns, seed), strict=True):
+                into.append(np.asarray(values, dtype=self.dtype)[at])
 
     def variants(self) -> Iterator[tuple[tuple[int, int], list[np.ndarray]]]:
         """Per variant (kind, size), ascending: its rows' (start, end, words, left size,
-        right size, seed), in seed order."""
-        seed, kind, size, start, end, words, left, right = (
-            np.concatenate(c) if c else np.zeros(0, dtype=self.dtype) for c in self.columns
-        )
-        self.columns = [[] for _ in range(8)]
-        if not len(seed):
-            return
-        # By (kind, size, seed): kinds are -2 .. MAX_RUN_WORDS, sizes at most 8 bytes.
-        variant = (kind.astype(np.int64) + 2) * 16 + size
-        order = np.argsort(variant << 32 | seed, kind="stable")
-        kind, size = kind[order], size[order]
-        cuts = np.flatnonzero((kind[1:] != kind[:-1]) | (size[1:] != size[:-1])) + 1
-        for a, b in itertools.pairwise([0, *cuts.tolist(), len(order)]):
-            rows = order[a:b]
-            yield (
-                (int(kind[a]), int(size[a])),
-                [start[rows], end[rows], words[rows], left[rows], right[rows], seed[rows]],
-            )
+        right size, seed), in seed order (each variant's rows freed once handed over)."""
+        for key in sorted(self.by_variant):
+            columns = [np.concatenate(c) for c in self.by_variant.pop(key)]
+            seed = columns[-1]
+            if len(seed) > 1 and not (seed[1:] > seed[:-1]).all():
+                order = np.argsort(seed, kind="stable")
+                columns = [c[order] for c in columns]
+            yield key, columns
 
 
 _EDGE_SIZES = np.array(_EDGE_BYTES, dtype=np.int64)
@@ -896,25 +893,24 @@ def _row_keys(
     """Per anchor row: its key, hashed exactly as a chunk's words are, and its neighbours
     (`_neighbours`), from a buffer holding the rows as "left run right" (a block at a time:
     a row's key and neighbours depend on its own bytes only)."""
-    keys, tails, heads = [], [], []
+    keys, tails, heads = (np.empty(len(start), dtype=np.uint64) for _ in range(3))
     pad = _PAD
     for lo in range(0, len(start), _BUILD_BLOCK):
-        a, b = start[lo : lo + _BUILD_BLOCK], end[lo : lo + _BUILD_BLOCK]
+        hi = min(lo + _BUILD_BLOCK, len(start))
+        a, b = start[lo:hi], end[lo:hi]
         lens = b - a
         at_buf = pad + np.cumsum(lens + 1) - (lens + 1)
         buf = np.full(int(lens.sum() + len(lens)) - 1 + 2 * pad, 0x20, dtype=np.uint8)
         buf[_ranges(at_buf, lens)] = data[_ranges(a, lens)]
         found = _Words.of(buf)
-        count = words[lo : lo + _BUILD_BLOCK]
-        at = np.cumsum(count) - count + has_left[lo : lo + _BUILD_BLOCK]
+        count = words[lo:hi]
+        at = np.cumsum(count) - count + has_left[lo:hi]
         if kind >= 1:
-            keys.append(found.runs([kind])[kind][at])
+            keys[lo:hi] = found.runs([kind])[kind][at]
         else:
-            keys.append(_edge_keys(found, kind, size)[at])
-        t, h = _neighbours(found, at, max(kind, 0))
-        tails.append(t)
-        heads.append(h)
-    return np.concatenate(keys), np.concatenate(tails), np.concatenate(heads)
+            keys[lo:hi] = _edge_keys(found, kind, size)[at]
+        tails[lo:hi], heads[lo:hi] = _neighbours(found, at, max(kind, 0))
+    return keys, tails, heads
 
 
 def _make_table(

@@ -31,8 +31,7 @@ from decon.detect.ngramtable import NgramTable, Postings, sorted_unique
 from decon.detect.options import DetectOptions
 from decon.detect.prefilter import (
     Prefilter,
-    WeightedSeeds,
-    _ranges,
+    SeedBound,
     build_prefilter,
     padded_rows,
     seed_bytes,
@@ -582,11 +581,12 @@ class _Builder:
         seed_ids: np.ndarray,
         hot: np.ndarray,
         idf_sums: np.ndarray,
-    ) -> WeightedSeeds | None:
+    ) -> SeedBound | None:
         """The chunk prefilter's form of `Scanner.may_score`: the question n-grams that can
-        start a cluster (`seed_ids`, the first seeds), their items and IDF, per item the IDF
-        sum a cluster needs, and the IDF of its hot n-grams (which clusters count but the
-        prefilter does not look for); `idf_sums`: per item its question's."""
+        start a cluster (`seed_ids`, the first seeds) with their items and IDF (the table's own
+        arrays), per item the IDF sum a cluster needs, and the IDF of its hot n-grams (which
+        clusters count but the prefilter does not look for); `idf_sums`: per item its
+        question's."""
         min_q = self.o.minimum_question_idf_threshold
         if min_q <= 0 or (ngram_idf < 0).any():
             return None
@@ -594,18 +594,14 @@ class _Builder:
         full = (table.keys != -1).all(axis=1)
         for nid in hot[full[hot]].tolist():
             np.add.at(slack, table.docs(nid), ngram_idf[nid])
-        counts = table.df[seed_ids]
-        offsets = np.zeros(len(seed_ids) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        groups = table.postings[_ranges(table.offsets[seed_ids], counts)].astype(np.int64)
         needs = np.array([x * min_q for x in idf_sums.tolist()], dtype=np.float64)
-        return WeightedSeeds(
-            count=len(seed_ids),
-            offsets=offsets,
-            groups=groups,
-            weights=ngram_idf[seed_ids],
+        return SeedBound(
+            offsets=table.offsets,
+            groups=table.postings,
+            weights=ngram_idf,
             needs=needs,
             slack=slack,
+            rows=seed_ids.astype(np.int32),
         )
 
     def finish(self) -> ReferenceIndex:
@@ -629,14 +625,19 @@ class _Builder:
         a_idf, p_idf = _idf(a_table.df, total), _idf(p_table.df, total)
         a_sets = _distinct_per_item(a_ids, a_spans, len(items))
         p_sets = _distinct_per_item(p_ids, p_spans, len(items))
-        totals = ((a_sets, a_idf, "answer_idf_total"), (p_sets, p_idf, "passage_idf_total"))
-        for (bounds, flat), idf, name in totals:
+        del a_ids, a_spans, p_ids, p_spans
+        for (bounds, flat), idf, name in (
+            (a_sets, a_idf, "answer_idf_total"),
+            (p_sets, p_idf, "passage_idf_total"),
+        ):
             for i in np.flatnonzero(np.diff(bounds)).tolist():
                 setattr(items[i], name, sum(idf[flat[bounds[i] : bounds[i + 1]]].tolist()))
+        del bounds, flat
         token_df = _token_df(self.df_fields)
         self.df_fields = []
         given = [a for a in self.answers if a is not None]
         answer_tokens = sorted_unique(np.concatenate(given)) if given else np.zeros(0, np.int32)
+        del given
         answer_token_idf = {
             t: math.log(total / int(token_df[t]))
             for t in answer_tokens.tolist()
@@ -661,16 +662,23 @@ class _Builder:
         is_seed = full.copy()
         is_seed[hot_ids] = False
         seed_ids = np.flatnonzero(is_seed)
-        blocks = _row_blocks(q_table.keys, seed_ids)
         # compat none: an aligned question keeps one of its anchors intact.
+        extra = np.zeros((0, n), dtype=np.int32)
         if self.anchor_runs:
-            encoded = self.encode_all([" ".join(run) for run in self.anchor_runs])
-            rows = _distinct_rows(padded_rows(encoded))
+            rows = _distinct_rows(
+                padded_rows(self.encode_all([" ".join(run) for run in self.anchor_runs]))
+            )
             known = q_table.row_ids(rows)
             is_new = known < 0
             is_new[~is_new] = ~is_seed[known[~is_new]]
             extra = rows[is_new]
-            blocks = itertools.chain(blocks, [extra])
+            del rows, known
+
+        def blocks() -> Iterator[np.ndarray]:
+            yield from _row_blocks(q_table.keys, seed_ids)
+            if len(extra):
+                yield extra
+
         word_anchors = sorted(run for runs in self.anchors.by_length.values() for run in runs)
         bound = self._idf_bound(q_table, ngram_idf, seed_ids, hot_ids, table.question_idf_sums)
         prefilter = build_prefilter(seed_bytes(blocks, self.tok), self.tok, word_anchors, bound)
