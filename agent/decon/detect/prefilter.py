@@ -394,11 +394,11 @@ def _full_keys(
 
 @dataclass
 class _KeySet:
-    """Sorted unique keys, and a bitmap of their hashes sized for few false hits: a cheap
-    first test before the binary search."""
+    """Sorted unique keys, and a bitmap of their hashes (packed, about 16 bits per key) for
+    few false hits: a cheap first test before the binary search."""
 
     keys: np.ndarray
-    bitmap: np.ndarray
+    bitmap: np.ndarray  # uint8, bit h % 8 of byte h // 8 for hash h
     shift: np.uint64
 
     @classmethod
@@ -408,15 +408,17 @@ class _KeySet:
     @classmethod
     def of_sorted(cls, unique: np.ndarray) -> _KeySet:
         """From keys already sorted and unique."""
-        bits = min(22, max(10, (16 * len(unique)).bit_length()))
+        bits = min(32, max(10, (16 * len(unique)).bit_length()))
         shift = _U(64 - bits)
-        bitmap = np.zeros(1 << bits, dtype=bool)
-        bitmap[(unique * _K1) >> shift] = True
+        hashes = (unique * _K1) >> shift
+        bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
+        np.bitwise_or.at(bitmap, hashes >> _U(3), np.left_shift(1, hashes & _U(7)).astype(np.uint8))
         return cls(unique, bitmap, shift)
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The positions in `keys` of the keys in the set, and their indices in `self.keys`."""
-        pos = np.flatnonzero(self.bitmap[(keys * _K1) >> self.shift])
+        hashes = (keys * _K1) >> self.shift
+        pos = np.flatnonzero((self.bitmap[hashes >> _U(3)] >> (hashes & _U(7))) & 1)
         if not len(pos):
             return pos, pos
         sub = keys[pos]
