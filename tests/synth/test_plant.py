@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from decon.errors import UserError
-from decon.synth import plant
-from decon.synth.__main__ import main as synth_main
-from decon.synth.benchmarks import normalize_words, read_reference_dir
+from decon_synth import plant
+from decon_synth.__main__ import main as synth_main
+from decon_synth.benchmarks import normalize_words, read_reference_dir
 
 SPEC = plant.CorpusSpec(
     seed=11,

@@ -507,8 +507,9 @@ def read_reference_dir(ref_dir: Path) -> list[dict]:
     return records
 
 
-# Decon's bundled evals (gsm8k, mmlu, agi_eval), where the shared data sits beside the checkout.
-BUNDLED_EVALS = Path(__file__).resolve().parents[4] / "shared" / "data" / "decon-bundled-evals"
+# Decon's bundled evals (gsm8k, mmlu, agi_eval), where the shared data sits beside the checkout
+# (this file is devtools/decon_synth/benchmarks.py in it).
+BUNDLED_EVALS = Path(__file__).resolve().parents[3] / "shared" / "data" / "decon-bundled-evals"
 
 
 def real_reference_dir(scratch: Path) -> Path:

@@ -38,8 +38,8 @@ from pathlib import Path
 import zstandard
 
 from decon.errors import UserError
-from decon.synth import edits
-from decon.synth.benchmarks import (
+from decon_synth import edits
+from decon_synth.benchmarks import (
     BUCKET_NAMES,
     BenchmarkSelection,
     EvalItem,
@@ -48,7 +48,7 @@ from decon.synth.benchmarks import (
     select_items,
     write_reference_dir,
 )
-from decon.synth.text import FillerPool, build_filler_pool, hard_paragraphs, natural_paragraphs
+from decon_synth.text import FillerPool, build_filler_pool, hard_paragraphs, natural_paragraphs
 
 POSITIVE_KINDS: tuple[str, ...] = (
     "verbatim_question",

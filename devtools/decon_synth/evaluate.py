@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from decon.errors import UserError
-from decon.synth.benchmarks import BUCKET_NAMES
-from decon.synth.plant import (
+from decon_synth.benchmarks import BUCKET_NAMES
+from decon_synth.plant import (
     ALL_KINDS,
     MALFORMED_KIND,
     NEGATIVE_KINDS,
