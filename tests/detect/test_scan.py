@@ -137,9 +137,9 @@ PUNCTUATION = DetectOptions().punctuation_chars
 
 def corpus(docs: int) -> tuple[list[tuple[str, int, dict]], list[str]]:
     """Real eval items planted whole, cut, edited, repeated and interleaved into prose."""
-    from decon.synth.benchmarks import load_benchmark
-    from decon.synth.edits import light_edit
-    from decon.synth.text import build_filler_pool, natural_paragraphs
+    from decon_synth.benchmarks import load_benchmark
+    from decon_synth.edits import light_edit
+    from decon_synth.text import build_filler_pool, natural_paragraphs
 
     rng = random.Random(31)
     items = []
