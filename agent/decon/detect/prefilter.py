@@ -412,7 +412,8 @@ class _KeySet:
         shift = _U(64 - bits)
         hashes = (unique * _K1) >> shift
         bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
-        np.bitwise_or.at(bitmap, hashes >> _U(3), np.left_shift(1, hashes & _U(7)).astype(np.uint8))
+        bit = np.left_shift(np.uint8(1), (hashes & _U(7)).astype(np.uint8))
+        np.bitwise_or.at(bitmap, hashes >> _U(3), bit)
         return cls(unique, bitmap, shift)
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
