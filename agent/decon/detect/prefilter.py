@@ -866,8 +866,10 @@ class _AnchorRows:
         for code in sorted_unique(variant).tolist():
             at = np.flatnonzero(variant == code)
             kept = self.by_variant.setdefault((code // 16 - 2, code % 16), [[] for _ in range(6)])
-            for into, values in zip(kept, (*columns, seed), strict=True):
-                into.append(np.asarray(values, dtype=self.dtype)[at])
+            # start, end and seed as `dtype`; word counts and partial-word sizes fit a byte
+            dtypes = (self.dtype, self.dtype, np.uint8, np.uint8, np.uint8, self.dtype)
+            for into, values, dtype in zip(kept, (*columns, seed), dtypes, strict=True):
+                into.append(np.asarray(values, dtype=dtype)[at])
 
     def variants(self) -> Iterator[tuple[tuple[int, int], list[np.ndarray]]]:
         """Per variant (kind, size), ascending: its rows' (start, end, words, left size,
