@@ -27,16 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from decon.detect.chunkfilter import SeedBound
 from decon.detect.identity import Identity, build_identity, template_key
 from decon.detect.ngramtable import NgramTable, Postings, sorted_unique
 from decon.detect.options import DetectOptions
-from decon.detect.prefilter import (
-    Prefilter,
-    SeedBound,
-    build_prefilter,
-    padded_rows,
-    seed_bytes,
-)
+from decon.detect.prefilter import Prefilter, build_prefilter, padded_rows, seed_bytes
 from decon.detect.records import (
     EvalRecord,
     ReferenceStats,
