@@ -1,4 +1,4 @@
-"""File-level detection: reference loading, per-document detection, per-file outputs.
+"""File-level detection: per-document detection over chunks of lines, per-file outputs.
 
 `process_file` / `process_files` stream each input in chunks of lines. With more than one
 worker the chunks go to a fork-based process pool (the detector is inherited copy-on-write,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decon.detect.detector import DocumentDetector, load_detector
+from decon.detect.detector import DocumentDetector
 from decon.detect.io import (
     GzipFromParts,
     LineReader,
@@ -136,11 +136,6 @@ class FileTask:
     rel_name: str
     report_path: Path
     cleaned_path: Path | None = None
-
-
-def load_reference(path_or_dir: Path | str, options: DetectOptions) -> DocumentDetector:
-    """The detector of `options.mode` built from a Decon eval file or directory tree."""
-    return load_detector(path_or_dir, options)
 
 
 # -- chunk work (runs in workers) ------------------------------------------------------------
