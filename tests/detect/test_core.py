@@ -8,16 +8,16 @@ import random
 
 import pytest
 
-from decon.detect.normalize import normalize
-from decon.detect.options import DetectOptions
-from decon.detect.reference import build_index
-from decon.detect.simple import (
+from decon.detect.ngram_clusters import (
     Scanner,
     combined_score,
-    detect_text,
     detect_tokens,
     interpolate_threshold,
 )
+from decon.detect.normalize import normalize
+from decon.detect.options import DetectOptions
+from decon.detect.reference import build_index
+from decon.detect.simple import detect_text
 
 WORDS = [
     "alpha",
@@ -391,8 +391,8 @@ def test_chunk_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compa
     """The pipeline's chunk-wide prefilter reports exactly what full tokenization reports."""
     import json
 
-    from decon.detect.detector import SimpleDetector
     from decon.detect.pipeline import detect_chunk
+    from decon.detect.simple import SimpleDetector
 
     recs, texts = real_benchmark_corpus(300)
     lines = [json.dumps({"id": i, "text": t}).encode() + b"\n" for i, t in enumerate(texts)]

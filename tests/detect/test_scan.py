@@ -13,15 +13,15 @@ from collections.abc import Callable
 
 import pytest
 
-from decon.detect import alignment, simple
-from decon.detect.alignment import align_question, anchor_candidates, candidates_at
-from decon.detect.detector import SimpleDetector
+from decon.detect import alignment_rules, simple
+from decon.detect.alignment_rules import align_question, anchor_candidates, candidates_at
+from decon.detect.ngram_clusters import Cluster, Scanner
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import detect_chunk
 from decon.detect.reference import ReferenceIndex, build_index
 from decon.detect.report import simple_fields
-from decon.detect.simple import Cluster, Scanner
+from decon.detect.simple import SimpleDetector
 
 
 def plain_align_question(
@@ -178,8 +178,8 @@ def test_findings_equal_the_plain_scan(
     recs, texts = corpus(120)
     index = build_index(recs, DetectOptions(tokenizer=tokenizer, compat=compat))
     fast = findings(index, texts)
-    monkeypatch.setattr(alignment, "align_question", plain_align_question)
-    monkeypatch.setattr(alignment, "anchor_candidates", plain_anchor_candidates)
+    monkeypatch.setattr(alignment_rules, "align_question", plain_align_question)
+    monkeypatch.setattr(alignment_rules, "anchor_candidates", plain_anchor_candidates)
     monkeypatch.setattr(Scanner, "find_clusters", plain_find_clusters)
     monkeypatch.setattr(Scanner, "may_score", lambda self, ids: True)
     plain = findings(index, texts)

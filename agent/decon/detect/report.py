@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from decon.detect.simple import Match
+from decon.detect.match import Match
+
+# Report fields of one match, without the training location (see `report_line`).
+MatchFields = dict[str, Any]
 
 
 def _r(x: float | None) -> float | None:

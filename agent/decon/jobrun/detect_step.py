@@ -64,7 +64,7 @@ def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
         local = fetch_vectors(cfg, options.toxic_vectors)
         options = dataclasses.replace(options, toxic_vectors=str(local))
     if options.mode == "simple" and cfg.output.uri.startswith("s3://"):
-        from decon.detect.detector import SimpleDetector
+        from decon.detect.simple import SimpleDetector
 
         detector = SimpleDetector(shared_index(cfg, reference_dir, options))
     else:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from decon.detect.identity import Identity
+from decon.detect.match import Match
 from decon.detect.options import DetectOptions
 from decon.detect.reference import FUNCTION_WORDS, EvalItem, ReferenceIndex
 from decon.detect.tokenize import BpeTokenizer
@@ -436,3 +437,50 @@ def word_to_token_bpe(
         return max(0, bisect.bisect_right(starts, byte) - 1)
 
     return to_token
+
+
+def alignment_match(al: Alignment, to_token: Callable[[int, bool], int]) -> Match:
+    """Report values of an alignment; positions are token indices like Decon's."""
+    item = al.item
+    length = len(item.question_words)
+    similarity = 1.0 - al.edits / length
+    reason = (
+        f"question words {al.start}-{al.end - 1} aligned with {al.edits} of "
+        f"{item.question_edits} allowed word edits ({length} words, {al.content_words} "
+        "content words)"
+    )
+    reason += f", evidence {al.evidence:.2f}"
+    if al.rule == "question_answer_window":
+        reason += f"; answer {al.answer_side} the question"
+    elif al.rule == "question_passage_window":
+        reason += "; passage before the question"
+    elif al.rule == "question_only":
+        reason += "; long and specific enough to stand alone"
+    else:
+        reason += "; a line, list entry or quoted string of its own"
+    bounds = None
+    if al.answer is not None:
+        bounds = [(to_token(al.answer[0], False), to_token(al.answer[1] - 1, True))]
+    passage = None
+    if al.passage is not None:
+        passage = (to_token(al.passage[0], False), to_token(al.passage[1] - 1, True))
+    start = to_token(al.start, False)
+    end = to_token(al.end - 1, True)
+    return Match(
+        item=item,
+        contamination_score=similarity,
+        idf_overlap=similarity,
+        ngram_match_cnt=length - al.edits,
+        question_start_idx=start,
+        question_end_idx=end,
+        cluster_token_length=end - start + 1,
+        length_adjusted_question_threshold=1.0 - item.question_edits / length,
+        answer_overlap_ratio=1.0 if al.answer is not None else None,
+        answer_boundaries=bounds,
+        passage_overlap_ratio=1.0 if passage is not None else None,
+        passage_start_idx=passage[0] if passage else None,
+        passage_end_idx=passage[1] if passage else None,
+        match_kind=al.match_kind,
+        rule=al.rule,
+        reason=reason,
+    )
