@@ -10,6 +10,8 @@ import pytest
 
 from decon.detect.ngram_clusters import (
     Scanner,
+    ScoreInputs,
+    ScoringParams,
     combined_score,
     detect_tokens,
     interpolate_threshold,
@@ -148,9 +150,10 @@ def test_threshold_interpolation_and_length_adjusted_scores() -> None:
     assert interpolate_threshold(60, 20, 50, 0.8) == 0.8
     assert interpolate_threshold(30, -1, -1, 0.8) == 0.8
     # Short eval (cumulative 30 tokens): a 0.95 score is scaled below the threshold.
-    s = combined_score(0.95, 30, 30, None, None, None, None, 0.8, 20, 50)
+    decay = ScoringParams(threshold=0.8, decay_start=20, decay_end=50)
+    s = combined_score(ScoreInputs(0.95, 30, 30), decay)
     assert s == pytest.approx(0.95 * 0.8 / (1 - 0.2 * 10 / 30))
-    assert combined_score(1.0, 30, 30, None, None, None, None, 0.8, 20, 50) == 1.0
+    assert combined_score(ScoreInputs(1.0, 30, 30), decay) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -163,7 +166,8 @@ def test_threshold_interpolation_and_length_adjusted_scores() -> None:
     ],
 )
 def test_scoring_branches_use_decon_weights(answer, passage, expected) -> None:
-    got = combined_score(0.9, 40, 100, answer, 10 if answer else None, passage, 50, 0.8, -1, -1)
+    inputs = ScoreInputs(0.9, 40, 100, answer, 10 if answer else None, passage, 50)
+    got = combined_score(inputs, ScoringParams(threshold=0.8, decay_start=-1, decay_end=-1))
     assert got == pytest.approx(expected)
 
 

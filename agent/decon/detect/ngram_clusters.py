@@ -21,6 +21,7 @@ from operator import is_not
 
 from decon.detect.match import Match
 from decon.detect.ngramtable import NgramTable
+from decon.detect.options import DetectOptions
 from decon.detect.reference import EvalItem, ReferenceIndex
 
 W_QAP = (0.7, 0.2, 0.1)
@@ -67,21 +68,44 @@ def answer_confidence(answer_token_length: int | None) -> float:
     return 1.0
 
 
-def combined_score(
-    question_idf: float,
-    eval_unique_ngrams: int,
-    question_token_length: int,
-    answer_idf: float | None,
-    answer_token_length: int | None,
-    passage_idf: float | None,
-    passage_token_length: int | None,
-    threshold: float,
-    decay_start: int,
-    decay_end: int,
-) -> float:
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What the contamination score of one (cluster, item) pair is made of: its IDF overlaps
+    (None: the item has no answer, or no passage) and the item's lengths."""
+
+    question_idf: float
+    eval_unique_ngrams: int
+    question_token_length: int
+    answer_idf: float | None = None
+    answer_token_length: int | None = None
+    passage_idf: float | None = None
+    passage_token_length: int | None = None
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    """Decon's score settings: the contamination threshold and the perfect-match decay's
+    token bounds (negative: unset)."""
+
+    threshold: float
+    decay_start: int
+    decay_end: int
+
+    @classmethod
+    def of(cls, options: DetectOptions) -> ScoringParams:
+        return cls(
+            options.contamination_score_threshold,
+            options.perfect_match_decay_start,
+            options.perfect_match_decay_end,
+        )
+
+
+def combined_score(inputs: ScoreInputs, params: ScoringParams) -> float:
     """Decon's weighted Q/QA/QP/QAP score with its cumulative-length adjustment."""
-    has_a, has_p = answer_idf is not None, passage_idf is not None
-    a, p = answer_idf or 0.0, passage_idf or 0.0
+    question_idf, eval_unique_ngrams = inputs.question_idf, inputs.eval_unique_ngrams
+    answer_token_length = inputs.answer_token_length
+    has_a, has_p = inputs.answer_idf is not None, inputs.passage_idf is not None
+    a, p = inputs.answer_idf or 0.0, inputs.passage_idf or 0.0
     q_conf = (
         0.5 + (eval_unique_ngrams / MIN_INFORMATIVE_NGRAMS) * 0.5
         if eval_unique_ngrams < MIN_INFORMATIVE_NGRAMS
@@ -115,14 +139,15 @@ def combined_score(
     else:
         base = question_idf
     score = min(base, 1.0)
-    if decay_start < 0 and decay_end < 0:
+    threshold = params.threshold
+    if params.decay_start < 0 and params.decay_end < 0:
         return score
-    cumulative = question_token_length
+    cumulative = inputs.question_token_length
     if has_a:
         cumulative += answer_token_length or 0
     if has_p:
-        cumulative += passage_token_length or 0
-    required = interpolate_threshold(cumulative, decay_start, decay_end, threshold)
+        cumulative += inputs.passage_token_length or 0
+    required = interpolate_threshold(cumulative, params.decay_start, params.decay_end, threshold)
     if required > threshold:
         scale = threshold / required
         return score * scale + (1.0 - scale) * (1.0 if score == 1.0 else 0.0)
@@ -135,6 +160,7 @@ class Scanner:
     def __init__(self, index: ReferenceIndex) -> None:
         self.index = index
         self.o = index.options
+        self.scoring = ScoringParams.of(index.options)
 
     # -- cluster discovery ---------------------------------------------------------------
     def ngram_ids(self, tokens: list[int], n: int, table: NgramTable) -> list[int | None]:
@@ -320,18 +346,16 @@ class Scanner:
         if item.has_answer:
             q_end = max(0, end + n - 1 - excess)
             a_ratio, a_idf, a_bounds = self.answer(item, q_end, tokens)
-        score = combined_score(
-            q_idf,
-            item.unique_ngrams,
-            item.question_token_length,
-            a_idf,
-            len(item.answer_token_set) if item.has_answer else None,
-            p_idf,
-            item.passage_token_length if item.has_passage else None,
-            o.contamination_score_threshold,
-            o.perfect_match_decay_start,
-            o.perfect_match_decay_end,
+        inputs = ScoreInputs(
+            question_idf=q_idf,
+            eval_unique_ngrams=item.unique_ngrams,
+            question_token_length=item.question_token_length,
+            answer_idf=a_idf,
+            answer_token_length=len(item.answer_token_set) if item.has_answer else None,
+            passage_idf=p_idf,
+            passage_token_length=item.passage_token_length if item.has_passage else None,
         )
+        score = combined_score(inputs, self.scoring)
         if score < o.contamination_score_threshold:
             return None
         question_end = end + n - 1
