@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from decon.detect.identity import Identity
@@ -50,10 +50,10 @@ _TAIL = re.compile(r"\A[\"'\u201d\u2019)\]]*\s*[.?!:;,]*\s*[\"'\u201d\u2019)\]]*
 _CLOSING_QUOTE = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "`": "`"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Alignment:
-    """A question found in the document's words [start, end) with `edits` word edits, and
-    the evidence (summed word specificity) it carries."""
+    """A question found in the document's words [start, end) with `edits` word edits, the
+    evidence (summed word specificity) it carries, and the rule that reported it."""
 
     item: EvalItem
     start: int
@@ -248,8 +248,8 @@ def one_per_instance(found: list[Alignment]) -> list[Alignment]:
 
 
 class Judge:
-    """The rules, in order, for one document: an `Alignment` with its rule and evidence, or
-    None when the stretch does not show enough of the item."""
+    """The rules, in order, for one document: a new `Alignment` with its rule and evidence,
+    or None when the stretch does not show enough of the item."""
 
     def __init__(
         self,
@@ -275,32 +275,38 @@ class Judge:
             lost = self.evidence(item, content - stretch)
             if lost > LOST_EVIDENCE_SHARE * (evidence + lost):
                 return None  # the edits removed what tells this item from its siblings
-        al = Alignment(item, start, end, edits, len(present), evidence)
+        found = Alignment(item, start, end, edits, len(present), evidence)
         answer = find_answer(item, words, start, end, o.answer_window_words)
         if answer is not None:
-            al.answer, al.answer_side = answer
-            al.rule, al.match_kind = "question_answer_window", "question_answer"
-            return al
+            span, side = answer
+            return replace(
+                found,
+                rule="question_answer_window",
+                match_kind="question_answer",
+                answer=span,
+                answer_side=side,
+            )
         passage = find_passage(item, words, start, o.answer_window_words)
         if passage is not None:
-            al.passage = passage
-            al.rule, al.match_kind = "question_passage_window", "question_passage"
-            return al
+            return replace(
+                found,
+                rule="question_passage_window",
+                match_kind="question_passage",
+                passage=passage,
+            )
         if self.identity is not None and item.item_id in self.identity.templates:
             return None  # its words are shared by many instances: no evidence for this one
         if len(present) < o.min_content_words:
             return None
         long_enough = len(item.question_words) >= o.question_only_min_words
         if long_enough and len(present) >= 3 and evidence >= o.question_only_min_evidence:
-            al.rule, al.match_kind = "question_only", "question"
-            return al
+            return replace(found, rule="question_only", match_kind="question")
         if (
             o.short_sentence_rule
             and evidence >= o.short_unit_min_evidence
             and self.unit(start, end)
         ):
-            al.rule, al.match_kind = "short_sentence", "short_question"
-            return al
+            return replace(found, rule="short_sentence", match_kind="short_question")
         return None
 
     def evidence(self, item: EvalItem, words: set[str]) -> float:
