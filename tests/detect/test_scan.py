@@ -20,7 +20,7 @@ from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import detect_chunk
 from decon.detect.reference import ReferenceIndex, build_index
-from decon.detect.report import simple_fields
+from decon.detect.report import report_line
 from decon.detect.simple import SimpleDetector
 
 
@@ -167,7 +167,10 @@ def corpus(docs: int) -> tuple[list[tuple[str, int, dict]], list[str]]:
 
 
 def findings(index: ReferenceIndex, texts: list[str]) -> list[list[dict]]:
-    return [[simple_fields(m) for m in simple.detect_text(t, index)[0]] for t in texts]
+    return [
+        [report_line(m, "in.jsonl", i) for m in simple.detect_text(t, index)[0]]
+        for i, t in enumerate(texts)
+    ]
 
 
 @pytest.mark.parametrize("compat", ["none", "decon"])
@@ -209,7 +212,9 @@ def test_clusters_equal_the_plain_scan(compat: str) -> None:
         expanded += len(got)
         if not scanner.may_score(ids):  # the document-level bound: no cluster scores
             pruned += 1
-            assert all(scanner.score(c, d, tokens) is None for c in got for d in c.matches)
+            assert all(
+                scanner.score(c, d, tokens, lambda a, b: "") is None for c in got for d in c.matches
+            )
     assert expanded >= 60
     assert pruned >= 5
 

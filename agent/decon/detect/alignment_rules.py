@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from decon.detect.identity import Identity
-from decon.detect.match import Match
+from decon.detect.match import AlignmentEvidence, Match, overlap_text
 from decon.detect.options import DetectOptions
 from decon.detect.reference import FUNCTION_WORDS, EvalItem, ReferenceIndex
 from decon.detect.tokenize import BpeTokenizer
@@ -445,14 +445,21 @@ def word_to_token_bpe(
     return to_token
 
 
-def alignment_match(al: Alignment, to_token: Callable[[int, bool], int]) -> Match:
-    """Report values of an alignment; positions are token indices like Decon's."""
+def alignment_match(
+    al: Alignment,
+    to_token: Callable[[int, bool], int],
+    length: int,
+    render: Callable[[int, int], str],
+) -> Match:
+    """The match of an alignment in a document of `length` tokens; `to_token(word, last)` is
+    the token position of a word's first (or last) token, `render(a, b)` the text of tokens
+    [a, b)."""
     item = al.item
-    length = len(item.question_words)
-    similarity = 1.0 - al.edits / length
+    words = len(item.question_words)
+    similarity = 1.0 - al.edits / words
     reason = (
         f"question words {al.start}-{al.end - 1} aligned with {al.edits} of "
-        f"{item.question_edits} allowed word edits ({length} words, {al.content_words} "
+        f"{item.question_edits} allowed word edits ({words} words, {al.content_words} "
         "content words)"
     )
     reason += f", evidence {al.evidence:.2f}"
@@ -464,29 +471,25 @@ def alignment_match(al: Alignment, to_token: Callable[[int, bool], int]) -> Matc
         reason += "; long and specific enough to stand alone"
     else:
         reason += "; a line, list entry or quoted string of its own"
-    bounds = None
+    answer = None
     if al.answer is not None:
-        bounds = [(to_token(al.answer[0], False), to_token(al.answer[1] - 1, True))]
+        answer = (to_token(al.answer[0], False), to_token(al.answer[1] - 1, True))
     passage = None
     if al.passage is not None:
         passage = (to_token(al.passage[0], False), to_token(al.passage[1] - 1, True))
     start = to_token(al.start, False)
     end = to_token(al.end - 1, True)
-    return Match(
-        item=item,
-        contamination_score=similarity,
-        idf_overlap=similarity,
-        ngram_match_cnt=length - al.edits,
-        question_start_idx=start,
-        question_end_idx=end,
-        cluster_token_length=end - start + 1,
-        length_adjusted_question_threshold=1.0 - item.question_edits / length,
-        answer_overlap_ratio=1.0 if al.answer is not None else None,
-        answer_boundaries=bounds,
-        passage_overlap_ratio=1.0 if passage is not None else None,
-        passage_start_idx=passage[0] if passage else None,
-        passage_end_idx=passage[1] if passage else None,
-        match_kind=al.match_kind,
+    evidence = AlignmentEvidence(
         rule=al.rule,
+        match_kind=al.match_kind,
         reason=reason,
+        edit_similarity=similarity,
+        matched_words=words - al.edits,
+        min_edit_similarity=1.0 - item.question_edits / words,
+        answer_span=answer,
+        passage_span=passage,
     )
+    first = start if passage is None else min(start, passage[0])
+    last = end if answer is None else max(end, answer[1])
+    text = overlap_text((start, end), (first, last), length, render)
+    return Match(item, similarity, start, end, text, evidence)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from decon.detect.match import Match
 from decon.detect.options import DetectOptions
 from decon.detect.records import ReferenceStats
 from decon.detect.reference import load_index
-from decon.detect.report import MatchFields
 from decon.detect.simple import SimpleDetector
 from decon.errors import UserError
 
@@ -23,7 +23,7 @@ class DocumentDetector(Protocol):
     options: DetectOptions
     stats: ReferenceStats
 
-    def detect(self, text: str) -> tuple[list[MatchFields], bool]:
+    def detect(self, text: str) -> tuple[list[Match], bool]:
         """Report fields per match, and whether the document was fully scanned."""
         ...
 
@@ -36,7 +36,7 @@ class ChunkPrefiltering(Protocol):
         or None when it cannot match (lossless)."""
         ...
 
-    def detect_selected(self, text: str, selected: Any) -> tuple[list[MatchFields], bool]:
+    def detect_selected(self, text: str, selected: Any) -> tuple[list[Match], bool]:
         """`detect` for a text `select` kept, with what `select` gave for it (no
         per-document prefilter)."""
         ...

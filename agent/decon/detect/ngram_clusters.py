@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from itertools import compress, count, repeat
 from operator import is_not
 
-from decon.detect.match import Match
+from decon.detect.match import ClusterEvidence, Match, overlap_text
 from decon.detect.ngramtable import NgramTable
 from decon.detect.options import DetectOptions
 from decon.detect.reference import EvalItem, ReferenceIndex
@@ -312,7 +312,11 @@ class Scanner:
                 return True
         return False
 
-    def score(self, cluster: Cluster, item_id: int, tokens: list[int]) -> Match | None:
+    def score(
+        self, cluster: Cluster, item_id: int, tokens: list[int], render: Callable[[int, int], str]
+    ) -> Match | None:
+        """The match of `item_id` in `cluster`, or None when it scores below the thresholds;
+        `render(a, b)` is the text of tokens [a, b)."""
         o, index = self.o, self.index
         item = index.items[item_id]
         n = o.ngram_size
@@ -371,25 +375,24 @@ class Scanner:
             + (f", passage idf overlap {p_idf:.3f}" if p_idf is not None else "")
             + ")"
         )
-        return Match(
+        evidence = ClusterEvidence(
             match_kind=kind,
             reason=reason,
-            item=item,
-            contamination_score=score,
             idf_overlap=q_idf,
-            ngram_match_cnt=len(matched),
-            question_start_idx=start,
-            question_end_idx=question_end,
+            ngram_matches=len(matched),
             cluster_token_length=cluster_len,
             length_adjusted_question_threshold=required_q,
             answer_overlap_ratio=a_ratio,
             answer_idf_overlap=a_idf,
-            answer_boundaries=a_bounds,
+            answer_boundaries=tuple(a_bounds) if a_bounds is not None else None,
             passage_overlap_ratio=p_ratio,
             passage_idf_overlap=p_idf,
-            passage_start_idx=p_bounds[0] if p_bounds else None,
-            passage_end_idx=p_bounds[1] if p_bounds else None,
+            passage_span=p_bounds,
         )
+        first = start if p_bounds is None else min(start, p_bounds[0])
+        last = question_end if not a_bounds else max(question_end, a_bounds[-1][1])
+        text = overlap_text((start, question_end), (first, last), len(tokens), render)
+        return Match(item, score, start, question_end, text, evidence)
 
     def answer(
         self, item: EvalItem, q_end: int, tokens: list[int]
@@ -487,14 +490,10 @@ class Scanner:
 
 
 def detect_tokens(
-    tokens: list[int],
-    index: ReferenceIndex,
-    render: Callable[[int, int], str] | None = None,
+    tokens: list[int], index: ReferenceIndex, render: Callable[[int, int], str]
 ) -> list[Match]:
-    """All matches in one tokenized document: the best-scoring one per eval item.
-
-    `render(start, end)` returns the text of tokens [start, end) for `training_overlap_text`.
-    """
+    """All matches in one tokenized document: the best-scoring one per eval item, in document
+    order. `render(a, b)` is the text of tokens [a, b) (for `training_overlap_text`)."""
     o = index.options
     n = o.ngram_size
     if len(tokens) < max(n, o.training_min_tokens):
@@ -506,35 +505,10 @@ def detect_tokens(
     best: dict[int, Match] = {}
     for cluster in scanner.find_clusters(ids):
         for item_id in sorted(cluster.matches):
-            match = scanner.score(cluster, item_id, tokens)
+            match = scanner.score(cluster, item_id, tokens, render)
             if match is None:
                 continue
             prev = best.get(item_id)
             if prev is None or match.contamination_score > prev.contamination_score:
                 best[item_id] = match
-    matches = sorted(best.values(), key=lambda m: (m.question_start_idx, m.item.item_id))
-    if render is not None:
-        for m in matches:
-            m.training_overlap_text = overlap_text(m, len(tokens), render)
-    return matches
-
-
-def overlap_text(m: Match, length: int, render: Callable[[int, int], str]) -> str:
-    """Question span in 【】 with 30 tokens of context before and 60 after (Decon's layout)."""
-    last = m.question_end_idx
-    if m.answer_boundaries:
-        last = max(last, m.answer_boundaries[-1][1])
-    first = m.question_start_idx
-    if m.passage_start_idx is not None:
-        first = min(first, m.passage_start_idx)
-    before_start = max(0, first - 30)
-    after_end = min(length, last + 1 + 60)
-    parts = []
-    if before_start > 0:
-        parts.append("...")
-    parts.append(render(before_start, m.question_start_idx))
-    parts.append("【" + render(m.question_start_idx, m.question_end_idx + 1) + "】")
-    parts.append(render(m.question_end_idx + 1, after_end))
-    if after_end < length:
-        parts.append("...")
-    return " ".join(p.strip() for p in parts if p.strip())
+    return sorted(best.values(), key=lambda m: (m.start, m.item.item_id))

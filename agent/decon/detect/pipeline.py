@@ -32,6 +32,7 @@ from decon.detect.io import (
     open_binary_write,
     strip_data_suffix,
 )
+from decon.detect.match import Match
 from decon.detect.options import DetectOptions
 from decon.detect.report import report_line
 
@@ -199,7 +200,7 @@ def detect_chunk(
         for batch in _batches(texts, SELECT_BATCH_CHARS):
             kept += select(batch)
 
-        def detect(i: int) -> tuple[list[dict[str, Any]], bool]:
+        def detect(i: int) -> tuple[list[Match], bool]:
             selected = kept[i]
             if selected is None:
                 return [], False
@@ -207,7 +208,7 @@ def detect_chunk(
 
     else:
 
-        def detect(i: int) -> tuple[list[dict[str, Any]], bool]:
+        def detect(i: int) -> tuple[list[Match], bool]:
             return detector.detect(texts[i])
 
     for i, (offset, doc_id) in enumerate(zip(offsets, doc_ids, strict=True)):

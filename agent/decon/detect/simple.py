@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 from decon.detect.alignment_rules import alignment_match, find_alignments, word_to_token_bpe
 from decon.detect.match import Match
-from decon.detect.ngram_clusters import detect_tokens, overlap_text
+from decon.detect.ngram_clusters import detect_tokens
 from decon.detect.normalize import normalized_words
 from decon.detect.reference import ReferenceIndex
-from decon.detect.report import MatchFields, simple_fields
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
 
@@ -74,11 +73,8 @@ def detect_words(
 
     else:
         to_token = word_to_token_bpe(tok, tokens, words)
-    for al in aligned:
-        m = alignment_match(al, to_token)
-        m.training_overlap_text = overlap_text(m, len(tokens), render)
-        matches.append(m)
-    matches.sort(key=lambda m: (m.question_start_idx, m.item.item_id))
+    matches += [alignment_match(al, to_token, len(tokens), render) for al in aligned]
+    matches.sort(key=lambda m: (m.start, m.item.item_id))
     return matches, True
 
 
@@ -90,7 +86,7 @@ def _one_per_instance(matches: list[Match]) -> list[Match]:
         key = m.item.instance
         if key not in best or m.contamination_score > best[key].contamination_score:
             best[key] = m
-    return sorted(best.values(), key=lambda m: (m.question_start_idx, m.item.item_id))
+    return sorted(best.values(), key=lambda m: (m.start, m.item.item_id))
 
 
 def _encode(tok: Tokenizer, words: list[str]) -> list[int]:
@@ -128,9 +124,8 @@ class SimpleDetector:
         unfiltered = dataclasses.replace(index.options, prefilter=False)
         self._selected_index = dataclasses.replace(index, options=unfiltered)
 
-    def detect(self, text: str) -> tuple[list[MatchFields], bool]:
-        matches, scanned = detect_text(text, self.index)
-        return [simple_fields(m) for m in matches], scanned
+    def detect(self, text: str) -> tuple[list[Match], bool]:
+        return detect_text(text, self.index)
 
     def select(self, texts: list[str]) -> list[SelectedText | None]:
         punctuation = self.options.punctuation_chars
@@ -153,8 +148,7 @@ class SimpleDetector:
             )
         ]
 
-    def detect_selected(self, text: str, selected: SelectedText) -> tuple[list[MatchFields], bool]:
-        matches, scanned = detect_words(
+    def detect_selected(self, text: str, selected: SelectedText) -> tuple[list[Match], bool]:
+        return detect_words(
             text, selected.words, self._selected_index, selected.scan, selected.anchors
         )
-        return [simple_fields(m) for m in matches], scanned
