@@ -10,7 +10,7 @@ import re
 from decon.detect.identity import build_identity, masked_question
 from decon.detect.options import DetectOptions
 from decon.detect.reference import build_index
-from decon.detect.simple import detect_text
+from fakes.detect_one import detect_text
 
 NAMES = ["Robin", "Kai", "Sasha", "Jordan", "Casey", "Riley", "Quinn", "Skylar", "Alex", "Remy"]
 SUBJECTS = [

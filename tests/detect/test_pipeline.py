@@ -23,6 +23,7 @@ from decon.detect.io import (
     iter_lines,
     open_binary_write,
 )
+from decon.detect.match import Findings
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import WorkerPool, detect_chunk, output_names, process_file
 from fakes.words import sentence
@@ -188,12 +189,12 @@ def test_gzip_output_bytes_depend_only_on_content(tmp_path) -> None:
     assert gzip.decompress(written[0]) == b'{"text": "same content"}\n'
 
 
-def test_prefilter_batches_do_not_change_a_chunk_result(corpus, monkeypatch) -> None:
+def test_batches_do_not_change_a_chunk_result(corpus, monkeypatch) -> None:
     ref, questions = corpus
     lines = training_lines(questions, 300)
     detector = load_detector(ref, DetectOptions(content_key="meta.body"))
     whole = detect_chunk(detector, "f.jsonl", 0, lines)
-    monkeypatch.setattr(pipeline, "SELECT_BATCH_CHARS", 2000)  # a few texts per batch
+    monkeypatch.setattr(pipeline, "BATCH_CHARS", 2000)  # a few texts per batch
     assert detect_chunk(detector, "f.jsonl", 0, lines) == whole
     assert whole.reports and whole.malformed == 1
 
@@ -236,9 +237,9 @@ class BlockedDetector:
         self.options = options
         self.stats = None
 
-    def detect(self, text: str):  # type: ignore[no-untyped-def]
+    def detect_batch(self, texts: list[str]) -> list[Findings]:
         threading.Event().wait()
-        return [], True
+        return [Findings([], True) for _ in texts]
 
 
 def test_cancel_is_noticed_while_chunks_are_still_running(tmp_path) -> None:

@@ -157,22 +157,14 @@ def _trigram_overlap(
 
 
 def find_alignments(
-    text: str,
-    words: list[str],
-    index: ReferenceIndex,
-    anchors: list[tuple[int, tuple[str, ...]]] | None = None,
+    text: str, words: list[str], index: ReferenceIndex, candidates: dict[int, set[int]]
 ) -> list[Alignment]:
-    """Questions found by their word anchors, aligned with edits and judged by the rules: the
-    best alignment per eval instance, without those a closer sibling explains. `text` is only
-    read for the unit-of-its-own check; `anchors`, where anchors can occur (see
-    `simple.detect_words`; None: look them up)."""
+    """Questions found at their `candidates` (per item, the word positions where its question
+    would start by one of its anchors: `anchor_candidates`, `candidates_at`), aligned with
+    edits and judged by the rules: the best alignment per eval instance, without those a
+    closer sibling explains. `text` is only read for the unit-of-its-own check."""
     o = index.options
     items = index.items
-    by_length = index.anchors.by_length
-    if anchors is None:
-        candidates = anchor_candidates(words, by_length)
-    else:
-        candidates = candidates_at(words, anchors, by_length)
     spans: list[list[tuple[int, int]]] = []
 
     def unit(start: int, end: int) -> bool:

@@ -1,15 +1,16 @@
-"""One interface over the detection modes: a document's text in, report fields out.
+"""The detection contract: `DocumentDetector`, a batch of training documents' texts in, per
+document its `Findings` out.
 
 Each mode (simple, minhash, toxic) builds its own index from the same eval record format and
-exposes a `DocumentDetector`; the file pipeline, `decon detect` and `decon run` only use this.
+implements it; the file pipeline, `decon detect` and `decon run` use nothing else of a mode.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from decon.detect.match import Match
+from decon.detect.match import Findings
 from decon.detect.options import DetectOptions
 from decon.detect.records import ReferenceStats
 from decon.detect.reference import load_index
@@ -18,27 +19,15 @@ from decon.errors import UserError
 
 
 class DocumentDetector(Protocol):
-    """Finds eval items in one training document (pure apart from CPU; shared with workers)."""
+    """Finds eval items in training documents (pure apart from CPU: one detector is shared
+    by forked workers)."""
 
     options: DetectOptions
     stats: ReferenceStats
 
-    def detect(self, text: str) -> tuple[list[Match], bool]:
-        """Report fields per match, and whether the document was fully scanned."""
-        ...
-
-
-class ChunkPrefiltering(Protocol):
-    """Optional: a detector that can rule documents out a whole chunk at a time."""
-
-    def select(self, texts: list[str]) -> list[Any | None]:
-        """Per text: what `detect_selected` needs of it (for simple mode a `SelectedText`),
-        or None when it cannot match (lossless)."""
-        ...
-
-    def detect_selected(self, text: str, selected: Any) -> tuple[list[Match], bool]:
-        """`detect` for a text `select` kept, with what `select` gave for it (no
-        per-document prefilter)."""
+    def detect_batch(self, texts: list[str]) -> list[Findings]:
+        """What was found in each text, in order. A batch is any number of texts; a mode may
+        rule many of them out in one pass (the simple mode's prefilter)."""
         ...
 
 

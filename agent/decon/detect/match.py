@@ -1,6 +1,6 @@
-"""What a detector finds: `Match`, one eval item in one training document, with the figures
-of the mode and rule that found it. `decon.detect.report.report_line` turns one into a report
-line."""
+"""What a detector finds: per document its `Findings`, each `Match` one eval item in it with
+the figures of the mode and rule that found it. `decon.detect.report.report_line` turns a
+match into a report line."""
 
 from __future__ import annotations
 
@@ -75,6 +75,15 @@ class Match:
     end: int
     training_overlap_text: str
     evidence: Evidence
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What a detector found in one document: its matches, in document order, and whether it
+    was scanned (passed the mode's lossless filters and was tokenized and searched)."""
+
+    matches: list[Match]
+    scanned: bool
 
 
 def overlap_text(

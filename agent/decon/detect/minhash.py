@@ -30,7 +30,7 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from decon.detect.evaltext import EvalQuestion, read_questions
-from decon.detect.match import Match, ShingleEvidence
+from decon.detect.match import Findings, Match, ShingleEvidence
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.records import ReferenceStats
@@ -297,12 +297,15 @@ class MinHashDetector:
                 best, best_start = score, start
         return best, best_start
 
-    def detect(self, text: str) -> tuple[list[Match], bool]:
-        """Every eval question found in `text`, and whether it was scanned."""
+    def detect_batch(self, texts: list[str]) -> list[Findings]:
+        return [self._detect(text) for text in texts]
+
+    def _detect(self, text: str) -> Findings:
+        """Every eval question found in `text`."""
         doc = self._doc(text)
         windows = self.candidate_windows(doc.hashes)
         if not windows:
-            return [], False
+            return Findings([], False)
         perm = permuted_hashes(doc.hashes, self.a, self.b)
         regions: dict[int, list[int]] = {}
         candidates = self.lsh_candidates(perm, windows)
@@ -321,7 +324,7 @@ class MinHashDetector:
             score, start = self.best_window(q, hashes, lo, hi)
             if score >= self.options.minhash_threshold:
                 found.append((start, item_id, score, min(q.length, hi - lo)))
-        return [self._match(doc, *f) for f in sorted(found)], True
+        return Findings([self._match(doc, *f) for f in sorted(found)], True)
 
     def _match(self, doc: _Doc, start: int, item_id: int, score: float, length: int) -> Match:
         q = self.questions[item_id]

@@ -33,7 +33,7 @@ import numpy as np
 
 from decon.detect.evaltext import EvalQuestion, read_questions
 from decon.detect.io import iter_lines
-from decon.detect.match import Match, VectorEvidence
+from decon.detect.match import Findings, Match, VectorEvidence
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.records import ReferenceStats
@@ -315,15 +315,18 @@ class ToxicDetector:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(out_rows), np.concatenate(out_gids)
 
-    def detect(self, text: str) -> tuple[list[Match], bool]:
-        """Every eval question found in `text`, and whether it was scanned."""
+    def detect_batch(self, texts: list[str]) -> list[Findings]:
+        return [self._detect(text) for text in texts]
+
+    def _detect(self, text: str) -> Findings:
+        """Every eval question found in `text`."""
         words = normalized_words(text, self.options.punctuation_chars)
         content, positions = self._content(words)
         if not self.questions or len(content) < self.sizes[0]:
-            return [], False
+            return Findings([], False)
         doc_rows, gids = self.gram_hits(self._rows(content))
         if not len(doc_rows):
-            return [], False
+            return Findings([], False)
         qids = self.gram_question[gids]
         order = np.lexsort((gids, doc_rows, qids))
         qids, doc_rows, gids = qids[order], doc_rows[order], gids[order]
@@ -346,7 +349,7 @@ class ToxicDetector:
         out = [
             self._match(words, qi, score, start, end) for start, qi, score, end in sorted(matches)
         ]
-        return out, True
+        return Findings(out, True)
 
     def best_window(self, q: _Question, events: list[tuple[int, int]]) -> tuple[float, int, int]:
         """Best share of `q`'s n-grams found within a window of its length (+25%) of document
