@@ -12,8 +12,8 @@ from decon.detect.ngram_clusters import (
     Scanner,
     ScoreInputs,
     ScoringParams,
+    cluster_matches,
     combined_score,
-    detect_tokens,
     interpolate_threshold,
 )
 from decon.detect.normalize import normalize
@@ -208,7 +208,7 @@ def test_short_documents_are_not_scanned() -> None:
     rng = random.Random(9)
     q = sentence(rng, 30)
     idx = build_index(records({"question": q}), DetectOptions())
-    assert detect_tokens(idx.tokenizer.encode("a b c d e f g"), idx, lambda a, b: "") == []
+    assert cluster_matches(idx.tokenizer.encode("a b c d e f g"), idx, lambda a, b: "") == []
 
 
 @pytest.mark.parametrize("compat", ["decon", "none"])

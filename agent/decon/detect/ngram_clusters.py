@@ -489,7 +489,7 @@ class Scanner:
         return ratio, total_idf / item.passage_idf_total, (first, last)
 
 
-def detect_tokens(
+def cluster_matches(
     tokens: list[int], index: ReferenceIndex, render: Callable[[int, int], str]
 ) -> list[Match]:
     """All matches in one tokenized document: the best-scoring one per eval item, in document

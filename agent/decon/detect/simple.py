@@ -2,7 +2,8 @@
 
 1. The prefilter (`decon.detect.prefilter`, lossless), over the whole batch at once: rules
    out the documents that hold no seed n-gram and no word anchor, and says for the others
-   whether an n-gram cluster can score and where word anchors can occur.
+   whether an n-gram cluster can score and where word anchors can occur (`prefilter: false`
+   keeps every document, and its anchors are looked up).
 2. Decon's n-gram clusters (`decon.detect.ngram_clusters`) of the documents where one can.
 3. By default (`compat: none`), the word-alignment rules (`decon.detect.alignment_rules`) at
    the anchors, for every indexed item including those under `eval_min_token_length`; then
@@ -19,11 +20,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from decon.detect import alignment_rules
-from decon.detect.alignment_rules import alignment_match, find_alignments, word_to_token_bpe
 from decon.detect.match import Findings, Match
-from decon.detect.ngram_clusters import detect_tokens
+from decon.detect.ngram_clusters import cluster_matches
 from decon.detect.normalize import normalized_words
-from decon.detect.prefilter import Run
 from decon.detect.reference import ReferenceIndex
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
@@ -58,33 +57,25 @@ class SimpleDetector:
         """Per text: what the prefilter kept of it, or None when it cannot match (nor when
         it is shorter than one n-gram)."""
         o = self.options
-        n = o.ngram_size
-        if not o.prefilter:
+        all_words: list[list[str] | None]
+        marks: list[list[tuple[int, int]] | None] | None = None  # None: anchors not located
+        if o.prefilter:
+            chunk = self.index.prefilter.select_anchored(texts, o.punctuation_chars)
+            all_words, scans, marks = chunk.words, chunk.selected, chunk.marks
+        else:
             all_words = [normalized_words(t, o.punctuation_chars) for t in texts]
-            return [
-                _Kept(text, words, True, self._anchor_candidates(words))
-                if len(words) >= n
-                else None
-                for text, words in zip(texts, all_words, strict=True)
-            ]
-        prefilter = self.index.prefilter
-        chunk = prefilter.select_anchored(texts, o.punctuation_chars)
-        if chunk.marks is None:  # the prefilter has no word anchors: look them all up
-            return [
-                _Kept(text, words, scan, self._anchor_candidates(words))
-                if words is not None and len(words) >= n
-                else None
-                for text, words, scan in zip(texts, chunk.words, chunk.selected, strict=True)
-            ]
-        runs = prefilter.anchor_runs
-        return [
-            _Kept(text, words, scan, self._candidates_at(words, places or (), runs))
-            if words is not None and len(words) >= n
-            else None
-            for text, words, scan, places in zip(
-                texts, chunk.words, chunk.selected, chunk.marks, strict=True
-            )
-        ]
+            scans = [True] * len(texts)
+        kept: list[_Kept | None] = []
+        for i, (text, words) in enumerate(zip(texts, all_words, strict=True)):
+            if words is None or len(words) < o.ngram_size:
+                kept.append(None)
+                continue
+            if marks is None:
+                candidates = self._anchor_candidates(words)
+            else:
+                candidates = self._candidates_at(words, marks[i] or ())
+            kept.append(_Kept(text, words, scans[i], candidates))
+        return kept
 
     def _anchor_candidates(self, words: list[str]) -> dict[int, set[int]]:
         """Where the alignment rules try each item's question: at every anchor in `words`."""
@@ -94,19 +85,21 @@ class SimpleDetector:
         return alignment_rules.anchor_candidates(words, by_length)
 
     def _candidates_at(
-        self, words: list[str], places: Iterable[tuple[int, int]], runs: tuple[Run, ...]
+        self, words: list[str], places: Iterable[tuple[int, int]]
     ) -> dict[int, set[int]]:
         """`_anchor_candidates` from the prefilter's `places`, (word position, index into
-        `runs`): where anchors can occur (all of them, and perhaps a few false ones)."""
+        `Prefilter.anchor_runs`): where anchors can occur (all of them, and perhaps a few
+        false ones)."""
         by_length = self.index.anchors.by_length
         if not (self.options.extended and by_length):
             return {}
+        runs = self.index.prefilter.anchor_runs
         at = [(p, runs[a]) for p, a in places]
         return alignment_rules.candidates_at(words, at, by_length)
 
     def _detect(self, kept: _Kept) -> Findings:
-        """The clusters and alignments of one kept document; `text` is only read for
-        sentence boundaries (short-item rule)."""
+        """The clusters and alignments of one kept document (its text is only read for
+        sentence boundaries: the short-sentence rule)."""
         o, index = self.options, self.index
         if not kept.scan and not kept.candidates:
             return Findings([], True)
@@ -115,7 +108,7 @@ class SimpleDetector:
         matches: list[Match] = []
         if kept.scan:
             tokens = _encode(tok, words)
-            matches = detect_tokens(tokens, index, _renderer(tok, words, tokens))
+            matches = cluster_matches(tokens, index, _renderer(tok, words, tokens))
         if o.extended:
             matches = _one_per_instance(matches)
         if not kept.candidates:
@@ -123,7 +116,7 @@ class SimpleDetector:
         seen = {m.item.instance for m in matches}  # type: ignore[union-attr]
         aligned = [
             a
-            for a in find_alignments(kept.text, words, index, kept.candidates)
+            for a in alignment_rules.find_alignments(kept.text, words, index, kept.candidates)
             if a.item.instance not in seen
         ]
         if not aligned:
@@ -137,8 +130,9 @@ class SimpleDetector:
                 return i
 
         else:
-            to_token = word_to_token_bpe(tok, tokens, words)
-        matches += [alignment_match(al, to_token, len(tokens), render) for al in aligned]
+            to_token = alignment_rules.word_to_token_bpe(tok, tokens, words)
+        length = len(tokens)
+        matches += [alignment_rules.alignment_match(a, to_token, length, render) for a in aligned]
         matches.sort(key=lambda m: (m.start, m.item.item_id))
         return Findings(matches, True)
 
