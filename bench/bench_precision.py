@@ -23,8 +23,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from decon.detect.detector import load_detector
 from decon.detect.options import DetectOptions
-from decon.detect.pipeline import FileTask, load_reference, process_files
+from decon.detect.pipeline import FileTask, process_files
 from decon.detect.records import ReferenceStats, read_records
 from decon_synth.benchmarks import real_reference_dir
 from decon_synth.plant import plant_records
@@ -67,7 +68,7 @@ def main() -> int:
 def run(root: Path, reference: Path, chosen: list[dict], compat: str, tok: str) -> None:
     opts = DetectOptions(tokenizer=tok, compat=compat, workers=os.cpu_count() or 1)
     t0 = time.perf_counter()
-    detector = load_reference(reference, opts)
+    detector = load_detector(reference, opts)
     load_secs = time.perf_counter() - t0
     out = root / f"out-{compat}-{tok}"
     tasks = [

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from decon.cli import main
+from decon.detect.detector import load_detector
 from decon.detect.io import iter_lines
 from decon.detect.options import DetectOptions
-from decon.detect.pipeline import FileTask, load_reference, process_file, process_files
+from decon.detect.pipeline import FileTask, process_file, process_files
 from fakes.detect_corpus import docs
 
 
@@ -22,12 +23,12 @@ def test_no_line_with_the_content_key_fails_and_is_never_clean(tmp_path, corpus,
     src = tmp_path / "shard.jsonl"
     src.write_bytes(docs(questions, key="text"))
     opts = DetectOptions(content_key="body", workers=workers)
-    index = load_reference(ref, opts)
+    detector = load_detector(ref, opts)
     (tmp_path / "out").mkdir()
     stale = tmp_path / "out" / "shard.clean"
     stale.write_bytes(b"")  # an earlier run's marker must not survive a failed run
     report = tmp_path / "out" / "shard.report.jsonl"
-    result = process_file(src, "shard.jsonl", index, opts, report, tmp_path / "c.jsonl")
+    result = process_file(src, "shard.jsonl", detector, opts, report, tmp_path / "c.jsonl")
     assert result.error.startswith("shard.jsonl: no line has a string at content key 'body'")
     assert "keys found: id, text, url" in result.error
     assert result.missing_key == 40 and result.with_text == 0
@@ -41,7 +42,7 @@ def test_a_content_key_holding_no_string_names_its_type(tmp_path, corpus) -> Non
     src.write_text('{"text": {"en": "x"}}\n' * 3)
     opts = DetectOptions(workers=1)
     result = process_file(
-        src, "shard.jsonl", load_reference(ref, opts), opts, tmp_path / "r.report.jsonl", None
+        src, "shard.jsonl", load_detector(ref, opts), opts, tmp_path / "r.report.jsonl", None
     )
     assert "keys found: text (dict)" in result.error
 
@@ -55,7 +56,7 @@ def test_partly_keyless_files_fail_above_the_limit(tmp_path, corpus) -> None:
     for limit, fails in ((0.5, False), (0.1, True)):
         opts = DetectOptions(workers=1, max_keyless_fraction=limit)
         report = tmp_path / f"{limit}.report.jsonl"
-        result = process_file(src, "mixed.jsonl", load_reference(ref, opts), opts, report, None)
+        result = process_file(src, "mixed.jsonl", load_detector(ref, opts), opts, report, None)
         assert result.missing_key == 10 and result.with_text == 40
         assert bool(result.error) == fails, result.error
         assert report.exists() != fails
@@ -69,7 +70,7 @@ def test_lines_that_are_no_json_objects_fail_the_file(tmp_path, corpus) -> None:
     src.write_text(json.dumps({"text": "a", "id": 1}, indent=2) + "\n")
     opts = DetectOptions(workers=1)
     result = process_file(
-        src, "pretty.json", load_reference(ref, opts), opts, tmp_path / "p.report.jsonl", None
+        src, "pretty.json", load_detector(ref, opts), opts, tmp_path / "p.report.jsonl", None
     )
     assert result.error == "pretty.json: no line is a JSON object (4 malformed, 0 not UTF-8)"
     assert not (tmp_path / "pretty.clean").exists()
@@ -105,7 +106,7 @@ def test_corrupt_files_fail_one_by_one_and_the_good_ones_get_outputs(
         FileTask(p, p.name, tmp_path / "out" / (p.name.split(".")[0] + p.suffix + ".report.jsonl"))
         for p in sorted((tmp_path / "in").iterdir())
     ]
-    results = {r.rel_name: r for r in process_files(tasks, load_reference(ref, opts), opts)}
+    results = {r.rel_name: r for r in process_files(tasks, load_detector(ref, opts), opts)}
     assert results["good.jsonl"].error == "" and results["good.jsonl"].contaminated_lines == 2
     for name, phrase in expected.items():
         assert phrase in results[name].error and str(tmp_path / "in" / name) in results[name].error
@@ -123,11 +124,11 @@ def test_a_bom_is_skipped_on_input_and_reference_and_kept_in_cleaned_copies(
     first = json.dumps({"text": "lead in words " + questions[0]}).encode() + b"\n"
     src.write_bytes(bom + first + docs(questions))
     opts = DetectOptions(workers=1)
-    index = load_reference(ref, opts)
-    assert index.stats.malformed == 0
+    detector = load_detector(ref, opts)
+    assert detector.stats.malformed == 0
     report = tmp_path / "bom.report.jsonl"
     cleaned = tmp_path / "bom.clean.jsonl"
-    result = process_file(src, "bom.jsonl", index, opts, report, cleaned)
+    result = process_file(src, "bom.jsonl", detector, opts, report, cleaned)
     assert result.malformed == 0
     lines = {json.loads(x)["training_line"] for x in report.read_text().splitlines()}
     assert lines == {0, 4, 21}

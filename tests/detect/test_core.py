@@ -8,16 +8,18 @@ import random
 
 import pytest
 
+from decon.detect.ngram_clusters import (
+    Scanner,
+    ScoreInputs,
+    ScoringParams,
+    cluster_matches,
+    combined_score,
+    interpolate_threshold,
+)
 from decon.detect.normalize import normalize
 from decon.detect.options import DetectOptions
 from decon.detect.reference import build_index
-from decon.detect.simple import (
-    Scanner,
-    combined_score,
-    detect_text,
-    detect_tokens,
-    interpolate_threshold,
-)
+from fakes.detect_one import detect_text
 
 WORDS = [
     "alpha",
@@ -104,9 +106,9 @@ def test_verbatim_question_only_item_is_found_and_span_is_exact() -> None:
     assert scanned and len(matches) == 1
     m = matches[0]
     start = len(FILLER.split())
-    assert (m.question_start_idx, m.question_end_idx) == (start, start + 29)
+    assert (m.start, m.end) == (start, start + 29)
     assert m.contamination_score == pytest.approx(1.0)
-    assert m.ngram_match_cnt == m.item.unique_ngrams
+    assert m.evidence.ngram_matches == m.item.unique_ngrams
 
 
 def test_cluster_expansion_tolerates_gaps_up_to_max_misses() -> None:
@@ -148,9 +150,10 @@ def test_threshold_interpolation_and_length_adjusted_scores() -> None:
     assert interpolate_threshold(60, 20, 50, 0.8) == 0.8
     assert interpolate_threshold(30, -1, -1, 0.8) == 0.8
     # Short eval (cumulative 30 tokens): a 0.95 score is scaled below the threshold.
-    s = combined_score(0.95, 30, 30, None, None, None, None, 0.8, 20, 50)
+    decay = ScoringParams(threshold=0.8, decay_start=20, decay_end=50)
+    s = combined_score(ScoreInputs(0.95, 30, 30), decay)
     assert s == pytest.approx(0.95 * 0.8 / (1 - 0.2 * 10 / 30))
-    assert combined_score(1.0, 30, 30, None, None, None, None, 0.8, 20, 50) == 1.0
+    assert combined_score(ScoreInputs(1.0, 30, 30), decay) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -163,7 +166,8 @@ def test_threshold_interpolation_and_length_adjusted_scores() -> None:
     ],
 )
 def test_scoring_branches_use_decon_weights(answer, passage, expected) -> None:
-    got = combined_score(0.9, 40, 100, answer, 10 if answer else None, passage, 50, 0.8, -1, -1)
+    inputs = ScoreInputs(0.9, 40, 100, answer, 10 if answer else None, passage, 50)
+    got = combined_score(inputs, ScoringParams(threshold=0.8, decay_start=-1, decay_end=-1))
     assert got == pytest.approx(expected)
 
 
@@ -173,7 +177,7 @@ def test_qa_item_needs_the_answer_after_the_question() -> None:
     idx = build_index(records({"question": q, "answer": a}), DetectOptions(compat="decon"))
     with_answer, _ = detect_text(FILLER + q + " " + a + " " + FILLER, idx)
     assert len(with_answer) == 1
-    assert with_answer[0].answer_idf_overlap == pytest.approx(1.0)
+    assert with_answer[0].evidence.answer_idf_overlap == pytest.approx(1.0)
     question_only, _ = detect_text(FILLER + q + " " + FILLER, idx)
     assert question_only == []  # 0.75 x 1.0 < 0.8
     answer_before, _ = detect_text(FILLER + a + " " + q + " " + FILLER, idx)
@@ -186,8 +190,8 @@ def test_qp_item_finds_the_passage_before_the_question() -> None:
     idx = build_index(records({"question": q, "passage": p}), DetectOptions())
     (m,) = detect_text(FILLER + p + " " + q + " " + FILLER, idx)[0]
     # Decon stops one token before the question, so the last passage n-gram is not seen.
-    assert 0.95 < m.passage_idf_overlap < 1.0
-    assert m.passage_start_idx == len(FILLER.split())
+    assert 0.95 < m.evidence.passage_idf_overlap < 1.0
+    assert m.evidence.passage_span[0] == len(FILLER.split())
 
 
 def test_hard_negative_same_vocabulary_no_shared_run() -> None:
@@ -204,7 +208,7 @@ def test_short_documents_are_not_scanned() -> None:
     rng = random.Random(9)
     q = sentence(rng, 30)
     idx = build_index(records({"question": q}), DetectOptions())
-    assert detect_tokens(idx.tokenizer.encode("a b c d e f g"), idx) == []
+    assert cluster_matches(idx.tokenizer.encode("a b c d e f g"), idx, lambda a, b: "") == []
 
 
 @pytest.mark.parametrize("compat", ["decon", "none"])
@@ -226,8 +230,8 @@ def test_prefilter_loses_no_match(tokenizer: str, compat: str) -> None:
         docs.append(text)
     found = 0
     for text in docs:
-        a = [(m.item.item_id, m.question_start_idx) for m in detect_text(text, on)[0]]
-        b = [(m.item.item_id, m.question_start_idx) for m in detect_text(text, off)[0]]
+        a = [(m.item.item_id, m.start) for m in detect_text(text, on)[0]]
+        b = [(m.item.item_id, m.start) for m in detect_text(text, off)[0]]
         assert a == b
         found += len(b)
     assert found >= 15
@@ -262,26 +266,6 @@ def real_benchmark_corpus(docs: int) -> tuple[list[tuple[str, int, dict]], list[
     return recs, texts
 
 
-@pytest.mark.parametrize("compat", ["decon", "none"])
-@pytest.mark.parametrize("tokenizer", ["word", "p50k", "cl100k"])
-def test_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compat: str) -> None:
-    recs, texts = real_benchmark_corpus(300)
-    on = build_index(recs, DetectOptions(tokenizer=tokenizer, compat=compat))
-    off = build_index(recs, DetectOptions(tokenizer=tokenizer, prefilter=False, compat=compat))
-    found = rejected = 0
-    for text in texts:
-        a, scanned = detect_text(text, on)
-        b, _ = detect_text(text, off)
-        key = [(m.item.item_id, m.question_start_idx, m.contamination_score, m.rule) for m in a]
-        assert key == [
-            (m.item.item_id, m.question_start_idx, m.contamination_score, m.rule) for m in b
-        ]
-        found += len(b)
-        rejected += not scanned
-    assert found >= (45 if compat == "decon" else 150)
-    assert rejected >= 30  # the prefilter does reject natural text
-
-
 # -- compat none: the alignment rules --------------------------------------------------------
 
 PROSE = "Yesterday we walked along the river and talked about many things. "
@@ -292,9 +276,9 @@ def test_question_only_leak_of_a_qa_item_is_reported_by_default() -> None:
     q, a = sentence(rng, 30), sentence(rng, 20)
     idx = build_index(records({"question": q, "answer": a}), DetectOptions())
     (m,) = detect_text(FILLER + q + " " + FILLER, idx)[0]
-    assert (m.rule, m.match_kind) == ("question_only", "question")
-    assert "0 of" in m.reason and m.contamination_score == 1.0
-    assert m.question_start_idx == len(FILLER.split())
+    assert (m.evidence.rule, m.evidence.match_kind) == ("question_only", "question")
+    assert "0 of" in m.evidence.reason and m.contamination_score == 1.0
+    assert m.start == len(FILLER.split())
 
 
 def test_answer_before_or_inside_the_question_counts() -> None:
@@ -314,10 +298,10 @@ def test_answer_before_or_inside_the_question_counts() -> None:
     before, _ = detect_text(
         PROSE + "Michelangelo. who painted the ceiling of the sistine chapel " + PROSE, idx
     )
-    assert [(m.rule, m.match_kind) for m in before] == [
+    assert [(m.evidence.rule, m.evidence.match_kind) for m in before] == [
         ("question_answer_window", "question_answer")
     ]
-    assert "answer before" in before[0].reason
+    assert "answer before" in before[0].evidence.reason
     inside, _ = detect_text(
         PROSE
         + " and so sarah gave jessica her old bicycle because sarah had outgrown it and "
@@ -325,7 +309,7 @@ def test_answer_before_or_inside_the_question_counts() -> None:
         idx,
     )
     assert [m.item.item_id for m in inside] == [1]
-    assert "answer inside" in inside[0].reason
+    assert "answer inside" in inside[0].evidence.reason
 
 
 def test_short_item_is_indexed_and_needs_a_sentence_or_its_answer() -> None:
@@ -339,13 +323,15 @@ def test_short_item_is_indexed_and_needs_a_sentence_or_its_answer() -> None:
     )
     assert decon.stats.skipped_min_tokens == 1
     own_line = detect_text(PROSE + "\nQ: Who sang Never Gonna Let You Go?\n" + PROSE, idx)[0]
-    assert [(m.rule, m.match_kind) for m in own_line] == [("short_sentence", "short_question")]
+    assert [(m.evidence.rule, m.evidence.match_kind) for m in own_line] == [
+        ("short_sentence", "short_question")
+    ]
     edited = detect_text(PROSE + "\nwho sang never gonna let you go\n" + PROSE, idx)[0]
     assert len(edited) == 1
     mid_sentence = PROSE + " she asked who sang never gonna let you go and laughed " + PROSE
     assert detect_text(mid_sentence, idx)[0] == []
     with_answer = PROSE + " she asked who sang never gonna let you go: Joe Pizzulo " + PROSE
-    assert [m.rule for m in detect_text(with_answer, idx)[0]] == ["question_answer_window"]
+    assert [m.evidence.rule for m in detect_text(with_answer, idx)[0]] == ["question_answer_window"]
     # Same template, other content words: never an alignment (content words must match).
     template = PROSE + "\nWho wrote always gonna make you stay?\n" + PROSE
     assert detect_text(template, idx)[0] == []
@@ -365,10 +351,10 @@ def test_light_edits_are_tolerated_up_to_the_allowed_count() -> None:
     assert idx.items[0].question_edits == 2
     two = words[:3] + ["really"] + words[4:12] + words[13:]
     (m,) = detect_text(FILLER + " ".join(two) + " " + FILLER, idx)[0]
-    assert "2 of 2 allowed" in m.reason
+    assert "2 of 2 allowed" in m.evidence.reason
     three = two[:15] + ["also"] + two[16:]
     assert all(
-        x.rule == "decon_score"
+        x.evidence.rule == "decon_score"
         for x in detect_text(FILLER + " ".join(three) + " " + FILLER, idx)[0]
     )
 
@@ -381,7 +367,7 @@ def test_bpe_alignment_positions_are_token_indices(tokenizer: str) -> None:
     )
     text = PROSE + "Question: Which describes a property of all elements?\n" + PROSE
     (m,) = detect_text(text, idx)[0]
-    assert m.rule == "short_sentence"
+    assert m.evidence.rule == "short_sentence"
     assert "【 which describes a property of all elements】" in m.training_overlap_text
 
 
@@ -391,8 +377,8 @@ def test_chunk_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compa
     """The pipeline's chunk-wide prefilter reports exactly what full tokenization reports."""
     import json
 
-    from decon.detect.detector import SimpleDetector
     from decon.detect.pipeline import detect_chunk
+    from decon.detect.simple import SimpleDetector
 
     recs, texts = real_benchmark_corpus(300)
     lines = [json.dumps({"id": i, "text": t}).encode() + b"\n" for i, t in enumerate(texts)]
@@ -404,6 +390,6 @@ def test_chunk_prefilter_loses_no_match_on_real_benchmarks(tokenizer: str, compa
     b = detect_chunk(off, "f.jsonl", 0, lines)
     assert a.reports == b.reports
     assert a.malformed == b.malformed == 1
-    assert sum(len(r) for _, r in b.reports) >= 40
+    assert sum(len(r) for _, r in b.reports) >= (45 if compat == "decon" else 150)
     assert a.scanned <= len(texts) - 30  # it does reject
     assert b.scanned >= len(texts) - 5

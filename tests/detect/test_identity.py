@@ -10,7 +10,7 @@ import re
 from decon.detect.identity import build_identity, masked_question
 from decon.detect.options import DetectOptions
 from decon.detect.reference import build_index
-from decon.detect.simple import detect_text
+from fakes.detect_one import detect_text
 
 NAMES = ["Robin", "Kai", "Sasha", "Jordan", "Casey", "Riley", "Quinn", "Skylar", "Alex", "Remy"]
 SUBJECTS = [
@@ -100,7 +100,7 @@ def test_an_edit_on_the_identifying_word_is_no_match() -> None:
     assert detect_text(PROSE + "Stack is also known as LIFO memory. " + PROSE, idx)[0] != []
     own_line = PROSE + "\nStack is also known as\n" + PROSE
     (m,) = detect_text(own_line, idx)[0]
-    assert m.rule == "short_sentence" and m.item.question_text == "stack is also known as"
+    assert m.evidence.rule == "short_sentence" and m.item.question_text == "stack is also known as"
 
 
 def test_a_template_question_needs_the_passage_of_its_item() -> None:
@@ -117,7 +117,7 @@ def test_a_template_question_needs_the_passage_of_its_item() -> None:
     assert detect_text(PROSE + unseen + "What will Robin want to do next?\n" + PROSE, idx)[0] == []
     leaked = PROSE + passages[1] + "\nWhat will Kai want to do next?\n" + PROSE
     (m,) = detect_text(leaked, idx)[0]
-    assert (m.item.eval_instance_index, m.rule) == (1, "question_passage_window")
+    assert (m.item.eval_instance_index, m.evidence.rule) == (1, "question_passage_window")
 
 
 def test_a_closer_sibling_explains_the_edited_words() -> None:
@@ -147,9 +147,9 @@ def test_a_short_item_inside_a_sentence_is_no_match() -> None:
     code = "The bridgekeeper asks what is your favorite color and the knight answers blue. "
     assert detect_text(PROSE + code + PROSE, idx)[0] == []
     quoted = PROSE + 'He typed answer = input("What is your favorite color?") and ran it. '
-    assert [m.rule for m in detect_text(quoted, idx)[0]] == ["short_sentence"]
+    assert [m.evidence.rule for m in detect_text(quoted, idx)[0]] == ["short_sentence"]
     own_line = PROSE + "\n- Right after a storm\n" + PROSE
-    assert [m.rule for m in detect_text(own_line, idx)[0]] == ["short_sentence"]
+    assert [m.evidence.rule for m in detect_text(own_line, idx)[0]] == ["short_sentence"]
 
 
 def test_one_line_per_instance_of_an_expanded_multiple_choice_item() -> None:

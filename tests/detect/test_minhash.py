@@ -22,6 +22,7 @@ from decon.detect.minhash import (
 )
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
+from decon.detect.report import report_line
 from decon_synth.evaluate import evaluate_dirs
 from decon_synth.plant import CorpusSpec, make_corpus
 from decon_synth.text import build_filler_pool, natural_paragraphs
@@ -30,6 +31,12 @@ QUESTION = (
     "Which planet in our solar system has the longest day measured in Earth hours, "
     "and what causes its unusually slow rotation?"
 )
+
+
+def detect(detector, text: str) -> tuple[list[dict], bool]:
+    """The report fields of the matches in one document, and whether it was scanned."""
+    (found,) = detector.detect_batch([text])
+    return [report_line(m, "doc.jsonl", 0) for m in found.matches], found.scanned
 
 
 def write_reference(path: Path, questions: list[str]) -> Path:
@@ -74,7 +81,7 @@ def test_question_inside_50kb_document_is_found_with_its_span(tmp_path: Path):
     assert isinstance(detector, MinHashDetector) and detector.stats.indexed == 2
     body = filler(25_000, 1) + "\n\nQ: " + QUESTION + "\n\n" + filler(25_000, 2)
     assert len(body) > 50_000
-    (match,), scanned = detector.detect(body)
+    (match,), scanned = detect(detector, body)
     assert scanned
     assert match["method"] == "minhash" and match["eval_instance_index"] == 0
     assert match["jaccard_similarity"] == match["contamination_score"] == 1.0
@@ -85,7 +92,7 @@ def test_question_inside_50kb_document_is_found_with_its_span(tmp_path: Path):
     )
     assert words[match["contamination_start_idx"]] == "which"
     # The same document without the question: nothing, and (prefilter) not even scanned.
-    assert detector.detect(filler(25_000, 1)) == ([], False)
+    assert detect(detector, filler(25_000, 1)) == ([], False)
 
 
 def test_light_edit_jaccard_and_containment(tmp_path: Path):
@@ -93,23 +100,23 @@ def test_light_edit_jaccard_and_containment(tmp_path: Path):
     edited = QUESTION.replace("longest", "really long").replace("slow", "sluggish")
     text = filler(3000, 4) + " " + edited + " " + filler(3000, 5)
     jac = load_detector(ref, DetectOptions(mode="minhash", eval_min_token_length=0))
-    (m,), _ = jac.detect(text)
+    (m,), _ = detect(jac, text)
     assert 0.5 <= m["jaccard_similarity"] < 1.0
     con = load_detector(
         ref, DetectOptions(mode="minhash", eval_min_token_length=0, minhash_metric="containment")
     )
-    (c,), _ = con.detect(text)
+    (c,), _ = detect(con, text)
     assert "jaccard_similarity" not in c and c["containment"] >= m["jaccard_similarity"]
     strict = load_detector(
         ref, DetectOptions(mode="minhash", eval_min_token_length=0, minhash_threshold=0.95)
     )
-    assert strict.detect(text)[0] == []
+    assert detect(strict, text)[0] == []
 
 
 def test_bpe_token_shingles(tmp_path: Path):
     ref = write_reference(tmp_path / "ref", [QUESTION])
     det = load_detector(ref, DetectOptions(mode="minhash", tokenizer="cl100k"))
-    (m,), _ = det.detect(filler(2000, 6) + " " + QUESTION + " " + filler(2000, 7))
+    (m,), _ = detect(det, filler(2000, 6) + " " + QUESTION + " " + filler(2000, 7))
     assert m["jaccard_similarity"] == 1.0
     assert "longest day measured in earth hours" in m["training_overlap_text"]
 

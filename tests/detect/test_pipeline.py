@@ -15,6 +15,7 @@ import pytest
 
 from decon.cli import main
 from decon.detect import pipeline
+from decon.detect.detector import load_detector
 from decon.detect.io import (
     GzipFromParts,
     deflate_part,
@@ -22,14 +23,9 @@ from decon.detect.io import (
     iter_lines,
     open_binary_write,
 )
+from decon.detect.match import Findings
 from decon.detect.options import DetectOptions
-from decon.detect.pipeline import (
-    WorkerPool,
-    detect_chunk,
-    load_reference,
-    output_names,
-    process_file,
-)
+from decon.detect.pipeline import WorkerPool, detect_chunk, output_names, process_file
 from fakes.words import sentence
 
 
@@ -70,12 +66,12 @@ def test_purify_round_trip_keeps_compression_and_bytes(tmp_path, corpus, ext) ->
         for line in lines:
             fh.write(line)
     opts = DetectOptions(content_key="meta.body", workers=1)
-    index = load_reference(ref, opts)
+    detector = load_detector(ref, opts)
     names = output_names(f"sub/shard.jsonl{ext}")
     assert names.cleaned == f"sub/shard.clean.jsonl{ext}"
     report = tmp_path / "out" / names.report
     cleaned = tmp_path / "clean" / names.cleaned
-    result = process_file(src, f"sub/shard.jsonl{ext}", index, opts, report, cleaned)
+    result = process_file(src, f"sub/shard.jsonl{ext}", detector, opts, report, cleaned)
     assert (result.malformed, result.missing_key, result.undecodable) == (1, 1, 1)
     reports = [json.loads(x) for x in report.read_text().splitlines()]
     bad = {r["training_line"] for r in reports}
@@ -92,9 +88,9 @@ def test_clean_file_gets_marker_and_no_report(tmp_path, corpus) -> None:
     src = tmp_path / "clean.jsonl"
     src.write_text(json.dumps({"text": "nothing to see here " * 10}) + "\n")
     opts = DetectOptions(workers=1)
-    index = load_reference(ref, opts)
+    detector = load_detector(ref, opts)
     report = tmp_path / "out" / "clean.report.jsonl"
-    result = process_file(src, "clean.jsonl", index, opts, report, None)
+    result = process_file(src, "clean.jsonl", detector, opts, report, None)
     assert not result.contaminated and not report.exists()
     assert (tmp_path / "out" / "clean.clean").read_bytes() == b""
 
@@ -104,12 +100,12 @@ def test_cancel_leaves_nothing(tmp_path, corpus) -> None:
     src = tmp_path / "shard.jsonl"
     src.write_bytes(b"".join(training_lines(questions)))
     opts = DetectOptions(content_key="meta.body", workers=1, chunk_lines=50)
-    index = load_reference(ref, opts)
+    detector = load_detector(ref, opts)
     out = tmp_path / "out"
     result = process_file(
         src,
         "shard.jsonl",
-        index,
+        detector,
         opts,
         out / "shard.report.jsonl",
         tmp_path / "c" / "x.jsonl",
@@ -128,9 +124,9 @@ def test_output_identical_for_any_worker_count(tmp_path, corpus) -> None:
     outputs = []
     for workers in (1, 3):
         opts = DetectOptions(content_key="meta.body", workers=workers, chunk_lines=40)
-        index = load_reference(ref, opts)
+        detector = load_detector(ref, opts)
         d = tmp_path / f"w{workers}"
-        process_file(src, "shard.jsonl.gz", index, opts, d / "r.report.jsonl", d / "c.jsonl.gz")
+        process_file(src, "shard.jsonl.gz", detector, opts, d / "r.report.jsonl", d / "c.jsonl.gz")
         outputs.append(((d / "r.report.jsonl").read_bytes(), (d / "c.jsonl.gz").read_bytes()))
     assert outputs[0] == outputs[1]  # byte for byte, the gzip header included
     assert outputs[0][0]
@@ -149,7 +145,7 @@ def test_chunks_compress_the_kept_lines_of_a_gzip_copy(tmp_path, corpus) -> None
     """The worker deflates the lines a chunk keeps; the writer only appends the parts."""
     ref, questions = corpus
     lines = training_lines(questions, 80)
-    detector = load_reference(ref, DetectOptions(content_key="meta.body"))
+    detector = load_detector(ref, DetectOptions(content_key="meta.body"))
     chunk = detect_chunk(detector, "f.jsonl.gz", 0, lines, deflate_kept=True)
     bad = {offset for offset, _ in chunk.reports}
     assert bad and chunk.kept_deflated is not None
@@ -175,7 +171,7 @@ def test_empty_gzip_input_gets_an_empty_valid_cleaned_copy(tmp_path, corpus) -> 
         pass
     opts = DetectOptions(workers=1)
     cleaned = tmp_path / "c" / "empty.clean.jsonl.gz"
-    process_file(src, "empty.jsonl.gz", load_reference(ref, opts), opts, tmp_path / "r", cleaned)
+    process_file(src, "empty.jsonl.gz", load_detector(ref, opts), opts, tmp_path / "r", cleaned)
     assert subprocess.run(["gzip", "-t", str(cleaned)]).returncode == 0
     assert gzip.decompress(cleaned.read_bytes()) == b""
 
@@ -193,12 +189,12 @@ def test_gzip_output_bytes_depend_only_on_content(tmp_path) -> None:
     assert gzip.decompress(written[0]) == b'{"text": "same content"}\n'
 
 
-def test_prefilter_batches_do_not_change_a_chunk_result(corpus, monkeypatch) -> None:
+def test_batches_do_not_change_a_chunk_result(corpus, monkeypatch) -> None:
     ref, questions = corpus
     lines = training_lines(questions, 300)
-    detector = load_reference(ref, DetectOptions(content_key="meta.body"))
+    detector = load_detector(ref, DetectOptions(content_key="meta.body"))
     whole = detect_chunk(detector, "f.jsonl", 0, lines)
-    monkeypatch.setattr(pipeline, "SELECT_BATCH_CHARS", 2000)  # a few texts per batch
+    monkeypatch.setattr(pipeline, "BATCH_CHARS", 2000)  # a few texts per batch
     assert detect_chunk(detector, "f.jsonl", 0, lines) == whole
     assert whole.reports and whole.malformed == 1
 
@@ -208,15 +204,15 @@ def test_one_worker_pool_serves_a_cancelled_file_and_then_the_next(tmp_path, cor
     src = tmp_path / "shard.jsonl"
     src.write_bytes(b"".join(training_lines(questions, 600)))
     opts = DetectOptions(content_key="meta.body", workers=2, chunk_lines=40)
-    index = load_reference(ref, opts)
+    detector = load_detector(ref, opts)
     alone = tmp_path / "alone"
-    process_file(src, "shard.jsonl", index, opts, alone / "r.report.jsonl", None)
+    process_file(src, "shard.jsonl", detector, opts, alone / "r.report.jsonl", None)
     calls = iter(range(10**6))
-    with WorkerPool(index, 2) as pool:
+    with WorkerPool(detector, 2) as pool:
         cancelled = process_file(
             src,
             "shard.jsonl",
-            index,
+            detector,
             opts,
             tmp_path / "x" / "r.report.jsonl",
             tmp_path / "x" / "c.jsonl",
@@ -225,7 +221,7 @@ def test_one_worker_pool_serves_a_cancelled_file_and_then_the_next(tmp_path, cor
         )
         shared = tmp_path / "shared"
         done = process_file(
-            src, "shard.jsonl", index, opts, shared / "r.report.jsonl", None, pool=pool
+            src, "shard.jsonl", detector, opts, shared / "r.report.jsonl", None, pool=pool
         )
     assert cancelled.cancelled
     assert not any(p.is_file() for p in (tmp_path / "x").rglob("*"))
@@ -241,9 +237,9 @@ class BlockedDetector:
         self.options = options
         self.stats = None
 
-    def detect(self, text: str):  # type: ignore[no-untyped-def]
+    def detect_batch(self, texts: list[str]) -> list[Findings]:
         threading.Event().wait()
-        return [], True
+        return [Findings([], True) for _ in texts]
 
 
 def test_cancel_is_noticed_while_chunks_are_still_running(tmp_path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 PARENT = textwrap.dedent(
     """
     import os, sys, time
+    from decon.detect.match import Findings
     from decon.detect.options import DetectOptions
     from decon.detect.pipeline import WorkerPool
 
@@ -21,9 +22,9 @@ PARENT = textwrap.dedent(
             self.options = DetectOptions(workers=2, content_key="text")
             self.stats = None
 
-        def detect(self, text):
-            time.sleep(0.8)
-            return [], True
+        def detect_batch(self, texts):
+            time.sleep(0.8 * len(texts))
+            return [Findings([], True) for _ in texts]
 
     pool = WorkerPool(SlowDetector(), 2)
     pending = [pool.submit("f.jsonl", i, [b'{"text": "x"}\\n'] * 3) for i in range(4)]

@@ -15,6 +15,7 @@ from decon.cli import main as decon_main
 from decon.detect.detector import load_detector
 from decon.detect.evaltext import EvalQuestion
 from decon.detect.options import DetectOptions
+from decon.detect.report import report_line
 from decon.detect.toxic import (
     STOPWORDS,
     ToxicDetector,
@@ -38,6 +39,12 @@ PARAPHRASE = (
     "automobile at the store near the old village road"
 )
 OTHER = "Which gas do green plants take in from the air to make their food during the daytime"
+
+
+def detect(detector, text: str) -> tuple[list[dict], bool]:
+    """The report fields of the matches in one document, and whether it was scanned."""
+    (found,) = detector.detect_batch([text])
+    return [report_line(m, "doc.jsonl", 0) for m in found.matches], found.scanned
 
 
 def filler(chars: int, seed: int) -> str:
@@ -72,23 +79,23 @@ def test_paraphrase_is_found_and_minhash_misses_it(small_world):
     toxic = load_detector(ref, options(vec))
     assert isinstance(toxic, ToxicDetector) and toxic.stats.indexed == 3
     doc = filler(3000, 1) + "\n\n" + PARAPHRASE + "\n\n" + filler(3000, 2)
-    (m,), scanned = toxic.detect(doc)
+    (m,), scanned = detect(toxic, doc)
     assert scanned and m["method"] == "toxic" and m["eval_instance_index"] == 0
     assert m["overlap_ratio"] == m["contamination_score"] >= 0.5
     assert m["contamination_start_idx"] <= m["contamination_end_idx"]
     assert "automobile" in m["training_overlap_text"]
     minhash = load_detector(ref, DetectOptions(mode="minhash", eval_min_token_length=0))
-    assert minhash.detect(doc)[0] == []
+    assert detect(minhash, doc)[0] == []
     # Without the paraphrase: nothing.
-    assert toxic.detect(filler(3000, 1) + "\n\n" + filler(3000, 2))[0] == []
+    assert detect(toxic, filler(3000, 1) + "\n\n" + filler(3000, 2))[0] == []
 
 
 def test_changed_numbers_break_similarity(small_world):
     ref, vec = small_world
     toxic = load_detector(ref, options(vec))
-    same = toxic.detect("Quiz. What is 17 times 23 apples in total cost? Think first.")[0]
+    same = detect(toxic, "Quiz. What is 17 times 23 apples in total cost? Think first.")[0]
     assert [m["eval_instance_index"] for m in same] == [2]
-    changed = toxic.detect("Quiz. What is 18 times 29 apples in total cost? Think first.")[0]
+    changed = detect(toxic, "Quiz. What is 18 times 29 apples in total cost? Think first.")[0]
     assert changed == []
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from decon.cli import main
+from decon.detect.detector import load_detector
 from decon.detect.options import DetectOptions
-from decon.detect.pipeline import load_reference
 from decon.evals.extract import fingerprint
 
 LONG_Q = (
@@ -109,11 +109,11 @@ def test_skip_counts_equal_the_detectors(tmp_path, capsys, options):
         opts.eval_min_unique_word_count = int(flags["--eval-min-unique-word-count"])
     opts.eval_dedup = "--no-eval-dedup" not in options
     opts.index_answers = "--no-index-answers" not in options
-    index = load_reference(ref, opts).stats
+    stats = load_detector(ref, opts).stats
     for name, ev in data["evals"].items():
-        want = index.skipped_per_eval.get(name, {})
+        want = stats.skipped_per_eval.get(name, {})
         assert {k: v for k, v in ev["skipped"].items() if v} == want, name
-        assert ev["indexed"] == index.per_eval.get(name, 0)
+        assert ev["indexed"] == stats.per_eval.get(name, 0)
 
 
 def test_figures_per_eval(tmp_path, capsys):

@@ -12,15 +12,10 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from decon.detect.detector import load_detector
 from decon.detect.io import is_data_file
 from decon.detect.options import OPTION_HELP, DetectOptions
-from decon.detect.pipeline import (
-    FileResult,
-    FileTask,
-    load_reference,
-    output_names,
-    process_files,
-)
+from decon.detect.pipeline import FileResult, FileTask, output_names, process_files
 from decon.errors import UserError
 
 
@@ -178,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     cleaned_dir = args.cleaned_dir or (args.report_dir / "cleaned" if options.purify else None)
     t0 = time.perf_counter()
     try:
-        detector = load_reference(args.reference, options)
+        detector = load_detector(args.reference, options)
     except (OSError, ValueError) as exc:
         raise UserError(f"{args.reference}: {exc}") from None
     st = detector.stats

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from decon.detect.options import DetectOptions
 from decon.detect.records import ReferenceStats, kept_records, read_records
@@ -48,17 +47,3 @@ def read_questions(
             words = tuple(r.question.split())
             out.append(EvalQuestion(item_id=len(out), **r.source, words=words))
     return out, stats
-
-
-def question_fields(question: EvalQuestion) -> dict[str, Any]:
-    """The report fields naming the matched eval item (the same names simple mode uses)."""
-    return {
-        "eval_key": question.eval_key,
-        "eval_dataset": question.eval_key,
-        "eval_line": question.eval_line,
-        "eval_instance_index": question.eval_instance_index,
-        "split": question.split,
-        "fingerprint": question.fingerprint,
-        "reference_file": question.reference_file,
-        "eval_question_text": question.text,
-    }

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from decon.detect.evaltext import EvalQuestion, question_fields, read_questions
+from decon.detect.evaltext import EvalQuestion, read_questions
+from decon.detect.match import Findings, Match, ShingleEvidence
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.records import ReferenceStats
@@ -296,12 +297,15 @@ class MinHashDetector:
                 best, best_start = score, start
         return best, best_start
 
-    def detect(self, text: str) -> tuple[list[dict[str, Any]], bool]:
-        """Report fields of every eval question found in `text`, and whether it was scanned."""
+    def detect_batch(self, texts: list[str]) -> list[Findings]:
+        return [self._detect(text) for text in texts]
+
+    def _detect(self, text: str) -> Findings:
+        """Every eval question found in `text`."""
         doc = self._doc(text)
         windows = self.candidate_windows(doc.hashes)
         if not windows:
-            return [], False
+            return Findings([], False)
         perm = permuted_hashes(doc.hashes, self.a, self.b)
         regions: dict[int, list[int]] = {}
         candidates = self.lsh_candidates(perm, windows)
@@ -320,24 +324,16 @@ class MinHashDetector:
             score, start = self.best_window(q, hashes, lo, hi)
             if score >= self.options.minhash_threshold:
                 found.append((start, item_id, score, min(q.length, hi - lo)))
-        return [self._fields(doc, *f) for f in sorted(found)], True
+        return Findings([self._match(doc, *f) for f in sorted(found)], True)
 
-    def _fields(self, doc: _Doc, start: int, item_id: int, score: float, length: int) -> dict:
+    def _match(self, doc: _Doc, start: int, item_id: int, score: float, length: int) -> Match:
         q = self.questions[item_id]
         end = start + length - 1 + self.k - 1  # inclusive token index
         metric = (
             "containment" if self.options.minhash_metric == "containment" else "jaccard_similarity"
         )
-        return {
-            **question_fields(q.meta),
-            metric: round(score, 6),
-            "contamination_score": round(score, 6),
-            "contamination_start_idx": start,
-            "contamination_end_idx": end,
-            "training_overlap_text": doc.render(start, end + 1),
-            "eval_shingles": len(q.shingles),
-            "method": "minhash",
-        }
+        evidence = ShingleEvidence(metric=metric, eval_shingles=len(q.shingles))
+        return Match(q.meta, score, start, end, doc.render(start, end + 1), evidence)
 
 
 def load_minhash(reference: Path, options: DetectOptions) -> MinHashDetector:

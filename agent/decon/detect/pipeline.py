@@ -1,4 +1,4 @@
-"""File-level detection: reference loading, per-document detection, per-file outputs.
+"""File-level detection: per-document detection over chunks of lines, per-file outputs.
 
 `process_file` / `process_files` stream each input in chunks of lines. With more than one
 worker the chunks go to a fork-based process pool (the detector is inherited copy-on-write,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decon.detect.detector import DocumentDetector, load_detector
+from decon.detect.detector import DocumentDetector
 from decon.detect.io import (
     GzipFromParts,
     LineReader,
@@ -32,13 +32,15 @@ from decon.detect.io import (
     open_binary_write,
     strip_data_suffix,
 )
+from decon.detect.match import Findings
 from decon.detect.options import DetectOptions
 from decon.detect.report import report_line
 
 CHUNK_BYTES = 4 << 20
-# A chunk prefilter's arrays take several times its texts' size: batches of about this many
-# characters keep them small (cache-friendly, and memory is reused rather than faulted in).
-SELECT_BATCH_CHARS = 1 << 20
+# A batch's arrays (the simple mode's prefilter) take several times its texts' size: batches
+# of about this many characters keep them small (cache-friendly, and memory is reused rather
+# than faulted in).
+BATCH_CHARS = 1 << 20
 CANCEL_POLL_SECONDS = 0.2
 
 
@@ -138,11 +140,6 @@ class FileTask:
     cleaned_path: Path | None = None
 
 
-def load_reference(path_or_dir: Path | str, options: DetectOptions) -> DocumentDetector:
-    """The detector of `options.mode` built from a Decon eval file or directory tree."""
-    return load_detector(path_or_dir, options)
-
-
 # -- chunk work (runs in workers) ------------------------------------------------------------
 
 
@@ -169,12 +166,10 @@ def detect_chunk(
     lines: list[bytes],
     deflate_kept: bool = False,
 ) -> ChunkResult:
-    """Detect every line of a chunk (pure apart from CPU).
-
-    A detector with a chunk prefilter (`ChunkPrefiltering`) first rules out, in one
-    vectorised pass over all the chunk's texts, the documents that cannot match.
-    `deflate_kept` also compresses the lines a purified gzip copy keeps, so that compression
-    runs in the workers rather than in the one process that writes the file.
+    """Detect every line of a chunk (pure apart from CPU), its texts in batches of about
+    `BATCH_CHARS` characters. `deflate_kept` also compresses the lines a purified gzip copy
+    keeps, so that compression runs in the workers rather than in the one process that
+    writes the file.
     """
     content_key = detector.options.content_key
     result = ChunkResult(reports=[])
@@ -198,30 +193,15 @@ def detect_chunk(
         offsets.append(offset)
         texts.append(got.text)
         doc_ids.append(got.doc_id)
-    select = getattr(detector, "select", None)
-    if select is not None:
-        kept = []
-        for batch in _batches(texts, SELECT_BATCH_CHARS):
-            kept += select(batch)
-
-        def detect(i: int) -> tuple[list[dict[str, Any]], bool]:
-            selected = kept[i]
-            if selected is None:
-                return [], False
-            return detector.detect_selected(texts[i], selected)  # type: ignore[attr-defined]
-
-    else:
-
-        def detect(i: int) -> tuple[list[dict[str, Any]], bool]:
-            return detector.detect(texts[i])
-
-    for i, (offset, doc_id) in enumerate(zip(offsets, doc_ids, strict=True)):
-        matches, scanned = detect(i)
-        result.scanned += scanned
-        if matches:
+    findings: list[Findings] = []
+    for batch in _batches(texts, BATCH_CHARS):
+        findings += detector.detect_batch(batch)
+    for offset, doc_id, found in zip(offsets, doc_ids, findings, strict=True):
+        result.scanned += found.scanned
+        if found.matches:
             line_no = first_line + offset
             result.reports.append(
-                (offset, [report_line(m, rel_name, line_no, doc_id) for m in matches])
+                (offset, [report_line(m, rel_name, line_no, doc_id) for m in found.matches])
             )
     if deflate_kept:
         bad = {offset for offset, _ in result.reports}

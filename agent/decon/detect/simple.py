@@ -1,657 +1,140 @@
-"""Decon's simple mode on one tokenized document (pure: tokens in, matches out).
+"""Decon's simple mode: `SimpleDetector`, in three stages per batch of documents.
 
-Sampling: look up the question n-gram at position i; on a miss jump `sample_every_m_tokens`;
-on a hot n-gram step by one; on a hit expand a cluster left and right per candidate item,
-dropping an item after `question_max_consecutive_misses` consecutive misses. Every (cluster,
-item) is scored by IDF-weighted question overlap, answer overlap after the question, passage
-overlap before it, Decon's weights and a length-adjusted threshold.
+1. The prefilter (`decon.detect.prefilter`, lossless), over the whole batch at once: rules
+   out the documents that hold no seed n-gram and no word anchor, and says for the others
+   whether an n-gram cluster can score and where word anchors can occur (`prefilter: false`
+   keeps every document, and its anchors are looked up).
+2. Decon's n-gram clusters (`decon.detect.ngram_clusters`) of the documents where one can.
+3. By default (`compat: none`), the word-alignment rules (`decon.detect.alignment_rules`) at
+   the anchors, for every indexed item including those under `eval_min_token_length`; then
+   one match per eval instance (a multiple-choice question expanded into a record per choice
+   is one instance).
 
-Unlike Decon, positions inside an expanded cluster are also checked for items the cluster did
-not track, so an item whose seed n-gram falls inside an earlier cluster is still found.
-
-`compat: decon` stops there. The default (`compat: none`) probes every position (stride 1),
-adds the word-alignment rules of `decon.detect.alignment` for every indexed item including
-those under `eval_min_token_length`, and reports one match per eval instance (a multiple-choice
-question expanded into a record per choice is one instance). Each match carries `match_kind`,
-`rule` and a `reason` with the figures that decided it.
+`compat: decon` stops after the clusters. Each match carries `match_kind`, `rule` and a
+`reason` with the figures that decided it.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import compress, count, repeat
-from operator import is_not
 
-from decon.detect.alignment import Alignment, find_alignments, word_to_token_bpe
-from decon.detect.ngramtable import NgramTable
+from decon.detect import alignment_rules
+from decon.detect.match import Findings, Match
+from decon.detect.ngram_clusters import cluster_matches
 from decon.detect.normalize import normalized_words
-from decon.detect.reference import EvalItem, ReferenceIndex
+from decon.detect.reference import ReferenceIndex
 from decon.detect.tokenize import BpeTokenizer, Tokenizer, WordTokenizer
 
-W_QAP = (0.7, 0.2, 0.1)
-W_QA = (0.75, 0.25)
-W_QP = (0.85, 0.15)
-MIN_INFORMATIVE_NGRAMS = 20.0
-MIN_INFORMATIVE_ANSWER_TOKENS = 4.0
+
+@dataclass(frozen=True)
+class _Kept:
+    """A document the prefilter kept: its normalised words; `scan` False when no n-gram
+    cluster can score; `candidates`, per item, the word positions where the alignment rules
+    try its question (empty: no alignment step)."""
+
+    text: str
+    words: list[str]
+    scan: bool
+    candidates: dict[int, set[int]]
 
 
-@dataclass
-class Cluster:
-    """Matches grown from one seed: per item the matched n-gram ids and (start, end) n-gram
-    positions."""
-
-    matches: dict[int, set[int]]
-    bounds: dict[int, list[int]]
-    end_idx: int
-
-
-@dataclass
-class Match:
-    """One contaminated (document, eval item) pair with Decon's report values."""
-
-    item: EvalItem
-    contamination_score: float
-    idf_overlap: float
-    ngram_match_cnt: int
-    question_start_idx: int
-    question_end_idx: int
-    cluster_token_length: int
-    length_adjusted_question_threshold: float
-    answer_overlap_ratio: float | None = None
-    answer_idf_overlap: float | None = None
-    answer_boundaries: list[tuple[int, int]] | None = None
-    passage_overlap_ratio: float | None = None
-    passage_idf_overlap: float | None = None
-    passage_start_idx: int | None = None
-    passage_end_idx: int | None = None
-    training_overlap_text: str | None = None
-    match_kind: str = "question"  # question | question_answer | question_passage | ...
-    rule: str = "decon_score"  # which rule reported it (see the module docstring)
-    reason: str = ""  # the figures that decided it
-
-
-def interpolate_threshold(
-    length: int, perfect_start: int, threshold_end: int, target: float
-) -> float:
-    """1.0 up to `perfect_start` tokens, `target` from `threshold_end`, linear between.
-
-    A negative bound means "unset", as Decon's Option::None.
-    """
-    if perfect_start >= 0 and threshold_end >= 0:
-        if length <= perfect_start:
-            return 1.0
-        if length >= threshold_end or perfect_start == threshold_end:
-            return target
-        ratio = (length - perfect_start) / (threshold_end - perfect_start)
-        return 1.0 - (1.0 - target) * ratio
-    if perfect_start >= 0:
-        return 1.0 if length <= perfect_start else target
-    return target
-
-
-def answer_confidence(answer_token_length: int | None) -> float:
-    if answer_token_length is None:
-        return 1.0
-    if answer_token_length < MIN_INFORMATIVE_ANSWER_TOKENS:
-        return 0.5 + (answer_token_length / MIN_INFORMATIVE_ANSWER_TOKENS) * 0.5
-    return 1.0
-
-
-def combined_score(
-    question_idf: float,
-    eval_unique_ngrams: int,
-    question_token_length: int,
-    answer_idf: float | None,
-    answer_token_length: int | None,
-    passage_idf: float | None,
-    passage_token_length: int | None,
-    threshold: float,
-    decay_start: int,
-    decay_end: int,
-) -> float:
-    """Decon's weighted Q/QA/QP/QAP score with its cumulative-length adjustment."""
-    has_a, has_p = answer_idf is not None, passage_idf is not None
-    a, p = answer_idf or 0.0, passage_idf or 0.0
-    q_conf = (
-        0.5 + (eval_unique_ngrams / MIN_INFORMATIVE_NGRAMS) * 0.5
-        if eval_unique_ngrams < MIN_INFORMATIVE_NGRAMS
-        else 1.0
-    )
-    if has_a and has_p:
-        a_conf = answer_confidence(answer_token_length)
-        wq, wa, wp = W_QAP
-        if q_conf < 1.0 or a_conf < 1.0:
-            q_w = wq * q_conf
-            lost = wq * (1.0 - q_conf)
-            a_after = wa + lost * 0.5
-            p_after = wp + lost * 0.5
-            a_w = a_after * a_conf
-            p_w = p_after + a_after * (1 - a_conf)
-            base = question_idf * q_w + a * a_w + p * p_w
-        else:
-            base = question_idf * wq + a * wa + p * wp
-    elif has_a:
-        wq, wa = W_QA
-        if q_conf < 1.0:
-            base = question_idf * wq * q_conf + a * (wa + wq * (1.0 - q_conf))
-        else:
-            base = question_idf * wq + a * wa
-    elif has_p:
-        wq, wp = W_QP
-        if q_conf < 1.0:
-            base = question_idf * wq * q_conf + p * (wp + wq * (1.0 - q_conf))
-        else:
-            base = question_idf * wq + p * wp
-    else:
-        base = question_idf
-    score = min(base, 1.0)
-    if decay_start < 0 and decay_end < 0:
-        return score
-    cumulative = question_token_length
-    if has_a:
-        cumulative += answer_token_length or 0
-    if has_p:
-        cumulative += passage_token_length or 0
-    required = interpolate_threshold(cumulative, decay_start, decay_end, threshold)
-    if required > threshold:
-        scale = threshold / required
-        return score * scale + (1.0 - scale) * (1.0 if score == 1.0 else 0.0)
-    return score
-
-
-class Scanner:
-    """Scans one document's tokens against a reference index."""
+class SimpleDetector:
+    """Decon's simple mode over a `ReferenceIndex` (see the module docstring)."""
 
     def __init__(self, index: ReferenceIndex) -> None:
         self.index = index
-        self.o = index.options
+        self.options = index.options
+        self.stats = index.stats
 
-    # -- cluster discovery ---------------------------------------------------------------
-    def ngram_ids(self, tokens: list[int], n: int, table: NgramTable) -> list[int | None]:
-        """The id of every n-token window of `tokens` (None: not an indexed n-gram)."""
-        assert table.n == n
-        return table.ids(tokens)
+    def detect_batch(self, texts: list[str]) -> list[Findings]:
+        return [
+            Findings([], False) if kept is None else self._detect(kept)
+            for kept in self._prefilter(texts)
+        ]
 
-    def find_clusters(self, ids: list[int | None]) -> list[Cluster]:
-        """Sample, expand, and (the defect fix) re-check positions inside each cluster."""
-        hot = self.index.hot
-        clusters: list[Cluster] = []
-        if self.o.extended:
-            # compat none probes every position, so no question is skipped by the stride:
-            # the probes that hit are exactly the non-empty ids.
-            present = list(compress(count(), map(is_not, ids, repeat(None))))
-            i = 0
-            for p in present:
-                if p < i or ids[p] in hot:
-                    continue
-                i = max(p, self._cluster_at(p, ids, clusters, present) + 1)
-            return clusters
-        present = None  # computed at the first hit
-        step = self.o.sample_every_m_tokens
-        total = len(ids)
-        i = 0
-        while i < total:
-            nid = ids[i]
-            if nid is None:
-                i += step
-                continue
-            if nid in hot:
-                i += 1
-                continue
-            if present is None:
-                present = list(compress(count(), map(is_not, ids, repeat(None))))
-            i = max(i, self._cluster_at(i, ids, clusters, present) + 1)
-        return clusters
-
-    def _cluster_at(
-        self, i: int, ids: list[int | None], clusters: list[Cluster], present: list[int]
-    ) -> int:
-        """Expand the hit at `i` and re-check the positions inside; the last position covered."""
-        hot, docs_of = self.index.hot, self.index.ngram_docs
-        cluster = self.expand(i, set(docs_of[ids[i]]), ids, present)  # type: ignore[index]
-        clusters.append(cluster)
-        tracked = set(cluster.matches)
-        end = cluster.end_idx
-        j = i + 1
-        while j <= end:
-            jid = ids[j]
-            if jid is not None and jid not in hot:
-                new = docs_of[jid] - tracked
-                if new:
-                    sub = self.expand(j, set(new), ids, present)
-                    clusters.append(sub)
-                    tracked |= new
-                    end = max(end, sub.end_idx)
-            j += 1
-        return end
-
-    def expand(
-        self, hit: int, initial: set[int], ids: list[int | None], present: list[int] | None = None
-    ) -> Cluster:
-        """Grow a cluster from `hit` per item; `present` lists the positions whose id is not
-        None (computed when not given): a run of misses is taken in one step."""
-        docs_of = self.index.ngram_docs
-        max_misses = self.o.question_max_consecutive_misses
-        seed = ids[hit]
-        matches = {d: {seed} for d in initial}
-        bounds = {d: [hit, hit] for d in initial}
-        total = len(ids)
-        if present is None:
-            present = list(compress(count(), map(is_not, ids, repeat(None))))
-        n_present = len(present)
-
-        def walk(direction: int) -> int:
-            active = set(initial)
-            misses = dict.fromkeys(initial, 0)
-            cur = hit
-            side = 0 if direction < 0 else 1
-            while active:
-                if direction > 0:
-                    if cur + 1 >= total:
-                        break
-                    k = bisect.bisect_right(present, cur)
-                    gap = (present[k] if k < n_present else total) - cur - 1
-                else:
-                    if cur == 0:
-                        break
-                    k = bisect.bisect_left(present, cur) - 1
-                    gap = cur - (present[k] if k >= 0 else -1) - 1
-                if gap:
-                    # `gap` positions without an n-gram: every active item misses at each.
-                    last_drop = max_misses - min(misses[d] for d in active)
-                    if last_drop <= gap:
-                        return cur + direction * last_drop
-                    cur += direction * gap
-                    for d in list(active):
-                        misses[d] += gap
-                        if misses[d] >= max_misses:
-                            active.discard(d)
-                    continue
-                cur += direction
-                nid = ids[cur]
-                here = docs_of[nid]  # type: ignore[index]
-                inter = active & here
-                if inter:
-                    for d in inter:
-                        got = matches[d]
-                        if nid not in got:
-                            got.add(nid)
-                            misses[d] = 0
-                        bounds[d][side] = cur
-                    losers = active - here
-                else:
-                    losers = set(active)
-                for d in losers:
-                    misses[d] += 1
-                    if misses[d] >= max_misses:
-                        active.discard(d)
-            return cur
-
-        walk(-1)
-        end = walk(+1)
-        return Cluster(matches=matches, bounds=bounds, end_idx=end)
-
-    # -- scoring ---------------------------------------------------------------------------
-    def may_score(self, ids: list[int | None]) -> bool:
-        """False only when no cluster of the document can reach the question IDF threshold:
-        a cluster's n-grams are among the document's, so their IDF summed per item bounds
-        every cluster's (the margin covers the summation order), and most documents that
-        pass the prefilter share one stray n-gram with an item of many."""
-        min_q = self.o.minimum_question_idf_threshold
-        if min_q <= 0:
-            return True
-        idf, docs_of = self.index.ngram_idf, self.index.ngram_docs
-        reach: dict[int, float] = {}
-        for nid in set(ids):
-            if nid is not None:
-                weight = idf[nid]
-                if weight < 0:  # (IDF is ln(N/df) with df <= N: never, but the bound needs it)
-                    return True
-                for d in docs_of[nid]:
-                    reach[d] = reach.get(d, 0.0) + weight
-        idf_sums = self.index.items.question_idf_sums
-        for d, total in reach.items():
-            need = float(idf_sums[d]) * min_q
-            if need > 0 and total >= need * (1 - 1e-9):
-                return True
-        return False
-
-    def score(self, cluster: Cluster, item_id: int, tokens: list[int]) -> Match | None:
-        o, index = self.o, self.index
-        item = index.items[item_id]
-        n = o.ngram_size
-        matched = cluster.matches[item_id]
-        idf = index.ngram_idf
-        q_idf = (
-            sum(idf[m] for m in sorted(matched)) / item.question_idf_sum
-            if item.question_idf_sum > 0
-            else 0.0
-        )
-        min_q = o.minimum_question_idf_threshold
-        if q_idf < min_q:
-            return None
-        required_q = interpolate_threshold(
-            item.question_token_length,
-            o.perfect_match_decay_start,
-            o.perfect_match_decay_end,
-            min_q,
-        )
-        if q_idf < required_q:
-            return None
-        start, end = cluster.bounds[item_id]
-        cluster_len = end + n - 1 - start + 1
-        excess = max(0, cluster_len - item.question_token_length)
-        p_ratio = p_idf = None
-        p_bounds = None
-        if item.has_passage:
-            p_ratio, p_idf, p_bounds = self.passage(item, start, tokens)
-        a_ratio = a_idf = None
-        a_bounds = None
-        if item.has_answer:
-            q_end = max(0, end + n - 1 - excess)
-            a_ratio, a_idf, a_bounds = self.answer(item, q_end, tokens)
-        score = combined_score(
-            q_idf,
-            item.unique_ngrams,
-            item.question_token_length,
-            a_idf,
-            len(item.answer_token_set) if item.has_answer else None,
-            p_idf,
-            item.passage_token_length if item.has_passage else None,
-            o.contamination_score_threshold,
-            o.perfect_match_decay_start,
-            o.perfect_match_decay_end,
-        )
-        if score < o.contamination_score_threshold:
-            return None
-        question_end = end + n - 1
-        if a_bounds and a_bounds[0][0] <= question_end and cluster_len > item.question_token_length:
-            question_end = max(0, a_bounds[0][0] - 1)
-        has_a = bool(a_idf)
-        has_p = bool(p_idf)
-        kind = "question" + ("_answer" if has_a else "") + ("_passage" if has_p else "")
-        reason = (
-            f"contamination_score {score:.3f} >= {o.contamination_score_threshold} "
-            f"(question idf overlap {q_idf:.3f} over {len(matched)} n-grams"
-            + (f", answer idf overlap {a_idf:.3f}" if a_idf is not None else "")
-            + (f", passage idf overlap {p_idf:.3f}" if p_idf is not None else "")
-            + ")"
-        )
-        return Match(
-            match_kind=kind,
-            reason=reason,
-            item=item,
-            contamination_score=score,
-            idf_overlap=q_idf,
-            ngram_match_cnt=len(matched),
-            question_start_idx=start,
-            question_end_idx=question_end,
-            cluster_token_length=cluster_len,
-            length_adjusted_question_threshold=required_q,
-            answer_overlap_ratio=a_ratio,
-            answer_idf_overlap=a_idf,
-            answer_boundaries=a_bounds,
-            passage_overlap_ratio=p_ratio,
-            passage_idf_overlap=p_idf,
-            passage_start_idx=p_bounds[0] if p_bounds else None,
-            passage_end_idx=p_bounds[1] if p_bounds else None,
-        )
-
-    def answer(
-        self, item: EvalItem, q_end: int, tokens: list[int]
-    ) -> tuple[float, float, list[tuple[int, int]] | None]:
-        o, index = self.o, self.index
-        answer = item.answer_tokens or []
-        length = len(answer)
-        short = length <= o.short_answer_token_threshold
-        if short:
-            window = o.short_answer_window_length
+    def _prefilter(self, texts: list[str]) -> list[_Kept | None]:
+        """Per text: what the prefilter kept of it, or None when it cannot match (nor when
+        it is shorter than one n-gram)."""
+        o = self.options
+        all_words: list[list[str] | None]
+        marks: list[list[tuple[int, int]] | None] | None = None  # None: anchors not located
+        if o.prefilter:
+            chunk = self.index.prefilter.select_anchored(texts, o.punctuation_chars)
+            all_words, scans, marks = chunk.words, chunk.selected, chunk.marks
         else:
-            window = max(length * 2, o.min_long_answer_window)
-        w_start = q_end + 1
-        w_end = min(w_start + window, len(tokens))
-        bounds: list[tuple[int, int]] | None = None
-        idf_overlap = 0.0
-        if short:
-            k = len(answer)
-            for s in range(w_start, w_end):
-                if s + k > len(tokens):
-                    break
-                if k and tokens[s : s + k] == answer:
-                    bounds = [(s, s + k - 1)]
-                    ref = sum(index.answer_token_idf.get(t, 0.0) for t in item.answer_token_set)
-                    idf_overlap = 1.0 if ref > 0 else 0.0
-                    break
-        else:
-            an = o.answer_ngram_size
-            if item.answer_idf_total != 0.0 and w_end > w_start and w_end - w_start >= an:
-                window_ids = index.answer_ngrams.ids(tokens[w_start:w_end])
-                seen: set[int] = set()
-                positions = []
-                total_idf = 0.0
-                for s in range(w_start, w_end - an + 1):
-                    aid = window_ids[s - w_start]
-                    if aid is not None and aid in item.answer_ngram_ids:
-                        if aid not in seen:
-                            seen.add(aid)
-                            total_idf += index.answer_ngram_idf[aid]
-                        positions.append((s, s + an - 1))
-                if positions:
-                    idf_overlap = total_idf / item.answer_idf_total
-                    bounds = []
-                    cs, ce = positions[0]
-                    for s, e in positions[1:]:
-                        if s <= ce + an:
-                            ce = max(ce, e)
-                        else:
-                            bounds.append((cs, ce))
-                            cs, ce = s, e
-                    bounds.append((cs, ce))
-        answer_set = item.answer_token_set
-        if bounds:
-            found = {t for s, e in bounds for t in tokens[s : e + 1] if t in answer_set}
-        else:
-            found = {t for t in tokens[w_start:w_end] if t in answer_set}
-        ratio = len(found) / len(answer_set) if answer_set else 0.0
-        return ratio, idf_overlap, bounds
-
-    def passage(
-        self, item: EvalItem, q_start: int, tokens: list[int]
-    ) -> tuple[float, float, tuple[int, int] | None]:
-        o, index = self.o, self.index
-        pn = o.passage_ngram_size
-        window = max(item.passage_token_length * 2, o.min_passage_distance)
-        w_end = max(0, q_start - 1)
-        w_start = max(0, w_end - window)
-        if w_start >= w_end or w_end - w_start < pn or item.passage_idf_total == 0.0:
-            return 0.0, 0.0, None
-        window_ids = index.passage_ngrams.ids(tokens[w_start:w_end])
-        seen: set[int] = set()
-        first = last = None
-        misses = 0
-        total_idf = 0.0
-        for s in range(w_end - pn, w_start - 1, -1):
-            pid = window_ids[s - w_start]
-            if pid is not None and pid in item.passage_ngram_ids:
-                if pid not in seen:
-                    seen.add(pid)
-                    total_idf += index.passage_ngram_idf[pid]
-                if first is None:
-                    last = s + pn - 1
-                first = s
-                misses = 0
-            elif first is not None:
-                misses += 1
-                if misses > o.passage_max_consecutive_misses:
-                    break
-        if first is None or last is None:
-            return 0.0, 0.0, None
-        passage_set = item.passage_token_set or frozenset()
-        found = {t for t in tokens[first : last + 1] if t in passage_set}
-        ratio = len(found) / len(passage_set) if passage_set else 0.0
-        return ratio, total_idf / item.passage_idf_total, (first, last)
-
-
-def detect_tokens(
-    tokens: list[int],
-    index: ReferenceIndex,
-    render: Callable[[int, int], str] | None = None,
-) -> list[Match]:
-    """All matches in one tokenized document: the best-scoring one per eval item.
-
-    `render(start, end)` returns the text of tokens [start, end) for `training_overlap_text`.
-    """
-    o = index.options
-    n = o.ngram_size
-    if len(tokens) < max(n, o.training_min_tokens):
-        return []
-    scanner = Scanner(index)
-    ids = scanner.ngram_ids(tokens, n, index.question_ngrams)
-    if not scanner.may_score(ids):
-        return []
-    best: dict[int, Match] = {}
-    for cluster in scanner.find_clusters(ids):
-        for item_id in sorted(cluster.matches):
-            match = scanner.score(cluster, item_id, tokens)
-            if match is None:
+            all_words = [normalized_words(t, o.punctuation_chars) for t in texts]
+            scans = [True] * len(texts)
+        kept: list[_Kept | None] = []
+        for i, (text, words) in enumerate(zip(texts, all_words, strict=True)):
+            if words is None or len(words) < o.ngram_size:
+                kept.append(None)
                 continue
-            prev = best.get(item_id)
-            if prev is None or match.contamination_score > prev.contamination_score:
-                best[item_id] = match
-    matches = sorted(best.values(), key=lambda m: (m.question_start_idx, m.item.item_id))
-    if render is not None:
-        for m in matches:
-            m.training_overlap_text = overlap_text(m, len(tokens), render)
-    return matches
+            if marks is None:
+                candidates = self._anchor_candidates(words)
+            else:
+                candidates = self._candidates_at(words, marks[i] or ())
+            kept.append(_Kept(text, words, scans[i], candidates))
+        return kept
 
+    def _anchor_candidates(self, words: list[str]) -> dict[int, set[int]]:
+        """Where the alignment rules try each item's question: at every anchor in `words`."""
+        by_length = self.index.anchors.by_length
+        if not (self.options.extended and by_length):
+            return {}
+        return alignment_rules.anchor_candidates(words, by_length)
 
-def overlap_text(m: Match, length: int, render: Callable[[int, int], str]) -> str:
-    """Question span in 【】 with 30 tokens of context before and 60 after (Decon's layout)."""
-    last = m.question_end_idx
-    if m.answer_boundaries:
-        last = max(last, m.answer_boundaries[-1][1])
-    first = m.question_start_idx
-    if m.passage_start_idx is not None:
-        first = min(first, m.passage_start_idx)
-    before_start = max(0, first - 30)
-    after_end = min(length, last + 1 + 60)
-    parts = []
-    if before_start > 0:
-        parts.append("...")
-    parts.append(render(before_start, m.question_start_idx))
-    parts.append("【" + render(m.question_start_idx, m.question_end_idx + 1) + "】")
-    parts.append(render(m.question_end_idx + 1, after_end))
-    if after_end < length:
-        parts.append("...")
-    return " ".join(p.strip() for p in parts if p.strip())
+    def _candidates_at(
+        self, words: list[str], places: Iterable[tuple[int, int]]
+    ) -> dict[int, set[int]]:
+        """`_anchor_candidates` from the prefilter's `places`, (word position, index into
+        `Prefilter.anchor_runs`): where anchors can occur (all of them, and perhaps a few
+        false ones)."""
+        by_length = self.index.anchors.by_length
+        if not (self.options.extended and by_length):
+            return {}
+        runs = self.index.prefilter.anchor_runs
+        at = [(p, runs[a]) for p, a in places]
+        return alignment_rules.candidates_at(words, at, by_length)
 
+    def _detect(self, kept: _Kept) -> Findings:
+        """The clusters and alignments of one kept document (its text is only read for
+        sentence boundaries: the short-sentence rule)."""
+        o, index = self.options, self.index
+        if not kept.scan and not kept.candidates:
+            return Findings([], True)
+        tok, words = index.tokenizer, kept.words
+        tokens: list[int] = []
+        matches: list[Match] = []
+        if kept.scan:
+            tokens = _encode(tok, words)
+            matches = cluster_matches(tokens, index, _renderer(tok, words, tokens))
+        if o.extended:
+            matches = _one_per_instance(matches)
+        if not kept.candidates:
+            return Findings(matches, True)
+        seen = {m.item.instance for m in matches}  # type: ignore[union-attr]
+        aligned = [
+            a
+            for a in alignment_rules.find_alignments(kept.text, words, index, kept.candidates)
+            if a.item.instance not in seen
+        ]
+        if not aligned:
+            return Findings(matches, True)
+        if not tokens:
+            tokens = _encode(tok, words)
+        render = _renderer(tok, words, tokens)
+        if isinstance(tok, WordTokenizer):
 
-def alignment_match(al: Alignment, to_token: Callable[[int, bool], int]) -> Match:
-    """Report values of an alignment; positions are token indices like Decon's."""
-    item = al.item
-    length = len(item.question_words)
-    similarity = 1.0 - al.edits / length
-    reason = (
-        f"question words {al.start}-{al.end - 1} aligned with {al.edits} of "
-        f"{item.question_edits} allowed word edits ({length} words, {al.content_words} "
-        "content words)"
-    )
-    reason += f", evidence {al.evidence:.2f}"
-    if al.rule == "question_answer_window":
-        reason += f"; answer {al.answer_side} the question"
-    elif al.rule == "question_passage_window":
-        reason += "; passage before the question"
-    elif al.rule == "question_only":
-        reason += "; long and specific enough to stand alone"
-    else:
-        reason += "; a line, list entry or quoted string of its own"
-    bounds = None
-    if al.answer is not None:
-        bounds = [(to_token(al.answer[0], False), to_token(al.answer[1] - 1, True))]
-    passage = None
-    if al.passage is not None:
-        passage = (to_token(al.passage[0], False), to_token(al.passage[1] - 1, True))
-    start = to_token(al.start, False)
-    end = to_token(al.end - 1, True)
-    return Match(
-        item=item,
-        contamination_score=similarity,
-        idf_overlap=similarity,
-        ngram_match_cnt=length - al.edits,
-        question_start_idx=start,
-        question_end_idx=end,
-        cluster_token_length=end - start + 1,
-        length_adjusted_question_threshold=1.0 - item.question_edits / length,
-        answer_overlap_ratio=1.0 if al.answer is not None else None,
-        answer_boundaries=bounds,
-        passage_overlap_ratio=1.0 if passage is not None else None,
-        passage_start_idx=passage[0] if passage else None,
-        passage_end_idx=passage[1] if passage else None,
-        match_kind=al.match_kind,
-        rule=al.rule,
-        reason=reason,
-    )
+            def to_token(i: int, last: bool) -> int:
+                return i
 
-
-def detect_text(text: str, index: ReferenceIndex) -> tuple[list[Match], bool]:
-    """Matches in one document and whether it was fully scanned (passed the prefilter)."""
-    return detect_words(text, normalized_words(text, index.options.punctuation_chars), index)
-
-
-def detect_words(
-    text: str,
-    words: list[str],
-    index: ReferenceIndex,
-    scan: bool = True,
-    anchors: list[tuple[int, tuple[str, ...]]] | None = None,
-) -> tuple[list[Match], bool]:
-    """`detect_text` of a document whose normalised words are already known (`words`); the
-    text itself is only read for sentence boundaries (short-item rule). From the chunk
-    prefilter: `scan=False` says no n-gram cluster can score (no n-gram scan); `anchors`
-    lists the places where word anchors can occur (`Prefilter.select_anchored`; empty: no
-    alignment step; None: look them up)."""
-    o = index.options
-    if len(words) < o.ngram_size:
-        return [], False
-    if o.prefilter and not index.prefilter.may_match(words):
-        return [], False
-    align = o.extended and anchors != [] and bool(index.anchors.by_length)
-    if not scan and not align:
-        return [], True
-    tok = index.tokenizer
-    tokens: list[int] = []
-    if scan:
-        tokens = _encode(tok, words)
-        matches = detect_tokens(tokens, index, _renderer(tok, words, tokens))
-    else:
-        matches = []
-    if not align:
-        return (_one_per_instance(matches) if o.extended else matches), True
-    matches = _one_per_instance(matches)
-    seen = {m.item.instance for m in matches}
-    aligned = [
-        a for a in find_alignments(text, words, index, anchors) if a.item.instance not in seen
-    ]
-    if not aligned:
-        return matches, True
-    if not tokens:
-        tokens = _encode(tok, words)
-    render = _renderer(tok, words, tokens)
-    if isinstance(tok, WordTokenizer):
-
-        def to_token(i: int, last: bool) -> int:
-            return i
-
-    else:
-        to_token = word_to_token_bpe(tok, tokens, words)
-    for al in aligned:
-        m = alignment_match(al, to_token)
-        m.training_overlap_text = overlap_text(m, len(tokens), render)
-        matches.append(m)
-    matches.sort(key=lambda m: (m.question_start_idx, m.item.item_id))
-    return matches, True
+        else:
+            to_token = alignment_rules.word_to_token_bpe(tok, tokens, words)
+        length = len(tokens)
+        matches += [alignment_rules.alignment_match(a, to_token, length, render) for a in aligned]
+        matches.sort(key=lambda m: (m.start, m.item.item_id))
+        return Findings(matches, True)
 
 
 def _one_per_instance(matches: list[Match]) -> list[Match]:
@@ -659,10 +142,10 @@ def _one_per_instance(matches: list[Match]) -> list[Match]:
     with a record per choice), in document order."""
     best: dict[tuple, Match] = {}
     for m in matches:
-        key = m.item.instance
+        key = m.item.instance  # type: ignore[union-attr]
         if key not in best or m.contamination_score > best[key].contamination_score:
             best[key] = m
-    return sorted(best.values(), key=lambda m: (m.question_start_idx, m.item.item_id))
+    return sorted(best.values(), key=lambda m: (m.start, m.item.item_id))
 
 
 def _encode(tok: Tokenizer, words: list[str]) -> list[int]:

@@ -27,12 +27,13 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 
-from decon.detect.evaltext import EvalQuestion, question_fields, read_questions
+from decon.detect.evaltext import EvalQuestion, read_questions
 from decon.detect.io import iter_lines
+from decon.detect.match import Findings, Match, VectorEvidence
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.records import ReferenceStats
@@ -314,15 +315,18 @@ class ToxicDetector:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(out_rows), np.concatenate(out_gids)
 
-    def detect(self, text: str) -> tuple[list[dict[str, Any]], bool]:
-        """Report fields of every eval question found in `text`, and whether it was scanned."""
+    def detect_batch(self, texts: list[str]) -> list[Findings]:
+        return [self._detect(text) for text in texts]
+
+    def _detect(self, text: str) -> Findings:
+        """Every eval question found in `text`."""
         words = normalized_words(text, self.options.punctuation_chars)
         content, positions = self._content(words)
         if not self.questions or len(content) < self.sizes[0]:
-            return [], False
+            return Findings([], False)
         doc_rows, gids = self.gram_hits(self._rows(content))
         if not len(doc_rows):
-            return [], False
+            return Findings([], False)
         qids = self.gram_question[gids]
         order = np.lexsort((gids, doc_rows, qids))
         qids, doc_rows, gids = qids[order], doc_rows[order], gids[order]
@@ -343,9 +347,9 @@ class ToxicDetector:
                 end = positions[min(last + q.size - 1, len(positions) - 1)]
                 matches.append((start, qi, score, end))
         out = [
-            self._fields(words, qi, score, start, end) for start, qi, score, end in sorted(matches)
+            self._match(words, qi, score, start, end) for start, qi, score, end in sorted(matches)
         ]
-        return out, True
+        return Findings(out, True)
 
     def best_window(self, q: _Question, events: list[tuple[int, int]]) -> tuple[float, int, int]:
         """Best share of `q`'s n-grams found within a window of its length (+25%) of document
@@ -374,18 +378,10 @@ class ToxicDetector:
                 best, best_first, best_last = found, events[lo][0], r
         return best / q.ngrams, best_first, best_last
 
-    def _fields(self, words: list[str], qi: int, score: float, start: int, end: int) -> dict:
+    def _match(self, words: list[str], qi: int, score: float, start: int, end: int) -> Match:
         q = self.questions[qi]
-        return {
-            **question_fields(q.meta),
-            "overlap_ratio": round(score, 6),
-            "contamination_score": round(score, 6),
-            "contamination_start_idx": start,
-            "contamination_end_idx": end,
-            "training_overlap_text": " ".join(words[start : end + 1]),
-            "eval_ngrams": q.ngrams,
-            "method": "toxic",
-        }
+        text = " ".join(words[start : end + 1])
+        return Match(q.meta, score, start, end, text, VectorEvidence(eval_ngrams=q.ngrams))
 
 
 def load_toxic(reference: Path, options: DetectOptions) -> ToxicDetector:

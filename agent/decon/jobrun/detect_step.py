@@ -56,22 +56,23 @@ DetectorFactory = Callable[[Config, Path], Detector]
 
 def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
     """Decon's detection (`cfg.detect`) against the eval records under `reference_dir`."""
-    from decon.detect.pipeline import WorkerPool, load_reference, process_file, resolve_workers
+    from decon.detect.detector import load_detector
+    from decon.detect.pipeline import WorkerPool, process_file, resolve_workers
 
     options = cfg.detect
     if options.mode == "toxic" and options.toxic_vectors.startswith("s3://"):
         local = fetch_vectors(cfg, options.toxic_vectors)
         options = dataclasses.replace(options, toxic_vectors=str(local))
     if options.mode == "simple" and cfg.output.uri.startswith("s3://"):
-        from decon.detect.detector import SimpleDetector
+        from decon.detect.simple import SimpleDetector
 
-        index = SimpleDetector(shared_index(cfg, reference_dir, options))
+        detector = SimpleDetector(shared_index(cfg, reference_dir, options))
     else:
-        index = load_reference(reference_dir, options)
+        detector = load_detector(reference_dir, options)
     workers = resolve_workers(options.workers)
     # One pool for the whole job, forked now (before the pipeline's I/O threads exist) rather
     # than once per file; it is stopped when the detector is dropped or at exit.
-    pool = WorkerPool(index, workers) if workers > 1 else None
+    pool = WorkerPool(detector, workers) if workers > 1 else None
 
     def detect(
         src: Path,
@@ -80,7 +81,9 @@ def builtin_detector(cfg: Config, reference_dir: Path) -> Detector:
         cleaned_path: Path | None,
         cancel: Callable[[], bool] | None = None,
     ) -> DetectResult:
-        return process_file(src, rel_name, index, options, report_path, cleaned_path, cancel, pool)
+        return process_file(
+            src, rel_name, detector, options, report_path, cleaned_path, cancel, pool
+        )
 
     if pool is not None:
         weakref.finalize(detect, pool.close)

@@ -23,10 +23,11 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from decon.detect.identity import Identity
+from decon.detect.match import AlignmentEvidence, Match, overlap_text
 from decon.detect.options import DetectOptions
 from decon.detect.reference import FUNCTION_WORDS, EvalItem, ReferenceIndex
 from decon.detect.tokenize import BpeTokenizer
@@ -49,10 +50,10 @@ _TAIL = re.compile(r"\A[\"'\u201d\u2019)\]]*\s*[.?!:;,]*\s*[\"'\u201d\u2019)\]]*
 _CLOSING_QUOTE = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "`": "`"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Alignment:
-    """A question found in the document's words [start, end) with `edits` word edits, and
-    the evidence (summed word specificity) it carries."""
+    """A question found in the document's words [start, end) with `edits` word edits, the
+    evidence (summed word specificity) it carries, and the rule that reported it."""
 
     item: EvalItem
     start: int
@@ -156,22 +157,14 @@ def _trigram_overlap(
 
 
 def find_alignments(
-    text: str,
-    words: list[str],
-    index: ReferenceIndex,
-    anchors: list[tuple[int, tuple[str, ...]]] | None = None,
+    text: str, words: list[str], index: ReferenceIndex, candidates: dict[int, set[int]]
 ) -> list[Alignment]:
-    """Questions found by their word anchors, aligned with edits and judged by the rules: the
-    best alignment per eval instance, without those a closer sibling explains. `text` is only
-    read for the unit-of-its-own check; `anchors`, where anchors can occur (see
-    `simple.detect_words`; None: look them up)."""
+    """Questions found at their `candidates` (per item, the word positions where its question
+    would start by one of its anchors: `anchor_candidates`, `candidates_at`), aligned with
+    edits and judged by the rules: the best alignment per eval instance, without those a
+    closer sibling explains. `text` is only read for the unit-of-its-own check."""
     o = index.options
     items = index.items
-    by_length = index.anchors.by_length
-    if anchors is None:
-        candidates = anchor_candidates(words, by_length)
-    else:
-        candidates = candidates_at(words, anchors, by_length)
     spans: list[list[tuple[int, int]]] = []
 
     def unit(start: int, end: int) -> bool:
@@ -250,8 +243,8 @@ def one_per_instance(found: list[Alignment]) -> list[Alignment]:
 
 
 class Judge:
-    """The rules, in order, for one document: an `Alignment` with its rule and evidence, or
-    None when the stretch does not show enough of the item."""
+    """The rules, in order, for one document: a new `Alignment` with its rule and evidence,
+    or None when the stretch does not show enough of the item."""
 
     def __init__(
         self,
@@ -277,32 +270,38 @@ class Judge:
             lost = self.evidence(item, content - stretch)
             if lost > LOST_EVIDENCE_SHARE * (evidence + lost):
                 return None  # the edits removed what tells this item from its siblings
-        al = Alignment(item, start, end, edits, len(present), evidence)
+        found = Alignment(item, start, end, edits, len(present), evidence)
         answer = find_answer(item, words, start, end, o.answer_window_words)
         if answer is not None:
-            al.answer, al.answer_side = answer
-            al.rule, al.match_kind = "question_answer_window", "question_answer"
-            return al
+            span, side = answer
+            return replace(
+                found,
+                rule="question_answer_window",
+                match_kind="question_answer",
+                answer=span,
+                answer_side=side,
+            )
         passage = find_passage(item, words, start, o.answer_window_words)
         if passage is not None:
-            al.passage = passage
-            al.rule, al.match_kind = "question_passage_window", "question_passage"
-            return al
+            return replace(
+                found,
+                rule="question_passage_window",
+                match_kind="question_passage",
+                passage=passage,
+            )
         if self.identity is not None and item.item_id in self.identity.templates:
             return None  # its words are shared by many instances: no evidence for this one
         if len(present) < o.min_content_words:
             return None
         long_enough = len(item.question_words) >= o.question_only_min_words
         if long_enough and len(present) >= 3 and evidence >= o.question_only_min_evidence:
-            al.rule, al.match_kind = "question_only", "question"
-            return al
+            return replace(found, rule="question_only", match_kind="question")
         if (
             o.short_sentence_rule
             and evidence >= o.short_unit_min_evidence
             and self.unit(start, end)
         ):
-            al.rule, al.match_kind = "short_sentence", "short_question"
-            return al
+            return replace(found, rule="short_sentence", match_kind="short_question")
         return None
 
     def evidence(self, item: EvalItem, words: set[str]) -> float:
@@ -439,3 +438,53 @@ def word_to_token_bpe(
         return max(0, bisect.bisect_right(starts, byte) - 1)
 
     return to_token
+
+
+def alignment_match(
+    al: Alignment,
+    to_token: Callable[[int, bool], int],
+    length: int,
+    render: Callable[[int, int], str],
+) -> Match:
+    """The match of an alignment in a document of `length` tokens; `to_token(word, last)` is
+    the token position of a word's first (or last) token, `render(a, b)` the text of tokens
+    [a, b)."""
+    item = al.item
+    words = len(item.question_words)
+    similarity = 1.0 - al.edits / words
+    reason = (
+        f"question words {al.start}-{al.end - 1} aligned with {al.edits} of "
+        f"{item.question_edits} allowed word edits ({words} words, {al.content_words} "
+        "content words)"
+    )
+    reason += f", evidence {al.evidence:.2f}"
+    if al.rule == "question_answer_window":
+        reason += f"; answer {al.answer_side} the question"
+    elif al.rule == "question_passage_window":
+        reason += "; passage before the question"
+    elif al.rule == "question_only":
+        reason += "; long and specific enough to stand alone"
+    else:
+        reason += "; a line, list entry or quoted string of its own"
+    answer = None
+    if al.answer is not None:
+        answer = (to_token(al.answer[0], False), to_token(al.answer[1] - 1, True))
+    passage = None
+    if al.passage is not None:
+        passage = (to_token(al.passage[0], False), to_token(al.passage[1] - 1, True))
+    start = to_token(al.start, False)
+    end = to_token(al.end - 1, True)
+    evidence = AlignmentEvidence(
+        rule=al.rule,
+        match_kind=al.match_kind,
+        reason=reason,
+        edit_similarity=similarity,
+        matched_words=words - al.edits,
+        min_edit_similarity=1.0 - item.question_edits / words,
+        answer_span=answer,
+        passage_span=passage,
+    )
+    first = start if passage is None else min(start, passage[0])
+    last = end if answer is None else max(end, answer[1])
+    text = overlap_text((start, end), (first, last), length, render)
+    return Match(item, similarity, start, end, text, evidence)
