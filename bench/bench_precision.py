@@ -1,12 +1,12 @@
 """`make bench`: precision of a real-size reference over natural text, per mode.
 
 Reference: Decon's bundled evals (86,133 records of gsm8k, mmlu, agi_eval) when on this machine,
-else every item of the installed benchmarks (`decon.synth.benchmarks.real_reference_dir`).
+else every item of the installed benchmarks (`decon_synth.benchmarks.real_reference_dir`).
 No threshold was chosen on either; of their benchmarks only gsm8k is in the tuning half of
 `tests/detect/test_recall.py`, so rows are also given per benchmark.
 
 Training text: `BENCH_PRECISION_DOCS` clean documents (prose, code, tables, licences, news,
-reviews; `decon.synth.text.mixed_documents`) and `BENCH_PRECISION_PLANTED` documents that each
+reviews; `decon_synth.text.mixed_documents`) and `BENCH_PRECISION_PLANTED` documents that each
 hold one reference record (question, then answer) as a paragraph. A flagged clean document is a
 false positive; a planted document counts as found only with its own item reported (its
 instance, or its fingerprint: a benchmark may hold one item twice).
@@ -27,9 +27,9 @@ from decon.detect.detector import load_detector
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import FileTask, process_files
 from decon.detect.records import ReferenceStats, read_records
-from decon.synth.benchmarks import real_reference_dir
-from decon.synth.plant import plant_records
-from decon.synth.text import mixed_documents
+from decon_synth.benchmarks import real_reference_dir
+from decon_synth.plant import plant_records
+from decon_synth.text import mixed_documents
 
 
 def write_shard(path: Path, texts: list[str]) -> int:

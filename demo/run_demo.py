@@ -1,6 +1,6 @@
 """`make demo`: the whole node flow on one machine, nothing leaves 127.0.0.1.
 
-1. an embedded S3 (moto server on 127.0.0.1) with training shards from `decon.synth`: real items
+1. an embedded S3 (moto server on 127.0.0.1) with training shards from `decon_synth`: real items
    of several benchmarks (from the installed data packages) planted in natural text, plus hard
    negatives; the reference items go to S3 in Decon's eval record format
 2. the job's SQS queue (the same moto server) gets one message per training shard, as
@@ -11,7 +11,7 @@
    timeout node A takes B's files and finishes the job. B's finalizer is then run by hand, as an
    operator would, and writes B's interrupted `_SUCCESS`
 4. prints each node's files, the report summary and both sentinels, then the recall/precision
-   of the reports against the corpus's ground truth (decon.synth.evaluate)
+   of the reports against the corpus's ground truth (decon_synth.evaluate)
 
 Everything lives under build/demo/ (wiped at start).
 """
@@ -38,8 +38,8 @@ from moto.server import ThreadedMotoServer
 
 from decon.config import config_from_dict
 from decon.jobrun.workqueue import fill_job_queue
-from decon.synth.evaluate import evaluate_dirs, kind_table
-from decon.synth.plant import CorpusSpec, make_corpus
+from decon_synth.evaluate import evaluate_dirs, kind_table
+from decon_synth.plant import CorpusSpec, make_corpus
 
 REPO = Path(os.environ.get("DEMO_REPO", Path(__file__).resolve().parent.parent))
 ROOT = REPO / "build" / "demo"

@@ -4,6 +4,7 @@ inside functions and `if TYPE_CHECKING:` blocks):
     detect/   the detector core: nothing from the job, the node, the fleet, storage or config
     storage/  below the job and the node: nothing from them, the fleet or the detector
     node/     on the instance: never the fleet (the laptop side)
+    all of it never decon_synth (devtools/: the corpus generator of tests, bench and demo)
 
 One exception, at a command's edge: `decon detect --config job.yaml` reads the job file's
 detect section (detect/cli.py imports decon.config there, and nothing else does).
@@ -30,6 +31,8 @@ FORBIDDEN = {
     "storage": ("decon.jobrun", "decon.node", "decon.fleet", "decon.detect"),
     "node": ("decon.fleet",),
 }
+# Dev-only packages beside the product: nothing in it may import them.
+DEV_ONLY = ("decon_synth",)
 
 
 def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
@@ -71,6 +74,10 @@ def test_layer_imports_nothing_above_it(layer: str) -> None:
     assert violations(PACKAGE, layer, FORBIDDEN[layer]) == []
 
 
+def test_the_package_never_imports_the_dev_tools() -> None:
+    assert violations(PACKAGE, ".", DEV_ONLY) == []
+
+
 def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
     """A planted violation of each form is found (so an empty list above means something)."""
     layer = tmp_path / "decon" / "detect"
@@ -99,4 +106,12 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
         "decon.config",
         "decon.config.Config",
         "decon.storage",
+    ]
+    (tmp_path / "decon" / "evals").mkdir()
+    (tmp_path / "decon" / "evals" / "packaged.py").write_text(
+        "def load():\n    from decon_synth.benchmarks import load_benchmark\n"
+    )
+    assert violations(tmp_path / "decon", ".", DEV_ONLY) == [
+        "decon/evals/packaged.py:2: imports decon_synth.benchmarks",
+        "decon/evals/packaged.py:2: imports decon_synth.benchmarks.load_benchmark",
     ]

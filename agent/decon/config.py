@@ -81,7 +81,6 @@ class NodeSection:
     hook_timeout_seconds: int = 60
     upload_attempts: int = 7
     upload_base_wait_seconds: float = 1.0
-    watchdog_seconds: int = 0  # 0 = no WATCHDOG=1 pings
 
 
 @dataclass

@@ -20,9 +20,9 @@ import pytest
 
 from decon.cli import main as decon_main
 from decon.detect.records import ReferenceStats, read_records
-from decon.synth.benchmarks import real_reference_dir
-from decon.synth.plant import plant_records
-from decon.synth.text import mixed_documents
+from decon_synth.benchmarks import real_reference_dir
+from decon_synth.plant import plant_records
+from decon_synth.text import mixed_documents
 
 PLANTED = 40
 

@@ -239,9 +239,9 @@ def test_prefilter_loses_no_match(tokenizer: str, compat: str) -> None:
 
 def real_benchmark_corpus(docs: int) -> tuple[list[tuple[str, int, dict]], list[str]]:
     """Real eval items (several benchmarks) planted whole, cut and edited into natural prose."""
-    from decon.synth.benchmarks import load_benchmark
-    from decon.synth.edits import light_edit
-    from decon.synth.text import build_filler_pool, natural_paragraphs
+    from decon_synth.benchmarks import load_benchmark
+    from decon_synth.edits import light_edit
+    from decon_synth.text import build_filler_pool, natural_paragraphs
 
     rng = random.Random(11)
     items = []

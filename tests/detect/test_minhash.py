@@ -23,9 +23,9 @@ from decon.detect.minhash import (
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.report import report_line
-from decon.synth.evaluate import evaluate_dirs
-from decon.synth.plant import CorpusSpec, make_corpus
-from decon.synth.text import build_filler_pool, natural_paragraphs
+from decon_synth.evaluate import evaluate_dirs
+from decon_synth.plant import CorpusSpec, make_corpus
+from decon_synth.text import build_filler_pool, natural_paragraphs
 
 QUESTION = (
     "Which planet in our solar system has the longest day measured in Earth hours, "

@@ -10,8 +10,8 @@ import pytest
 
 from decon.cli import main as decon_main
 from decon.detect.io import iter_lines
-from decon.synth.plant import CorpusSpec, make_corpus
-from decon.synth.wordvec import write_corpus_vectors
+from decon_synth.plant import CorpusSpec, make_corpus
+from decon_synth.wordvec import write_corpus_vectors
 
 REQUIRED = (
     "training_file",

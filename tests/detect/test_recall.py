@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from decon.cli import main as decon_main
-from decon.synth.evaluate import Score, evaluate_dirs, read_reports
-from decon.synth.plant import NEGATIVE_KINDS, CorpusSpec, make_corpus
+from decon_synth.evaluate import Score, evaluate_dirs, read_reports
+from decon_synth.plant import NEGATIVE_KINDS, CorpusSpec, make_corpus
 
 TUNING_BENCHMARKS = (
     "arc_challenge", "boolq", "gsm8k", "hellaswag", "humaneval",

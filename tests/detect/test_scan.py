@@ -20,7 +20,7 @@ from decon.detect.ngram_clusters import Cluster, Scanner
 from decon.detect.normalize import normalized_words
 from decon.detect.options import DetectOptions
 from decon.detect.pipeline import detect_chunk
-from decon.detect.reference import ReferenceIndex, build_index
+from decon.detect.reference import ReferenceIndex, build_index, key_words
 from decon.detect.report import report_line
 from decon.detect.simple import SimpleDetector
 from fakes.detect_one import detect_text
@@ -139,9 +139,9 @@ PUNCTUATION = DetectOptions().punctuation_chars
 
 def corpus(docs: int) -> tuple[list[tuple[str, int, dict]], list[str]]:
     """Real eval items planted whole, cut, edited, repeated and interleaved into prose."""
-    from decon.synth.benchmarks import load_benchmark
-    from decon.synth.edits import light_edit
-    from decon.synth.text import build_filler_pool, natural_paragraphs
+    from decon_synth.benchmarks import load_benchmark
+    from decon_synth.edits import light_edit
+    from decon_synth.text import build_filler_pool, natural_paragraphs
 
     rng = random.Random(31)
     items = []
@@ -269,6 +269,28 @@ def test_align_question_equals_the_full_programme(seed: int) -> None:
         hits += want is not None
         misses += want is None
     assert hits >= 50 and misses >= 50
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_text_without_the_key_words_holds_no_alignment(seed: int) -> None:
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(8)]
+    df = {w: rng.randint(1, 50) for w in vocab}
+    ruled_out = aligned = 0
+    for _ in range(600):
+        question = tuple(rng.choice(vocab) for _ in range(rng.randint(1, 9)))
+        max_edits = rng.randint(0, 3)
+        words = edited(rng, list(question), vocab, rng.randint(0, 4))
+        got = plain_align_question(question, words, 0, len(words), max_edits)
+        aligned += got is not None
+        keys = key_words(question, max_edits, df)
+        assert len(keys) == len(set(keys))
+        if keys and not set(keys) & set(words):
+            ruled_out += 1
+            assert got is None, (question, words, keys)
+        if len(question) > max_edits:
+            assert sum(question.count(w) for w in keys) > max_edits
+    assert ruled_out >= 25 and aligned >= 50
 
 
 @pytest.mark.parametrize("tokenizer", ["word", "p50k"])

@@ -24,16 +24,16 @@ from decon.detect.toxic import (
     write_vec,
 )
 from decon.errors import UserError
-from decon.synth.evaluate import evaluate_dirs
-from decon.synth.plant import CorpusSpec, make_corpus
-from decon.synth.text import build_filler_pool, natural_paragraphs
-from decon.synth.wordvec import corpus_vectors, synonym_groups, write_corpus_vectors
+from decon_synth.evaluate import evaluate_dirs
+from decon_synth.plant import CorpusSpec, make_corpus
+from decon_synth.text import build_filler_pool, natural_paragraphs
+from decon_synth.wordvec import corpus_vectors, synonym_groups, write_corpus_vectors
 
 QUESTION = (
     "A small child wants to buy a big car at the shop near the old town road "
     "because the teacher said it was important"
 )
-# Synonym swaps (from decon.synth.edits' table) and two clauses swapped.
+# Synonym swaps (from decon_synth.edits' table) and two clauses swapped.
 PARAPHRASE = (
     "because the teacher said it was significant, a small kid wants to purchase a big "
     "automobile at the store near the old village road"

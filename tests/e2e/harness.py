@@ -111,12 +111,14 @@ def build_wheelhouse(dest: Path, repo: Path = REPO) -> list[Path]:
     """`pip wheel` the checkout and all its dependencies into `dest` (runs on the host).
 
     Serialized by a lock: pip builds in the checkout's tree (build/, *.egg-info), so two test
-    processes building at once break each other."""
+    processes building at once break each other. setuptools packs all that build/lib holds,
+    modules since moved out of the package included, so it starts empty."""
     dest.mkdir(parents=True, exist_ok=True)
     cache = cache_root()
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / "wheel.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(repo / "build" / "lib", ignore_errors=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "-q", str(repo), "-w", str(dest)],
             check=True,

@@ -21,7 +21,7 @@ from harness import (
 )
 
 from decon.config import Config, config_from_dict
-from decon.synth.plant import CorpusSpec, make_corpus
+from decon_synth.plant import CorpusSpec, make_corpus
 
 BUCKET = "decon-e2e"
 JOB_ID = "e2e-job"

@@ -90,7 +90,7 @@ def test_harness_probe_installs_agent_reads_imds_writes_s3_and_powers_off(
 
 # --- The node's scenarios ------------------------------------------------------------------------
 #
-# Common wiring (tests/e2e/scenario.py): a planted corpus (decon.synth.plant.make_corpus) and its
+# Common wiring (tests/e2e/scenario.py): a planted corpus (decon_synth.plant.make_corpus) and its
 # reference put in the moto S3; the job config (input/output/reference on S3, aws.endpoint_url =
 # S3_URL_IN_GUEST, install from the wheelhouse with --no-index) rendered by the real
 # `render_user_data` and checked with `cloud-init schema` on the host before booting. Assertions

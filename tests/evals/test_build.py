@@ -618,7 +618,7 @@ def test_mmlu_choices_rebuilt_from_their_fields_equal_decons(tmp_path):
 
 def test_packaged_benchmarks_build_through_the_same_path_as_synth(tmp_path, capsys):
     from decon.evals.packaged import packaged_config
-    from decon.synth.benchmarks import load_benchmark
+    from decon_synth.benchmarks import load_benchmark
 
     config = packaged_config()
     if "humaneval" not in config["evals"]:
@@ -634,7 +634,7 @@ def test_packaged_benchmarks_build_through_the_same_path_as_synth(tmp_path, caps
     built = records_in(out)
     for name in config["evals"]:
         ours = by_eval(built, name)
-        items = load_benchmark(name)  # decon.synth's items, from the same entry
+        items = load_benchmark(name)  # decon_synth's items, from the same entry
         assert len(ours) == len(items) > 100
         for rec, item in zip(ours, items, strict=True):
             assert (rec["eval_instance_index"], rec["split"], rec["question"]) == (

@@ -270,6 +270,8 @@ def test_wheel_ships_units_and_templates(tmp_path):
         "decon/data/cloud-init/top-level-keys.txt",
     ):
         assert path in names
+    # The corpus generator is a dev tool (devtools/decon_synth), not part of the agent.
+    assert [n for n in names if n.startswith(("decon/synth/", "decon_synth/"))] == []
     # The installed layout renders too (no repo files behind it).
     probe = (
         "import decon, sys; from decon.config import config_from_dict;"

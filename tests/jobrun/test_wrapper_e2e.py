@@ -16,8 +16,8 @@ import yaml
 
 from conftest import REPO, make_config
 from decon.config import config_to_dict
-from decon.synth.evaluate import evaluate_dirs, kind_table
-from decon.synth.plant import CorpusSpec, make_corpus
+from decon_synth.evaluate import evaluate_dirs, kind_table
+from decon_synth.plant import CorpusSpec, make_corpus
 from fakes.jobrun_world import IN_BUCKET, IN_PREFIX, OUT_BUCKET, job_sections, keys, put_shards
 
 TESTS = REPO / "tests"

@@ -3,7 +3,7 @@ import os
 import socket
 import time
 
-from decon.node.notify import Notifier
+from decon.node.notify import Notifier, watchdog_interval
 
 
 def test_datagrams_reach_a_real_unix_socket(tmp_path, monkeypatch):
@@ -74,3 +74,13 @@ def test_full_queue_drops_instead_of_blocking(tmp_path, monkeypatch):
                 got.append(server.recv(4096))
         assert got == [f"STATUS=n={n}".encode() for n in range(delivered)]
         assert notifier.watchdog()  # room again once read
+
+
+def test_watchdog_interval_is_half_of_watchdog_usec_for_its_own_process() -> None:
+    assert watchdog_interval({"WATCHDOG_USEC": "4000000"}, 7) == 2.0
+    assert watchdog_interval({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "7"}, 7) == 2.0
+    assert watchdog_interval({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "8"}, 7) is None
+    assert watchdog_interval({}, 7) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "0"}, 7) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "5s"}, 7) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "10"}, 7) == 0.05

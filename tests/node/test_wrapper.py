@@ -27,7 +27,6 @@ from decon.node.wrapper import (
     finished_status,
     imds_instance_id_lookup,
     progress_text,
-    watchdog_interval,
 )
 from fakes.imds import FakeImds
 
@@ -515,14 +514,6 @@ class S:
 )
 def test_decide_run(run_id, sentinel, action):
     assert decide_run(run_id, sentinel).action == action
-
-
-def test_watchdog_interval():
-    assert watchdog_interval({"WATCHDOG_USEC": "4000000"}, 7) == 2.0
-    assert watchdog_interval({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "7"}, 7) == 2.0
-    assert watchdog_interval({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "8"}, 7) is None
-    assert watchdog_interval({}, 7) is None
-    assert watchdog_interval({"WATCHDOG_USEC": "0"}, 7) is None
 
 
 def test_progress_text():

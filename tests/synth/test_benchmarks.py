@@ -10,7 +10,7 @@ import random
 import pytest
 
 from decon.errors import UserError
-from decon.synth import benchmarks as bm
+from decon_synth import benchmarks as bm
 
 
 @pytest.mark.parametrize("name", bm.available_benchmarks())

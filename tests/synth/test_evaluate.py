@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from decon.detect.io import iter_lines
 from decon.errors import UserError, guarded_main
-from decon.synth import evaluate as ev
-from decon.synth import plant
-from decon.synth.__main__ import main as synth_main
-from decon.synth.benchmarks import normalize_words, read_reference_dir
+from decon_synth import evaluate as ev
+from decon_synth import plant
+from decon_synth.__main__ import main as synth_main
+from decon_synth.benchmarks import normalize_words, read_reference_dir
 
 SPEC = plant.CorpusSpec(
     seed=7,
@@ -50,7 +51,7 @@ def exact_detector(corpus, report_dir: Path, layout: str = "tree") -> int:
     written = 0
     for name in corpus.files:
         path = corpus.train_dir / name
-        lines = plant.decompress(path.read_bytes(), path.name).split(b"\n")[:-1]
+        lines = [line.removesuffix(b"\n") for line in iter_lines(path, keep_bom=True)]
         out = []
         for n, raw in enumerate(lines):
             try:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from decon.detect.io import iter_lines
 from decon.errors import UserError
-from decon.synth import plant
-from decon.synth.__main__ import main as synth_main
-from decon.synth.benchmarks import normalize_words, read_reference_dir
+from decon_synth import plant
+from decon_synth.__main__ import main as synth_main
+from decon_synth.benchmarks import normalize_words, read_reference_dir
 
 SPEC = plant.CorpusSpec(
     seed=11,
@@ -34,7 +35,7 @@ def corpus(tmp_path_factory) -> plant.CorpusManifest:
 
 
 def _lines(path: Path) -> list[bytes]:
-    return plant.decompress(path.read_bytes(), path.name).split(b"\n")[:-1]
+    return [line.removesuffix(b"\n") for line in iter_lines(path, keep_bom=True)]
 
 
 def _text(raw: bytes) -> str:
@@ -89,6 +90,10 @@ def test_files_cover_every_compression_and_repeat_names_across_folders(corpus):
     suffixes = {Path(name).suffix for name in corpus.files}
     assert suffixes == {".jsonl", ".gz", ".zst", ".bz2", ".xz"}
     assert "part-a/shard-000.jsonl" in corpus.files and "part-b/shard-000.jsonl.gz" in corpus.files
+    magic = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".bz2": b"BZh", ".xz": b"\xfd7zXZ"}
+    for name in corpus.files:
+        head = (corpus.train_dir / name).read_bytes()[:6]
+        assert head.startswith(magic.get(Path(name).suffix, b"{")), (name, head)
 
 
 def test_verbatim_kinds_contain_the_item_text(corpus):

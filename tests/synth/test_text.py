@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from decon.synth import edits, text
-from decon.synth.benchmarks import normalize_words
+from decon_synth import edits, text
+from decon_synth.benchmarks import normalize_words
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from decon.detect.reference import ReferenceIndex
 from decon.errors import UserError
 
 MAGIC = b"DECONIDX"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 4
 _ALIGN = 64
 MAX_HEADER_BYTES = 64 << 20
 # Options that only say how a job runs, not what the index holds.

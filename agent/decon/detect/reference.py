@@ -14,28 +14,24 @@ prefilter too, which therefore stays lossless).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import itertools
 import math
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from decon.detect.chunkfilter import SeedBound
 from decon.detect.identity import Identity, build_identity, template_key
 from decon.detect.ngramtable import NgramTable, Postings, sorted_unique
 from decon.detect.options import DetectOptions
-from decon.detect.prefilter import (
-    Prefilter,
-    SeedBound,
-    build_prefilter,
-    padded_rows,
-    seed_bytes,
-)
+from decon.detect.prefilter import Prefilter, build_prefilter, padded_rows, seed_bytes
 from decon.detect.records import (
     EvalRecord,
     ReferenceStats,
@@ -122,6 +118,25 @@ def chunk_anchor(
     return best, best + k
 
 
+def key_words(
+    words: tuple[str, ...], edits: int, question_df: Mapping[str, int]
+) -> tuple[str, ...]:
+    """Distinct words of a question, rarest in the reference's questions first, that fill more
+    than `edits` of its positions: an alignment with at most `edits` edits keeps one of them,
+    so a document with none of them cannot hold the question (empty: nothing ruled out)."""
+    if len(words) <= edits:
+        return ()
+    counts = collections.Counter(words)
+    chosen: list[str] = []
+    covered = 0
+    for w in sorted(counts, key=lambda w: (question_df[w], -len(w), w)):
+        chosen.append(w)
+        covered += counts[w]
+        if covered > edits:
+            break
+    return tuple(chosen)
+
+
 def plan_anchors(
     words: tuple[str, ...], options: DetectOptions
 ) -> tuple[int, list[tuple[int, int]]]:
@@ -177,6 +192,7 @@ class EvalItem:
     question_words: tuple[str, ...] = ()
     answer_words: tuple[str, ...] = ()
     question_edits: int = 0  # word edits tolerated when aligning the question
+    question_key_words: tuple[str, ...] = ()  # `key_words` of the question
     question_content_words: int = 0
     template_key: int = 0  # equal for questions made from one template (`identity`)
 
@@ -224,7 +240,8 @@ _NGRAM_INDEXED, _HAS_ANSWER, _HAS_PASSAGE, _ANSWER_TEXT, _PASSAGE_TEXT, _FINGERP
 )
 _QWORDS_ARE_TEXT, _AWORDS_ARE_TEXT = 64, 128
 _EMPTY = np.zeros(0, dtype=np.int32)
-_TEXTS = 6  # per item: fingerprint, question, answer, passage text, question, answer words
+# per item: fingerprint, question, answer, passage text, question, answer, question key words
+_TEXTS = 7
 
 
 class ItemTable(Sequence[EvalItem]):
@@ -291,6 +308,7 @@ class ItemTable(Sequence[EvalItem]):
                 it.passage_text or "",
                 q_words,
                 a_words,
+                " ".join(it.question_key_words),
             ):
                 texts.append(text.encode("utf-8", "surrogatepass"))
             csr["answer_tokens"].append(_EMPTY if answer is None else answer)
@@ -362,7 +380,7 @@ class ItemTable(Sequence[EvalItem]):
         at = c["text_offsets"][_TEXTS * i : _TEXTS * i + _TEXTS + 1].tolist()
         raw = c["text_data"][at[0] : at[-1]].tobytes()
         base = at[0]
-        fingerprint, question, answer, passage, q_words, a_words = (
+        fingerprint, question, answer, passage, q_words, a_words, q_key_words = (
             raw[a - base : b - base].decode("utf-8", "surrogatepass")
             for a, b in itertools.pairwise(at)
         )
@@ -386,6 +404,7 @@ class ItemTable(Sequence[EvalItem]):
             passage_ngram_ids=frozenset(self._csr("passage_ngram_ids", i)),
             ngram_indexed=bool(bits & _NGRAM_INDEXED),
             question_words=tuple(q_words.split()),
+            question_key_words=tuple(q_key_words.split()),
             answer_words=tuple(a_words.split()),
             **ints,
             **floats,
@@ -653,6 +672,11 @@ class _Builder:
                 (it.item_id, it.eval_key, it.instance, it.question_words, it.template_key)
                 for it in items
             )
+        question_df = collections.Counter(w for it in items for w in set(it.question_words))
+        for it in items:
+            if it.question_words:
+                it.question_key_words = key_words(it.question_words, it.question_edits, question_df)
+        del question_df
         # The items as columns before the prefilter is built: their objects are freed first.
         table = ItemTable.of(items, self.passage_sets, a_sets, p_sets, self.answers)
         del items, a_sets, p_sets

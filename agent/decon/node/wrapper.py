@@ -40,7 +40,7 @@ from decon.config import Config, add_config_option, load_config
 from decon.errors import guarded_main
 from decon.eventlog import EventLog, one_line
 from decon.node.imds import ImdsClient
-from decon.node.notify import Notifier
+from decon.node.notify import Notifier, watchdog_interval
 from decon.node.state import NodeState, Outcome
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -118,15 +118,6 @@ def imds_instance_id_lookup(
             return client.instance_id()
 
     return lookup
-
-
-def watchdog_interval(env: Mapping[str, str], pid: int) -> float | None:
-    """Half of WATCHDOG_USEC when systemd expects pings from this process, else None."""
-    usec = env.get("WATCHDOG_USEC", "")
-    owner = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0 or (owner and owner != str(pid)):
-        return None
-    return int(usec) / 2_000_000
 
 
 def signal_name(signum: int) -> str:

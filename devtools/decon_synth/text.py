@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from decon.errors import UserError
-from decon.synth.benchmarks import normalize_words, package_dir
+from decon_synth.benchmarks import normalize_words, package_dir
 
 # Standard-library modules whose docstrings (prose) and source (code) are used.
 _DOC_MODULES = (

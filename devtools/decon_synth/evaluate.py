@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from decon.detect.io import compression_of
 from decon.errors import UserError
-from decon.synth.benchmarks import BUCKET_NAMES
-from decon.synth.plant import (
+from decon_synth.benchmarks import BUCKET_NAMES
+from decon_synth.plant import (
     ALL_KINDS,
     MALFORMED_KIND,
     NEGATIVE_KINDS,
@@ -44,14 +45,10 @@ RELPATH_FIELDS: tuple[str, ...] = (
     "path",
 )
 REPORT_SUFFIX = ".report.jsonl"
-_COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".xz")
 
 
 def _strip_compression(name: str) -> str:
-    for suffix in _COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return name.removesuffix(compression_of(name))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Real vectors (fastText crawl-300d-2M.vec) are gigabytes and must never be downloaded by tests.
 These are derived from a corpus's own words instead: every word gets a random unit vector, and
-the words of each synonym group of `decon.synth.edits` (the table the paraphrase edits draw
+the words of each synonym group of `decon_synth.edits` (the table the paraphrase edits draw
 from) share a base vector plus noise, so synonyms are close (cosine about 1 / (1 + noise^2)) as
 they are in real embeddings. Words containing digits are left out (the toxic mode treats them
 as unknown anyway).
@@ -18,7 +18,7 @@ import numpy as np
 
 from decon.detect.io import is_data_file, iter_lines
 from decon.detect.normalize import normalized_words
-from decon.synth.edits import SYNONYMS
+from decon_synth.edits import SYNONYMS
 
 _DIGIT = re.compile(r"\d")
 

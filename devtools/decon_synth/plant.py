@@ -25,21 +25,16 @@ Lines are 0-based, as Decon's ``training_line`` (it enumerates lines from 0).
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import io
 import json
-import lzma
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import zstandard
-
+from decon.detect.io import compression_of, open_binary_write
 from decon.errors import UserError
-from decon.synth import edits
-from decon.synth.benchmarks import (
+from decon_synth import edits
+from decon_synth.benchmarks import (
     BUCKET_NAMES,
     BenchmarkSelection,
     EvalItem,
@@ -48,7 +43,7 @@ from decon.synth.benchmarks import (
     select_items,
     write_reference_dir,
 )
-from decon.synth.text import FillerPool, build_filler_pool, hard_paragraphs, natural_paragraphs
+from decon_synth.text import FillerPool, build_filler_pool, hard_paragraphs, natural_paragraphs
 
 POSITIVE_KINDS: tuple[str, ...] = (
     "verbatim_question",
@@ -72,6 +67,7 @@ RULE_NEGATIVE_KINDS: tuple[str, ...] = ("template_sibling", "short_in_sentence")
 ALL_KINDS: tuple[str, ...] = POSITIVE_KINDS + NEGATIVE_KINDS
 MALFORMED_KIND = "malformed"
 COMPRESSIONS: tuple[str, ...] = ("none", "gz", "zst", "bz2", "xz")
+# The file name suffix of each; detect.io reads and writes by suffix.
 _EXT = {"none": "", "gz": ".gz", "zst": ".zst", "bz2": ".bz2", "xz": ".xz"}
 SHARED_RUN = 8  # negatives share no normalised run of this many words with the reference
 
@@ -403,36 +399,6 @@ def _malformed_line(i: int, doc_id: str) -> bytes:
     return variants[i % len(variants)]
 
 
-def _compress(data: bytes, compression: str) -> bytes:
-    if compression == "none":
-        return data
-    if compression == "gz":
-        buf = io.BytesIO()
-        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
-            gz.write(data)
-        return buf.getvalue()
-    if compression == "zst":
-        return zstandard.ZstdCompressor().compress(data)
-    if compression == "bz2":
-        return bz2.compress(data)
-    if compression == "xz":
-        return lzma.compress(data)
-    raise UserError(f"unknown compression {compression!r}")
-
-
-def decompress(data: bytes, name: str) -> bytes:
-    """Inverse of the writer's compression, chosen by file name suffix."""
-    if name.endswith(".gz"):
-        return gzip.decompress(data)
-    if name.endswith(".zst"):
-        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    if name.endswith(".bz2"):
-        return bz2.decompress(data)
-    if name.endswith(".xz"):
-        return lzma.decompress(data)
-    return data
-
-
 def file_names(spec: CorpusSpec) -> list[str]:
     """Relative paths of the training files; the same names repeat in every subdir."""
     names = []
@@ -487,7 +453,8 @@ def write_training_files(
         total += len(payload)
         path = train_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_compress(payload, _compression_of(name)))
+        with open_binary_write(path, compression_of(name)) as fh:
+            fh.write(payload)
         for line_no, (_, truth) in enumerate(lines[name]):
             if truth is not None:
                 truths.append(_with_line(truth, line_no))
@@ -496,13 +463,6 @@ def write_training_files(
 
 def _with_line(truth: TruthRecord, line: int) -> TruthRecord:
     return TruthRecord(**{**asdict(truth), "line": line})
-
-
-def _compression_of(name: str) -> str:
-    for comp, ext in _EXT.items():
-        if ext and name.endswith(ext):
-            return comp
-    return "none"
 
 
 def write_truth(truths: Iterable[TruthRecord], path: Path) -> None:

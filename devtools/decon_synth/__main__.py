@@ -1,4 +1,4 @@
-"""``python -m decon.synth make-corpus|evaluate``: ground-truth corpus and its scoring."""
+"""``python -m decon_synth make-corpus|evaluate``: ground-truth corpus and its scoring."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from decon.errors import UserError, guarded_main
-from decon.synth.benchmarks import ALL_BENCHMARKS
-from decon.synth.evaluate import compare_table, evaluate_dirs, format_markdown
-from decon.synth.plant import ALL_KINDS, COMPRESSIONS, CorpusSpec, make_corpus
+from decon_synth.benchmarks import ALL_BENCHMARKS
+from decon_synth.evaluate import compare_table, evaluate_dirs, format_markdown
+from decon_synth.plant import ALL_KINDS, COMPRESSIONS, CorpusSpec, make_corpus
 
 
 def _kind_counts(values: list[str]) -> dict[str, int]:
@@ -25,7 +25,7 @@ def _kind_counts(values: list[str]) -> dict[str, int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m decon.synth",
+        prog="python -m decon_synth",
         description="Generate a ground-truth contamination corpus from real benchmark items, "
         "and score detector reports against it.",
     )

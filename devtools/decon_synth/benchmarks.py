@@ -23,7 +23,6 @@ imported, because their declared dependencies (torch, ...) are not installed.
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import os
 import random
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from decon.detect.io import open_binary_read
+from decon.detect.io import open_binary_read, open_binary_write
 from decon.errors import UserError
 from decon.evals.build import records_of
 from decon.evals.extract import fingerprint as decon_fingerprint
@@ -134,7 +133,9 @@ def _olmo_docs(task: str, variant: str) -> Iterator[tuple[int, dict, str]]:
     if config.exists():
         split = json.loads(config.read_text()).get("task_config", {}).get("split") or split
     seen: set[int] = set()
-    for line in gzip.decompress(path.read_bytes()).decode("utf-8").splitlines():
+    with open_binary_read(path) as fh:
+        text = fh.read().decode("utf-8")
+    for line in text.splitlines():
         # A line holds one request (several per item; unconditioned ones use doc_id + 1e6)
         # and ends with `"doc_id": N, ...`: parse only the first request of each item
         # (hellaswag has 8 per item, 8 MB compressed).
@@ -462,13 +463,9 @@ def ngram_set(items: Iterable[EvalItem], n: int) -> set[tuple[str, ...]]:
 
 
 def _write_jsonl_gz(path: Path, records: Iterable[dict]) -> None:
-    # mtime=0: byte-identical output for identical input.
-    with (
-        path.open("wb") as raw,
-        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
-    ):
+    with open_binary_write(path, ".gz") as fh:  # byte-identical output for identical input
         for rec in records:
-            gz.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+            fh.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def write_reference_dir(items: Iterable[EvalItem], out_dir: Path) -> dict[str, Path]:
@@ -497,18 +494,17 @@ def read_reference_dir(ref_dir: Path) -> list[dict]:
     """Every eval record under `ref_dir` (.jsonl or .jsonl.gz), in path order."""
     records: list[dict] = []
     for path in sorted(ref_dir.rglob("*")):
-        if path.name.endswith(".jsonl.gz"):
-            text = gzip.decompress(path.read_bytes()).decode("utf-8")
-        elif path.name.endswith(".jsonl"):
-            text = path.read_text(encoding="utf-8")
-        else:
+        if not path.name.endswith((".jsonl.gz", ".jsonl")):
             continue
+        with open_binary_read(path) as fh:
+            text = fh.read().decode("utf-8")
         records.extend(json.loads(ln) for ln in text.splitlines() if ln.strip() and ln[0] != "#")
     return records
 
 
-# Decon's bundled evals (gsm8k, mmlu, agi_eval), where the shared data sits beside the checkout.
-BUNDLED_EVALS = Path(__file__).resolve().parents[4] / "shared" / "data" / "decon-bundled-evals"
+# Decon's bundled evals (gsm8k, mmlu, agi_eval), where the shared data sits beside the checkout
+# (this file is devtools/decon_synth/benchmarks.py in it).
+BUNDLED_EVALS = Path(__file__).resolve().parents[3] / "shared" / "data" / "decon-bundled-evals"
 
 
 def real_reference_dir(scratch: Path) -> Path:
