@@ -176,7 +176,7 @@ def find_alignments(
     judge = Judge(o, index.identity, words, unit)
     found: list[Alignment] = []
     n = len(words)
-    present = set(words) if candidates else set()
+    present = set(words)
     for item_id in sorted(candidates):
         item = items[item_id]
         if item.question_key_words and present.isdisjoint(item.question_key_words):

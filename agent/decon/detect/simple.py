@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from decon.detect import alignment_rules
@@ -65,37 +65,25 @@ class SimpleDetector:
         else:
             all_words = [normalized_words(t, o.punctuation_chars) for t in texts]
             scans = [True] * len(texts)
+        by_length = self.index.anchors.by_length
+        aligning = o.extended and bool(by_length)
+        runs = self.index.prefilter.anchor_runs
         kept: list[_Kept | None] = []
         for i, (text, words) in enumerate(zip(texts, all_words, strict=True)):
             if words is None or len(words) < o.ngram_size:
                 kept.append(None)
                 continue
-            if marks is None:
-                candidates = self._anchor_candidates(words)
-            else:
-                candidates = self._candidates_at(words, marks[i] or ())
+            # Where the alignment rules try each item's question: at every anchor in the words,
+            # or at the prefilter's marks, (word position, index into `Prefilter.anchor_runs`)
+            # where anchors can occur (all of them, and perhaps a few false ones).
+            candidates: dict[int, set[int]] = {}
+            if aligning and marks is None:
+                candidates = alignment_rules.anchor_candidates(words, by_length)
+            elif aligning:
+                at = [(p, runs[a]) for p, a in marks[i] or ()]  # type: ignore[index]
+                candidates = alignment_rules.candidates_at(words, at, by_length)
             kept.append(_Kept(text, words, scans[i], candidates))
         return kept
-
-    def _anchor_candidates(self, words: list[str]) -> dict[int, set[int]]:
-        """Where the alignment rules try each item's question: at every anchor in `words`."""
-        by_length = self.index.anchors.by_length
-        if not (self.options.extended and by_length):
-            return {}
-        return alignment_rules.anchor_candidates(words, by_length)
-
-    def _candidates_at(
-        self, words: list[str], places: Iterable[tuple[int, int]]
-    ) -> dict[int, set[int]]:
-        """`_anchor_candidates` from the prefilter's `places`, (word position, index into
-        `Prefilter.anchor_runs`): where anchors can occur (all of them, and perhaps a few
-        false ones)."""
-        by_length = self.index.anchors.by_length
-        if not (self.options.extended and by_length):
-            return {}
-        runs = self.index.prefilter.anchor_runs
-        at = [(p, runs[a]) for p, a in places]
-        return alignment_rules.candidates_at(words, at, by_length)
 
     def _detect(self, kept: _Kept) -> Findings:
         """The clusters and alignments of one kept document (its text is only read for
